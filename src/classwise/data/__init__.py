@@ -1,0 +1,31 @@
+"""Datasets as uint8 tensors with class names; official loaders, splits, and device-side batching."""
+
+from classwise.data.catalog import DATASETS, DatasetSpec, load_dataset
+from classwise.data.dataset import (
+    Dataset,
+    LabeledImages,
+    class_subset,
+    long_tail_counts,
+    long_tailed,
+    per_class_subset,
+    validation_split,
+)
+from classwise.data.files import data_root
+from classwise.data.loader import Augment, BatchIterator, augment_batch
+
+__all__ = [
+    "DATASETS",
+    "Augment",
+    "BatchIterator",
+    "Dataset",
+    "DatasetSpec",
+    "LabeledImages",
+    "augment_batch",
+    "class_subset",
+    "data_root",
+    "load_dataset",
+    "long_tail_counts",
+    "long_tailed",
+    "per_class_subset",
+    "validation_split",
+]

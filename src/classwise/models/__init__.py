@@ -1,0 +1,21 @@
+"""Architectures that take [0,1] images (normalisation inside), their registry and checkpoints."""
+
+from classwise.models.base import Backbone, ImageClassifier, ModelSpec, Normalize
+from classwise.models.checkpoint import atomic_torch_save, load_checkpoint, read_checkpoint, save_checkpoint
+from classwise.models.factory import MODELS, PRESETS, count_parameters, create_model, model_from_spec
+
+__all__ = [
+    "MODELS",
+    "PRESETS",
+    "Backbone",
+    "ImageClassifier",
+    "ModelSpec",
+    "Normalize",
+    "atomic_torch_save",
+    "count_parameters",
+    "create_model",
+    "load_checkpoint",
+    "model_from_spec",
+    "read_checkpoint",
+    "save_checkpoint",
+]

@@ -1,0 +1,60 @@
+"""Wide ResNet-depth-k (Zagoruyko & Komodakis 2016), as in TRADES and RobustBench (WRN-28-10,
+WRN-34-10): pre-activation blocks, three stages of widths 16k, 32k, 64k."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from classwise.models.base import Backbone
+
+
+class WideBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int, dropout: float) -> None:
+        super().__init__()
+        self.bn1, self.conv1 = nn.BatchNorm2d(cin), nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn2, self.conv2 = nn.BatchNorm2d(cout), nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.dropout = dropout
+        self.equal = cin == cout and stride == 1
+        self.shortcut = None if self.equal else nn.Conv2d(cin, cout, 1, stride, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(x))
+        skip = x if self.shortcut is None else self.shortcut(out)
+        out = F.relu(self.bn2(self.conv1(out)))
+        if self.dropout:
+            out = F.dropout(out, p=self.dropout, training=self.training)
+        return self.conv2(out) + skip
+
+
+class WideResNet(Backbone):
+    def __init__(
+        self, num_classes: int, in_channels: int, depth: int = 28, widen: int = 10, dropout: float = 0.0
+    ) -> None:
+        super().__init__()
+        if (depth - 4) % 6:
+            raise ValueError(f"WideResNet depth must be 6n+4 (16, 22, 28, 34, 40), got {depth}")
+        n = (depth - 4) // 6
+        widths = (16, 16 * widen, 32 * widen, 64 * widen)
+        self.stem = nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False)
+        stages, cin = [], widths[0]
+        for i, w in enumerate(widths[1:]):
+            stages += [
+                WideBlock(cin if j == 0 else w, w, (1 if i == 0 else 2) if j == 0 else 1, dropout) for j in range(n)
+            ]
+            cin = w
+        self.blocks = nn.Sequential(*stages)
+        self.bn = nn.BatchNorm2d(cin)
+        self.head = nn.Linear(cin, num_classes)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn(self.blocks(self.stem(x))))
+        return F.adaptive_avg_pool2d(out, 1).flatten(1)
+
+
+def wide_resnet(
+    num_classes: int, in_channels: int, depth: int = 28, widen: int = 10, dropout: float = 0.0
+) -> WideResNet:
+    """Wide ResNet with ``depth`` (6n+4) and widening factor ``widen``."""
+    return WideResNet(num_classes, in_channels, depth, widen, dropout)
