@@ -34,3 +34,89 @@ def test_models_lists_parameter_counts(capsys: pytest.CaptureFixture[str]) -> No
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert "preact_resnet18" in out and "11.17M" in out and "wrn_34_10" in out
+
+
+def _checkpoint(tmp_path: Path, num_classes: int = 3) -> Path:
+    from classwise.models import create_model, save_checkpoint
+
+    model = create_model("small_cnn", num_classes, (3, 8, 8), (0.5,) * 3, (0.25,) * 3, width=4)
+    return save_checkpoint(tmp_path / "model.pt", model, class_names=["cat", "dog", "ship", "x"][:num_classes])
+
+
+def test_evaluate_writes_tables_and_records(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from tests.synthetic import write_class_folders
+
+    data = write_class_folders(tmp_path, as_tar=True)
+    ckpt = _checkpoint(tmp_path)
+    out = tmp_path / "eval"
+    code = main(
+        [
+            "evaluate",
+            "--checkpoint",
+            str(ckpt),
+            "--dataset",
+            str(data),
+            "--attack",
+            "fgsm",
+            "--attack",
+            "pgd",
+            "--eps",
+            "0,4/255",
+            "--steps",
+            "3",
+            "--targeted",
+            "all",
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "worst@4/255" in printed and "max-min" in printed and "targeted pgd" in printed
+    payload = json.loads((out / "evaluation.json").read_text())
+    assert payload["classes"] == ["cat", "dog", "ship"]
+    assert len(payload["targeted"]["success"]) == 3
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--eps", "-1"], "ε must be >= 0"),
+        (["--eps", "9"], "absurd"),
+        (["--norm", "L3"], "unknown norm"),
+        (["--attack", "pgdd"], "Did you mean: pgd"),
+    ],
+)
+def test_evaluate_bad_input_is_one_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
+    from tests.synthetic import write_class_folders
+
+    data = write_class_folders(tmp_path)
+    out = tmp_path / "eval"
+    code = main(
+        ["evaluate", "--checkpoint", str(_checkpoint(tmp_path)), "--dataset", str(data), "--out", str(out), *extra]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_evaluate_refuses_a_class_count_mismatch(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.synthetic import write_class_folders
+
+    data = write_class_folders(tmp_path)
+    code = main(
+        [
+            "evaluate",
+            "--checkpoint",
+            str(_checkpoint(tmp_path, num_classes=4)),
+            "--dataset",
+            str(data),
+            "--out",
+            str(tmp_path / "eval"),
+        ]
+    )
+    assert code == 2 and "trained for 4 classes but the dataset has 3" in capsys.readouterr().err

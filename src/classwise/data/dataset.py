@@ -208,14 +208,17 @@ def long_tailed(dataset: Dataset, imbalance_ratio: float, seed: int = 0) -> Data
     )
 
 
-def per_class_subset(split: LabeledImages, per_class: int, num_classes: int) -> LabeledImages:
-    """The first ``per_class`` samples of each class, in dataset order (deterministic)."""
+def per_class_positions(labels: torch.Tensor, per_class: int, num_classes: int) -> torch.Tensor:
+    """Positions of the first ``per_class`` samples of each class, in dataset order (deterministic)."""
     if per_class < 1:
         raise ConfigError(f"n per class must be >= 1, got {per_class}")
-    keep = []
-    for k in range(num_classes):
-        keep.append(torch.nonzero(split.labels == k).flatten()[:per_class])
-    return split.take(torch.sort(torch.cat(keep)).values)
+    keep = [torch.nonzero(labels == k).flatten()[:per_class] for k in range(num_classes)]
+    return torch.sort(torch.cat(keep)).values
+
+
+def per_class_subset(split: LabeledImages, per_class: int, num_classes: int) -> LabeledImages:
+    """The first ``per_class`` samples of each class, in dataset order."""
+    return split.take(per_class_positions(split.labels, per_class, num_classes))
 
 
 def _class_index(dataset: Dataset, name: str) -> int:

@@ -1,0 +1,192 @@
+"""Projected gradient descent (Madry et al. 2018) and FGSM (Goodfellow et al. 2015) as its one-step case.
+
+One core, :func:`pgd`, serves evaluation (with early stop: a sample fooled at any iterate is done
+and leaves the batch, so later steps cost less) and training (fixed steps, whole batch).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from classwise.attacks.threat import check_eps, check_norm, flat_norm, project
+from classwise.errors import ConfigError
+
+LOSSES = ("ce", "margin")
+
+
+def attack_loss(logits: torch.Tensor, y: torch.Tensor, loss: str, targeted: bool) -> torch.Tensor:
+    """Per-sample objective to *ascend*. Untargeted: CE(y) or max_{j≠y} z_j − z_y. Targeted
+    (``y`` is the target): −CE(t) or z_t − max_{j≠t} z_j."""
+    if loss == "ce":
+        value = F.cross_entropy(logits, y, reduction="none")
+        return -value if targeted else value
+    true = logits.gather(1, y[:, None]).squeeze(1)
+    others = logits.masked_fill(F.one_hot(y, logits.shape[1]).bool(), float("-inf")).amax(1)
+    return true - others if targeted else others - true
+
+
+def fooled_by(logits: torch.Tensor, y: torch.Tensor, targeted: bool) -> torch.Tensor:
+    pred = logits.argmax(1)
+    return pred == y if targeted else pred != y
+
+
+def random_init(x: torch.Tensor, eps: float, norm: str, generator: torch.Generator | None) -> torch.Tensor:
+    """A uniform point of the L∞ ball, or a uniformly scaled random direction of the L2 ball."""
+    if norm == "Linf":
+        u = torch.rand(x.shape, device=x.device, generator=generator)
+        delta = (2 * u - 1) * eps
+    else:
+        d = torch.randn(x.shape, device=x.device, generator=generator)
+        r = torch.rand(x.shape[0], device=x.device, generator=generator)
+        scale = (r * eps / flat_norm(d, "L2").clamp_min(1e-12)).view(-1, *([1] * (x.ndim - 1)))
+        delta = d * scale
+    return (x + delta).clamp(0.0, 1.0)
+
+
+def ascent_step(x_adv: torch.Tensor, grad: torch.Tensor, step: float, norm: str) -> torch.Tensor:
+    if norm == "Linf":
+        return x_adv + step * grad.sign()
+    g = grad / flat_norm(grad, "L2").clamp_min(1e-12).view(-1, *([1] * (grad.ndim - 1)))
+    return x_adv + step * g
+
+
+def pgd(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    eps: float,
+    step_size: float,
+    steps: int,
+    norm: str = "Linf",
+    loss: str = "ce",
+    random_start: bool = True,
+    targeted: bool = False,
+    early_stop: bool = False,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run PGD on a batch; the model's mode is left as the caller set it.
+
+    Args:
+        y: true labels (untargeted) or target labels (``targeted=True``).
+        early_stop: stop updating a sample once it is fooled and keep that iterate (evaluation);
+            without it every sample takes all ``steps`` and "fooled" is judged on the last iterate.
+
+    Returns:
+        (x_adv inside the ε-ball ∩ [0,1], fooled flags).
+    """
+    x = x.detach()
+    x_adv = random_init(x, eps, norm, generator) if random_start and eps > 0 else x.clone()
+    done = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+    for _ in range(steps):
+        active = (~done).nonzero().squeeze(1) if early_stop else None
+        if active is not None and active.numel() == 0:
+            break
+        xa = (x_adv if active is None else x_adv[active]).detach().requires_grad_(True)
+        ya = y if active is None else y[active]
+        logits = model(xa)
+        objective = attack_loss(logits.float(), ya, loss, targeted)
+        (grad,) = torch.autograd.grad(objective.sum(), xa)
+        with torch.no_grad():
+            stepped = project(ascent_step(xa, grad, step_size, norm), x if active is None else x[active], eps, norm)
+            if active is None:
+                x_adv = stepped
+            else:
+                hit = fooled_by(logits, ya, targeted)
+                done[active[hit]] = True  # keep the iterate that fooled it
+                keep = active[~hit]
+                x_adv[keep] = stepped[~hit]
+    with torch.no_grad():  # judge the last iterate of every sample not already fooled on the way
+        left = (~done).nonzero().squeeze(1)
+        if left.numel():
+            done[left] = fooled_by(model(x_adv[left]), y[left], targeted)
+    return x_adv.detach(), done
+
+
+@dataclass(frozen=True)
+class PGD:
+    """PGD attack settings. ``step_size`` defaults to 2.5·ε/steps (Madry et al.), ε/4 being
+    the usual evaluation choice at 20 steps (2/255 for 8/255); FGSM is ``steps=1``,
+    ``step_size=ε``, no random start.
+
+    Example:
+        >>> attack = PGD(eps=8 / 255, steps=20)
+        >>> x_adv, fooled = attack.run(model.eval(), x, y)  # doctest: +SKIP
+    """
+
+    eps: float
+    norm: str = "Linf"
+    steps: int = 10
+    step_size: float | None = None
+    random_start: bool = True
+    restarts: int = 1
+    loss: str = "ce"
+    name: str = "pgd"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "norm", check_norm(self.norm))
+        check_eps(self.eps, self.norm)
+        if self.steps < 1 or self.restarts < 1:
+            raise ConfigError(f"{self.name}: steps and restarts must be >= 1, got {self.steps}, {self.restarts}")
+        if self.loss not in LOSSES:
+            raise ConfigError(f"{self.name}: unknown loss {self.loss!r}; use one of {', '.join(LOSSES)}")
+        if self.step_size is not None and (self.step_size < 0 or (self.step_size == 0 and self.eps > 0)):
+            raise ConfigError(f"{self.name}: step size must be > 0, got {self.step_size}")
+
+    @property
+    def alpha(self) -> float:
+        return self.step_size if self.step_size is not None else 2.5 * self.eps / self.steps
+
+    def run(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        *,
+        targeted: bool = False,
+        early_stop: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Best of ``restarts`` runs: a sample counts as fooled if any restart fools it."""
+        x_best, fooled = self._once(model, x, y, targeted, early_stop, generator)
+        for _ in range(self.restarts - 1):
+            left = (~fooled).nonzero().squeeze(1)
+            if left.numel() == 0:
+                break
+            x_new, f_new = self._once(model, x[left], y[left], targeted, early_stop, generator)
+            x_best[left[f_new]] = x_new[f_new]
+            fooled[left[f_new]] = True
+        return x_best, fooled
+
+    def _once(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        targeted: bool,
+        early_stop: bool,
+        generator: torch.Generator | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return pgd(
+            model,
+            x,
+            y,
+            eps=self.eps,
+            step_size=self.alpha,
+            steps=self.steps,
+            norm=self.norm,
+            loss=self.loss,
+            random_start=self.random_start,
+            targeted=targeted,
+            early_stop=early_stop,
+            generator=generator,
+        )
+
+
+def fgsm(eps: float, norm: str = "Linf", loss: str = "ce") -> PGD:
+    """Fast gradient sign method: one step of size ε from the clean image."""
+    return PGD(eps=eps, norm=norm, steps=1, step_size=eps, random_start=False, loss=loss, name="fgsm")

@@ -1,0 +1,169 @@
+"""Per-class tables from an :class:`Evaluation`: rows for CSV/JSON and text for the terminal."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+
+from classwise.attacks import format_eps
+from classwise.evaluate.engine import AttackRecord, Evaluation
+from classwise.evaluate.metrics import ClassAccuracy, Spread, row_shares
+from classwise.evaluate.targeted import TargetedResult
+
+
+def _columns(ev: Evaluation) -> list[tuple[str, ClassAccuracy]]:
+    cols = [("clean", ev.clean())]
+    multi = len({r.attack for r in ev.records}) > 1
+    for e in sorted({r.eps for r in ev.records}):
+        for r in ev.records:
+            if r.eps == e:
+                cols.append((r.key, ev.robust(r)))
+        if multi:
+            w = ev.worst_at(e)
+            cols.append((w.key, ev.robust(w)))
+    return cols
+
+
+def per_class_rows(ev: Evaluation) -> list[dict[str, Any]]:
+    """One tidy row per (class, metric): class, n, metric, correct, accuracy, ci_low, ci_high."""
+    rows = []
+    for metric, acc in _columns(ev):
+        for k, name in enumerate(ev.class_names):
+            rows.append(
+                {
+                    "class": name,
+                    "class_index": k,
+                    "n": int(acc.n[k]),
+                    "metric": metric,
+                    "correct": int(acc.correct[k]),
+                    "accuracy": float(acc.accuracy[k]),
+                    "ci_low": float(acc.low[k]),
+                    "ci_high": float(acc.high[k]),
+                }
+            )
+    return rows
+
+
+def summaries(ev: Evaluation) -> dict[str, Spread]:
+    return {metric: ev.spread(acc) for metric, acc in _columns(ev)}
+
+
+def sample_rows(ev: Evaluation) -> list[dict[str, Any]]:
+    """One row per (sample, attack, ε): the per-sample records every metric is derived from."""
+    rows = []
+    for r in (*ev.records, *ev.worst):
+        for i in range(len(ev.labels)):
+            rows.append(
+                {
+                    "index": int(ev.index[i]),
+                    "label": int(ev.labels[i]),
+                    "clean_pred": int(ev.clean_pred[i]),
+                    "attack": r.attack,
+                    "eps": r.eps,
+                    "robust": bool(r.robust[i]),
+                    "adv_pred": int(r.adv_pred[i]),
+                    "perturbation": float(r.perturbation[i]),
+                    "broken_by": str(r.broken_by[i]),
+                }
+            )
+    return rows
+
+
+def to_dict(ev: Evaluation) -> dict[str, Any]:
+    """Everything but the per-sample records, as plain JSON types."""
+    return {
+        "dataset": ev.dataset,
+        "split": ev.split,
+        "n": len(ev.labels),
+        "classes": list(ev.class_names),
+        "config": ev.config,
+        "per_class": per_class_rows(ev),
+        "summary": {m: asdict(s) for m, s in summaries(ev).items()},
+        "confusion": {
+            "clean": ev.confusion_clean().tolist(),
+            **{r.key: ev.confusion_adv(r).tolist() for r in ev.worst},
+        },
+        "warnings": list(ev.warnings),
+    }
+
+
+def _pct(v: float) -> str:
+    return f"{100 * v:5.1f}"
+
+
+def _cell(acc: ClassAccuracy, k: int) -> str:
+    return f"{100 * acc.accuracy[k]:.1f} ({100 * acc.low[k]:.0f}-{100 * acc.high[k]:.0f})"
+
+
+def format_table(ev: Evaluation, title: str | None = None) -> str:
+    """Per-class accuracy ± 95% interval for every metric, then the spread across classes."""
+    cols = _columns(ev)
+    width = max(len(c) for c in (*ev.class_names, "max-min"))
+    cw = max(17, *(len(m) for m, _ in cols))
+    head = f"{'class':<{width}}  {'n':>5}  " + "  ".join(f"{m:>{cw}}" for m, _ in cols)
+    lines = [title] if title else []
+    lines += [head, "-" * len(head)]
+    for k, name in enumerate(ev.class_names):
+        cells = [_cell(a, k).rjust(cw) for _, a in cols]
+        lines.append(f"{name:<{width}}  {int(cols[0][1].n[k]):>5}  " + "  ".join(cells))
+    lines.append("-" * len(head))
+    stats: Sequence[tuple[str, str]] = (
+        ("mean", "mean"),
+        ("worst", "worst"),
+        ("best", "best"),
+        ("gap", "max-min"),
+        ("std", "std"),
+        ("cv", "CV"),
+    )
+    spreads = [ev.spread(a) for _, a in cols]
+    for attr, label in stats:
+        cells = []
+        for s in spreads:
+            v = getattr(s, attr)
+            text = f"{v:.3f}" if attr == "cv" else _pct(v)
+            if attr in ("worst", "best"):
+                text = f"{getattr(s, attr + '_class')[:10]} {text.strip()}"
+            cells.append(text.rjust(cw))
+        lines.append(f"{label:<{width}}  {'':>5}  " + "  ".join(cells))
+    lines.append("accuracy % (95% Wilson interval); mean, std and CV are over classes")
+    return "\n".join(lines)
+
+
+def format_flows(ev: Evaluation, record: AttackRecord, top: int = 2) -> str:
+    """Where the attacked images of each class go: the largest off-diagonal shares under attack."""
+    shares = row_shares(ev.confusion_adv(record))
+    lines = [f"where attacked images go ({record.key}):"]
+    for k, name in enumerate(ev.class_names):
+        row = [(shares[k, j], ev.class_names[j]) for j in range(len(shares)) if j != k and shares[k, j] > 0]
+        row.sort(reverse=True)
+        flows = ", ".join(f"{c} {100 * s:.0f}%" for s, c in row[:top]) or "-"
+        lines.append(f"  {name} → {flows}")
+    return "\n".join(lines)
+
+
+def format_eps_curve(ev: Evaluation) -> str:
+    """Per-class worst-case robust accuracy against ε (one row per class)."""
+    eps = sorted(r.eps for r in ev.worst)
+    head = "class".ljust(12) + "".join(f"{format_eps(e):>9}" for e in eps)
+    lines = ["worst-case robust accuracy (%) against ε", head]
+    for k, name in enumerate(ev.class_names):
+        vals = [ev.robust(ev.worst_at(e)).accuracy[k] for e in eps]
+        lines.append(name[:12].ljust(12) + "".join(f"{100 * v:9.1f}" for v in vals))
+    return "\n".join(lines)
+
+
+def format_targeted(result: TargetedResult) -> str:
+    """Source × target success rates in %, '-' where that pair was not attacked."""
+    rate = result.rate
+    short = [n[:8] for n in result.class_names]
+    lines = [
+        f"targeted {result.attack} ε={format_eps(result.eps)}: success rate (%), row = source, column = target",
+        " " * 10 + "".join(f"{s:>9}" for s in short),
+    ]
+    for i, name in enumerate(short):
+        cells = "".join(f"{'-':>9}" if np.isnan(rate[i, j]) else f"{100 * rate[i, j]:9.1f}" for j in range(len(short)))
+        lines.append(f"{name:<10}{cells}")
+    return "\n".join(lines)

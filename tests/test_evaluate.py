@@ -1,0 +1,182 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from classwise.attacks import PGD, fgsm
+from classwise.errors import ConfigError
+from classwise.evaluate import (
+    ClassAccuracy,
+    Evaluation,
+    Spread,
+    confusion_matrix,
+    evaluate,
+    format_table,
+    targeted_matrix,
+    wilson_interval,
+    write_evaluation,
+)
+from classwise.evaluate.engine import AttackRecord, sanity_warnings
+from tests.test_attacks import Linear, as_split
+
+CLASSES = ("a", "b", "c")
+
+
+def _data(n: int = 90, seed: int = 2):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 3, 2, 2, generator=g)
+    logits = Linear()(x)
+    y = logits.argmax(1).detach()
+    y[::7] = (y[::7] + 1) % 3  # some clean errors
+    return as_split(x, y)
+
+
+def test_wilson_interval_known_values() -> None:
+    low, high = wilson_interval(np.array([5, 0, 10]), np.array([10, 10, 10]))
+    np.testing.assert_allclose(low, [0.2366, 0.0, 0.7225], atol=1e-4)
+    np.testing.assert_allclose(high, [0.7634, 0.2775, 1.0], atol=1e-4)
+
+
+def test_spread_and_confusion_by_hand() -> None:
+    labels = np.array([0, 0, 1, 1, 2, 2, 2, 2])
+    correct = np.array([1, 1, 1, 0, 0, 0, 0, 1], dtype=bool)
+    acc = ClassAccuracy.from_flags(correct, labels, 3)
+    assert acc.accuracy.tolist() == [1.0, 0.5, 0.25]
+    s = Spread.of(acc, CLASSES)
+    assert (s.worst_class, s.best_class) == ("c", "a")
+    assert s.mean == pytest.approx(1.75 / 3) and s.gap == pytest.approx(0.75) and s.overall == pytest.approx(0.5)
+    assert s.std == pytest.approx(np.std([1.0, 0.5, 0.25])) and s.cv == pytest.approx(s.std / s.mean)
+    m = confusion_matrix(labels, np.array([0, 0, 1, 2, 0, 1, 1, 2]), 3)
+    assert m.tolist() == [[2, 0, 0], [0, 1, 1], [1, 2, 1]]
+
+
+def test_evaluate_per_class_invariants() -> None:
+    model = Linear().train()
+    ev = evaluate(
+        model, _data(), ["fgsm", "pgd"], [0.02, 0.1], class_names=CLASSES, attack_options={"steps": 10}, progress=False
+    )
+    assert model.training and all(p.requires_grad for p in model.parameters())  # mode restored
+    clean = ev.clean()
+    for r in (*ev.records, *ev.worst):
+        assert bool((ev.robust(r).correct <= clean.correct).all())
+        assert r.perturbation.max() <= r.eps + 1e-6
+        assert not r.robust[~ev.clean_correct].any()  # clean errors are never robust
+        assert set(r.broken_by[r.robust]) == {""}
+    for w in ev.worst:  # worst = every attack at that ε left it robust
+        together = np.logical_and.reduce([r.robust for r in ev.records if r.eps == w.eps])
+        np.testing.assert_array_equal(w.robust, together)
+    # robust accuracy falls with ε, and a sample's adversarial prediction differs from its label iff broken
+    assert ev.worst[1].robust.sum() <= ev.worst[0].robust.sum()
+    broken = ev.clean_correct & ~ev.worst[1].robust
+    assert bool((ev.worst[1].adv_pred[broken] != ev.labels[broken]).all())
+    assert "worst@0.1" in format_table(ev)
+
+
+def test_cascade_gives_the_same_worst_case_flags() -> None:
+    data, model = _data(150), Linear()
+    attacks = [fgsm(0.05), PGD(eps=0.05, steps=8, random_start=False)]
+    full = evaluate(model, data, attacks, class_names=CLASSES, progress=False)
+    fast = evaluate(model, data, attacks, class_names=CLASSES, cascade=True, progress=False)
+    np.testing.assert_array_equal(full.worst[0].robust, fast.worst[0].robust)
+    np.testing.assert_array_equal(full.worst[0].adv_pred, fast.worst[0].adv_pred)
+    assert fast.records[-1].attack == "fgsm→pgd"
+
+
+def test_eps_zero_robust_equals_clean() -> None:
+    ev = evaluate(Linear(), _data(), ["pgd"], [0.0], class_names=CLASSES, progress=False)
+    np.testing.assert_array_equal(ev.worst[0].robust, ev.clean_correct)
+
+
+def test_n_per_class_takes_the_first_images_of_each_class() -> None:
+    data = _data()
+    ev = evaluate(Linear(), data, ["fgsm"], [0.01], class_names=CLASSES, n_per_class=5, progress=False)
+    available = np.bincount(data.labels.numpy(), minlength=3)
+    assert ev.clean().n.tolist() == np.minimum(available, 5).tolist()
+    np.testing.assert_array_equal(ev.labels, data.labels.numpy()[ev.index])
+
+
+def test_model_returning_probabilities_is_refused() -> None:
+    model = nn.Sequential(Linear(), nn.Softmax(dim=1))
+    with pytest.raises(ConfigError, match="probabilities"):
+        evaluate(model, _data(), ["fgsm"], [0.01], class_names=CLASSES, progress=False)
+
+
+def test_zero_gradients_warn_of_masking() -> None:
+    class Rounding(nn.Module):  # gradient of round() is zero everywhere
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = Linear()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.inner(torch.round(x * 4) / 4)
+
+    ev = evaluate(Rounding(), _data(), ["pgd"], [0.03], class_names=CLASSES, progress=False)
+    assert any("zero loss gradient" in w for w in ev.warnings)
+
+
+def _fake_eval(robust_by_key: dict[tuple[str, float], list[bool]]) -> Evaluation:
+    labels = np.array([0, 1, 2, 0])
+    recs = tuple(
+        AttackRecord(a, e, "Linf", np.array(r), labels, np.zeros(4), np.array([""] * 4))
+        for (a, e), r in robust_by_key.items()
+    )
+    return Evaluation(CLASSES, "toy", "test", np.arange(4), labels, labels, recs, recs[:1])
+
+
+def test_sanity_warnings_for_pgd_weaker_than_fgsm_and_rising_curves() -> None:
+    ev = _fake_eval(
+        {
+            ("fgsm", 0.1): [False, False, True, True],
+            ("pgd", 0.1): [True, True, True, True],
+            ("pgd", 0.2): [True, True, True, True],
+            ("pgd", 0.05): [False, False, False, True],
+        }
+    )
+    warnings = sanity_warnings(ev)
+    assert any("weaker than FGSM" in w for w in warnings)
+    assert any("rises" in w for w in warnings)
+
+
+def test_targeted_matrix_by_source_and_target() -> None:
+    data = _data()
+    result = targeted_matrix(Linear(), data, CLASSES, PGD(eps=1.0, steps=40, step_size=0.05), progress=False)
+    counts = np.bincount(data.labels.numpy(), minlength=3)
+    assert np.diag(result.attempts).tolist() == [0, 0, 0]
+    for t in range(3):
+        expect = counts.copy()
+        expect[t] = 0
+        assert result.attempts[:, t].tolist() == expect.tolist()
+    assert (result.success <= result.attempts).all() and result.success.sum() > 0.8 * result.attempts.sum()
+    single = targeted_matrix(Linear(), data, CLASSES, PGD(eps=1.0, steps=5), targets=[2], progress=False)
+    assert single.attempts[:, :2].sum() == 0
+
+
+def test_write_evaluation_files(tmp_path: Path) -> None:
+    ev = evaluate(Linear(), _data(), ["fgsm"], [0.05], class_names=CLASSES, progress=False)
+    paths = write_evaluation(ev, tmp_path / "out")
+    assert sorted(p.name for p in paths) == ["evaluation.json", "per_class.csv", "samples.csv"]
+    payload = json.loads((tmp_path / "out" / "evaluation.json").read_text())
+    assert payload["summary"]["clean"]["worst_class"] in CLASSES
+    assert np.array(payload["confusion"]["clean"]).sum() == len(ev.labels)
+    lines = (tmp_path / "out" / "samples.csv").read_text().splitlines()
+    assert len(lines) == 1 + 2 * len(ev.labels)  # fgsm and worst records
+    assert not list((tmp_path / "out").glob(".partial-*"))
+
+
+def test_write_evaluation_leaves_nothing_half_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from classwise.evaluate import outputs
+
+    ev = evaluate(Linear(), _data(), ["fgsm"], [0.05], class_names=CLASSES, progress=False)
+
+    def boom(*_: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(outputs, "write_csv", boom)
+    with pytest.raises(OSError, match="disk full"):
+        write_evaluation(ev, tmp_path / "out")
+    assert list((tmp_path / "out").iterdir()) == []
