@@ -120,3 +120,55 @@ def test_evaluate_refuses_a_class_count_mismatch(tmp_path: Path, capsys: pytest.
         ]
     )
     assert code == 2 and "trained for 4 classes but the dataset has 3" in capsys.readouterr().err
+
+
+_TINY = [
+    "--model",
+    "resnet20",
+    "--model-arg",
+    "width=4",
+    "--epochs",
+    "1",
+    "--batch-size",
+    "8",
+    "--val-per-class",
+    "2",
+    "--eval-steps",
+    "1",
+    "--attack-steps",
+    "1",
+    "--test-attack-steps",
+    "1",
+    "--eps",
+    "8/255",
+]
+
+
+def test_train_then_resume_then_refuse_changes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.synthetic import write_class_folders
+
+    data = str(write_class_folders(tmp_path, n=6))
+    run = tmp_path / "run"
+    assert main(["train", "--dataset", data, "--method", "pgd-at", *_TINY, "--out", str(run)]) == 0
+    assert "max-min" in capsys.readouterr().out
+    assert main(["train", "--resume", str(run)]) == 0  # finished: nothing to redo, evaluates again
+    assert main(["train", "--resume", str(run), "--lr", "0.5"]) == 2
+    assert "changed config" in capsys.readouterr().err
+    assert main(["train", "--dataset", data, *_TINY, "--out", str(run)]) == 2
+    assert main(["train", "--dataset", data, *_TINY, "--attack-steps", "0", "--out", str(tmp_path / "r2")]) == 2
+    assert "attack_steps must be >= 1" in capsys.readouterr().err
+    assert not (tmp_path / "r2").exists()
+
+
+def test_gap_prints_both_models_side_by_side(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.synthetic import write_class_folders
+
+    data = str(write_class_folders(tmp_path, n=6))
+    out = tmp_path / "gap"
+    assert (
+        main(["gap", "--dataset", data, *_TINY, "--train-per-class", "4", "--test-per-class", "3", "--out", str(out)])
+        == 0
+    )
+    printed = capsys.readouterr().out
+    assert "standard" in printed and "pgd-at" in printed and "weakest" in printed
+    assert (out / "standard" / "best.pt").exists() and (out / "pgd-at" / "eval" / "evaluation.json").exists()

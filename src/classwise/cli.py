@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from classwise.errors import ClasswiseError
 
@@ -68,11 +69,6 @@ def resolve_device(name: str | None) -> str:
     return name
 
 
-def dataset_title(ds: object) -> str:
-    notes = getattr(ds, "notes", ())
-    return f"{getattr(ds, 'name', ds)}" + (f" ({'; '.join(notes)})" if notes else "")
-
-
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import torch
 
@@ -123,7 +119,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         attack_options=options,
     )
     subset = f", first {args.n_per_class} per class" if args.n_per_class else ", full split"
-    print(format_table(ev, f"{dataset_title(ds)} [{args.split}{subset}] {args.checkpoint}"))
+    print(format_table(ev, f"{ev.title} [{args.split}{subset}] {args.checkpoint}"))
     print()
     print(format_flows(ev, ev.worst[-1]))
     if len(eps) > 1:
@@ -165,6 +161,114 @@ def _target_index(text: str, classes: tuple[str, ...]) -> int | str:
     if text.isdigit() and int(text) < len(classes):
         return int(text)
     raise ConfigError(f"--targeted takes 'all', a class name or index; classes: {', '.join(classes)}")
+
+
+TRAIN_HELP = {
+    "dataset": "dataset name or path to class folders",
+    "model": "architecture (classwise models)",
+    "method": "standard, pgd-at, trades or fgsm-rs",
+    "eps": "training/evaluation ε (L∞, pixel units, e.g. 8/255)",
+    "attack_steps": "attack steps while training (PGD-AT, TRADES)",
+    "attack_step_size": "attack step size (default 2.5·ε/steps; 1.25ε for fgsm-rs)",
+    "schedule": "piecewise, cosine, onecycle or constant",
+    "milestones": "piecewise decay points as fractions of the epochs, e.g. 0.5,0.75",
+    "best_metric": "robust_mean, robust_worst, clean_mean, clean_worst or robust_mean_plus_worst",
+    "train_per_class": "train on the first N images of each class",
+    "val_per_class": "validation images held out per class",
+    "test_per_class": "final evaluation on the first N test images per class (default: all)",
+}
+
+
+def add_train_options(p: argparse.ArgumentParser, defaults: dict[str, object] | None = None) -> None:
+    """One ``--option`` per :class:`TrainConfig` field (default: the config's own, or the file's)."""
+    import dataclasses
+
+    from classwise.train import TrainConfig
+
+    p.add_argument("--config", default=None, help="YAML file of training options (command-line options override)")
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        default = (defaults or {}).get(f.name, f.default if f.default is not dataclasses.MISSING else "{}")
+        help_ = f"{TRAIN_HELP.get(f.name, f.name.replace('_', ' '))} (default {default})"
+        if f.name == "model_args":
+            p.add_argument("--model-arg", dest="model_args", action="append", metavar="KEY=VALUE", help=help_)
+        else:
+            p.add_argument(flag, dest=f.name, default=None, help=help_)
+
+
+def train_config_from_args(args: argparse.Namespace, base: dict[str, object] | None = None) -> object:
+    import dataclasses
+
+    import yaml
+
+    from classwise.train import TrainConfig
+
+    values: dict[str, object] = dict(base or {})
+    if args.config:
+        values.update(TrainConfig.load(Path(args.config)).to_dict())
+    types = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
+    for name in types:
+        raw = getattr(args, name, None)
+        if raw is None:
+            continue
+        if name == "model_args":
+            values[name] = {k: yaml.safe_load(v) for k, _, v in (item.partition("=") for item in raw)}
+        elif name == "milestones":
+            values[name] = [float(v) for v in str(raw).split(",")]
+        elif name in ("eps", "attack_step_size"):
+            values[name] = _fraction(raw)
+        else:
+            values[name] = yaml.safe_load(raw)  # ints, floats, booleans and names as YAML reads them
+    return TrainConfig.from_dict(values)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from classwise.evaluate import format_table
+    from classwise.train import train
+
+    if args.resume:
+        given = [n for n in vars(args) if n not in _NON_CONFIG and getattr(args, n) is not None]
+        cfg = train_config_from_args(args) if given else None
+        result = train(cfg, Path(args.resume), resume=True, device=resolve_device(args.device))  # type: ignore[arg-type]
+    else:
+        if not args.out:
+            raise ClasswiseError("give --out RUN_DIR for a new run, or --resume RUN_DIR")
+        cfg = train_config_from_args(args)
+        result = train(cfg, Path(args.out), device=resolve_device(args.device))  # type: ignore[arg-type]
+    ev = result.evaluation
+    print(
+        format_table(ev, f"{result.run_dir}: {result.config.method}, best epoch {result.best_epoch}, {ev.dataset} test")
+    )
+    print(f"\nrun folder: {result.run_dir}")
+    return 0
+
+
+_NON_CONFIG = {"command", "func", "verbose", "resume", "out", "device", "attack_default"}
+
+
+def cmd_gap(args: argparse.Namespace) -> int:
+    import time
+
+    from classwise.evaluate import format_flows, format_side_by_side
+    from classwise.gap import GAP_DEFAULTS, measure_gap
+    from classwise.train import TrainConfig
+
+    start = time.perf_counter()
+    cfg = train_config_from_args(args, GAP_DEFAULTS)
+    assert isinstance(cfg, TrainConfig)
+    results = measure_gap(cfg, Path(args.out), args.methods.split(","), device=resolve_device(args.device))
+    evals = {m: r.evaluation for m, r in results.items()}
+    first = next(iter(results.values()))
+    subset = f"first {cfg.test_per_class} test images per class" if cfg.test_per_class else "full test set"
+    title = (
+        f"{first.evaluation.title}, {cfg.model}, {cfg.epochs} epochs, {subset}, "
+        f"PGD-{cfg.test_attack_steps} at ε={cfg.eps:g}"
+    )
+    print(format_side_by_side(evals, title))
+    for method, ev in evals.items():
+        print(f"\n{method}: " + format_flows(ev, ev.worst[-1]))
+    print(f"\nruns in {first.run_dir.parent} ({time.perf_counter() - start:.0f} s)")
+    return 0
 
 
 def _table(rows: Sequence[Sequence[str]]) -> str:
@@ -223,6 +327,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="folder for evaluation.json, per_class.csv, samples.csv")
     p.set_defaults(func=cmd_evaluate, attack_default=["pgd"])
+
+    p = sub.add_parser("train", help="train a model (standard or adversarial) with class-wise monitoring")
+    add_train_options(p)
+    p.add_argument("--out", default=None, help="new run folder (never overwritten)")
+    p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue the run in RUN_DIR")
+    p.add_argument("--device", default="auto", help="cpu, cuda, ... (default: cuda when available)")
+    p.set_defaults(func=cmd_train)
+
+    from classwise.gap import GAP_DEFAULTS
+
+    p = sub.add_parser("gap", help="main job: standard vs adversarial training, per-class tables side by side")
+    add_train_options(p, GAP_DEFAULTS)
+    p.add_argument("--methods", default="standard,pgd-at", help="comma list of methods to compare")
+    p.add_argument("--out", default="runs/gap", help="folder for the runs; re-running resumes (default runs/gap)")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_gap)
     return parser
 
 

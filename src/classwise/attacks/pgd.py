@@ -6,6 +6,7 @@ and leaves the batch, so later steps cost less) and training (fixed steps, whole
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -68,6 +69,8 @@ def pgd(
     targeted: bool = False,
     early_stop: bool = False,
     generator: torch.Generator | None = None,
+    objective: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    x_init: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Run PGD on a batch; the model's mode is left as the caller set it.
 
@@ -75,12 +78,19 @@ def pgd(
         y: true labels (untargeted) or target labels (``targeted=True``).
         early_stop: stop updating a sample once it is fooled and keep that iterate (evaluation);
             without it every sample takes all ``steps`` and "fooled" is judged on the last iterate.
+        objective: per-sample function of (logits, positions in the batch) to ascend instead of
+            ``loss`` (TRADES ascends the KL to the clean prediction); positions let it index
+            per-sample data such as clean probabilities.
+        x_init: starting point (projected onto the ball) instead of the random or clean start.
 
     Returns:
         (x_adv inside the ε-ball ∩ [0,1], fooled flags).
     """
     x = x.detach()
-    x_adv = random_init(x, eps, norm, generator) if random_start and eps > 0 else x.clone()
+    if x_init is not None:
+        x_adv = project(x_init.detach(), x, eps, norm)
+    else:
+        x_adv = random_init(x, eps, norm, generator) if random_start and eps > 0 else x.clone()
     done = torch.zeros(len(x), dtype=torch.bool, device=x.device)
     for _ in range(steps):
         active = (~done).nonzero().squeeze(1) if early_stop else None
@@ -89,8 +99,11 @@ def pgd(
         xa = (x_adv if active is None else x_adv[active]).detach().requires_grad_(True)
         ya = y if active is None else y[active]
         logits = model(xa)
-        objective = attack_loss(logits.float(), ya, loss, targeted)
-        (grad,) = torch.autograd.grad(objective.sum(), xa)
+        if objective is None:
+            value = attack_loss(logits.float(), ya, loss, targeted)
+        else:
+            value = objective(logits.float(), torch.arange(len(x), device=x.device) if active is None else active)
+        (grad,) = torch.autograd.grad(value.sum(), xa)
         with torch.no_grad():
             stepped = project(ascent_step(xa, grad, step_size, norm), x if active is None else x[active], eps, norm)
             if active is None:

@@ -6,6 +6,7 @@ from classwise.evaluate.outputs import write_evaluation
 from classwise.evaluate.tables import (
     format_eps_curve,
     format_flows,
+    format_side_by_side,
     format_table,
     format_targeted,
     per_class_rows,
@@ -25,6 +26,7 @@ __all__ = [
     "evaluate",
     "format_eps_curve",
     "format_flows",
+    "format_side_by_side",
     "format_table",
     "format_targeted",
     "frozen_eval",

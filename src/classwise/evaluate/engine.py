@@ -64,6 +64,12 @@ class Evaluation:
     worst: tuple[AttackRecord, ...]
     warnings: tuple[str, ...] = ()
     config: dict[str, Any] = field(default_factory=dict)
+    dataset_notes: tuple[str, ...] = ()
+
+    @property
+    def title(self) -> str:
+        """The dataset's name with its caveats, e.g. ``cifar10-jpeg (lossy JPEG copy: ...)``."""
+        return self.dataset + (f" ({'; '.join(self.dataset_notes)})" if self.dataset_notes else "")
 
     @property
     def num_classes(self) -> int:
@@ -123,6 +129,7 @@ def evaluate(
     seed: int = 0,
     cascade: bool = False,
     attack_options: dict[str, Any] | None = None,
+    early_stop: bool = True,
     progress: bool = True,
 ) -> Evaluation:
     """Clean and adversarial outcome of every sample, for any classifier of [0,1] images.
@@ -135,6 +142,8 @@ def evaluate(
         n_per_class: evaluate only the first n test images of each class (say so when reporting).
         cascade: attack only samples all earlier attacks left robust (worst case only).
         attack_options: defaults for named attacks, e.g. ``{"steps": 20}``.
+        early_stop: a sample fooled at any PGD iterate counts as broken and leaves the batch (faster,
+            and never weaker); False judges only the last iterate, like most attack libraries.
 
     Returns:
         An :class:`Evaluation`; ``classwise.evaluate.tables`` turns it into per-class tables.
@@ -143,7 +152,7 @@ def evaluate(
         >>> ev = evaluate(model, load_dataset("cifar10"), ["pgd"], [8 / 255], attack_options={"steps": 20})
         ... # doctest: +SKIP
     """
-    samples, names, dataset_name = _resolve_data(data, class_names, split)
+    samples, names, dataset_name, notes = _resolve_data(data, class_names, split)
     index = torch.arange(len(samples))
     if n_per_class is not None:
         index = per_class_positions(samples.labels, n_per_class, len(names))
@@ -158,7 +167,7 @@ def evaluate(
         _check_gradients(model, x_all[:batch_size], y_all[:batch_size], warnings)
         records, worst = [], []
         for e, group in grouped:
-            recs = _run_group(model, group, x_all, y_all, clean_pred, batch_size, seed, cascade, progress)
+            recs = _run_group(model, group, x_all, y_all, clean_pred, batch_size, seed, cascade, early_stop, progress)
             records += recs
             worst.append(_worst_case(recs, e, group[0].norm, clean_pred.cpu().numpy()))
     labels = samples.labels.numpy()
@@ -171,12 +180,14 @@ def evaluate(
         clean_pred=clean_pred.cpu().numpy(),
         records=tuple(records),
         worst=tuple(worst),
+        dataset_notes=notes,
         config={
             "attacks": [str(a) for a in attacks],
             "eps": list(eps),
             "norm": norm,
             "seed": seed,
             "cascade": cascade,
+            "early_stop": early_stop,
             "n_per_class": n_per_class,
             "batch_size": batch_size,
             "attack_options": attack_options or {},
@@ -190,15 +201,15 @@ def evaluate(
 
 def _resolve_data(
     data: Dataset | LabeledImages, class_names: Sequence[str] | None, split: str
-) -> tuple[LabeledImages, tuple[str, ...], str]:
+) -> tuple[LabeledImages, tuple[str, ...], str, tuple[str, ...]]:
     if isinstance(data, Dataset):
         splits = data.splits()
         if split not in splits:
             raise ConfigError(f"{data.name} has no split {split!r}; it has {', '.join(splits)}")
-        return splits[split], data.class_names, data.name
+        return splits[split], data.class_names, data.name, data.notes
     if class_names is None:
         raise ConfigError("pass class_names with a LabeledImages split")
-    return data, tuple(class_names), "data"
+    return data, tuple(class_names), "data", ()
 
 
 def _build_attacks(
@@ -264,6 +275,7 @@ def _run_group(
     batch_size: int,
     seed: int,
     cascade: bool,
+    early_stop: bool,
     progress: bool,
 ) -> list[AttackRecord]:
     clean_ok = (clean_pred == y_all).cpu().numpy()
@@ -273,7 +285,9 @@ def _run_group(
     for attack in group:
         targets = still if cascade else clean_ok
         names.append(attack.name)
-        rec = attack_samples(model, attack, x_all, y_all, clean_pred, targets, batch_size, seed, progress)
+        rec = attack_samples(
+            model, attack, x_all, y_all, clean_pred, targets, batch_size, seed, progress, early_stop=early_stop
+        )
         if cascade:
             prev = records[-1] if records else None
             rec = _merge(prev, rec, "→".join(names)) if prev else rec
@@ -293,6 +307,7 @@ def attack_samples(
     seed: int,
     progress: bool = False,
     target_class: int | None = None,
+    early_stop: bool = True,
 ) -> AttackRecord:
     """Attack the samples flagged in ``targets`` (uint8 images on the model's device) in batches,
     check the results lie in the ε-ball and in [0,1], and record each sample's outcome.
@@ -313,9 +328,10 @@ def attack_samples(
         x = x_all[dev_idx].float() / 255.0
         y = y_all[dev_idx]
         if target_class is None:
-            out = attack.run(model, x, y, generator=generator)
+            out = attack.run(model, x, y, early_stop=early_stop, generator=generator)
         else:
-            out = attack.run(model, x, torch.full_like(y, target_class), targeted=True, generator=generator)
+            target = torch.full_like(y, target_class)
+            out = attack.run(model, x, target, targeted=True, early_stop=early_stop, generator=generator)
         x_adv, fooled = out[0], out[1]
         _check_ball(x_adv, x, attack)
         with torch.no_grad():

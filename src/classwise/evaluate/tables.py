@@ -76,6 +76,7 @@ def to_dict(ev: Evaluation) -> dict[str, Any]:
     """Everything but the per-sample records, as plain JSON types."""
     return {
         "dataset": ev.dataset,
+        "dataset_notes": list(ev.dataset_notes),
         "split": ev.split,
         "n": len(ev.labels),
         "classes": list(ev.class_names),
@@ -166,4 +167,30 @@ def format_targeted(result: TargetedResult) -> str:
     for i, name in enumerate(short):
         cells = "".join(f"{'-':>9}" if np.isnan(rate[i, j]) else f"{100 * rate[i, j]:9.1f}" for j in range(len(short)))
         lines.append(f"{name:<10}{cells}")
+    return "\n".join(lines)
+
+
+def format_side_by_side(evals: dict[str, Evaluation], title: str | None = None) -> str:
+    """Per-class clean and worst-case robust accuracy of several models next to each other, then
+    each one's mean, worst class, gap and std: how training changes the class-wise picture."""
+    names = next(iter(evals.values())).class_names
+    width = max(len(c) for c in (*names, "max-min"))
+    runs = list(evals.items())
+    head1 = " " * width + "".join(f"  {label[:23]:^23}" for label, _ in runs)
+    head2 = f"{'class':<{width}}" + "".join(f"  {'clean':>11}{'robust':>12}" for _ in runs)
+    lines = [title] if title else []
+    lines += [head1, head2, "-" * len(head2)]
+    accs = [(ev.clean(), ev.robust(ev.worst[-1])) for _, ev in runs]
+    for k, name in enumerate(names):
+        cells = "".join(f"  {100 * c.accuracy[k]:11.1f}{100 * r.accuracy[k]:12.1f}" for c, r in accs)
+        lines.append(f"{name:<{width}}{cells}")
+    lines.append("-" * len(head2))
+    spreads = [(Spread.of(c, names), Spread.of(r, names)) for c, r in accs]
+    for attr, label in (("mean", "mean"), ("worst", "worst"), ("gap", "max-min"), ("std", "std")):
+        cells = "".join(f"  {100 * getattr(c, attr):11.1f}{100 * getattr(r, attr):12.1f}" for c, r in spreads)
+        lines.append(f"{label:<{width}}{cells}")
+    cells = "".join(f"  {c.worst_class[:11]:>11}{r.worst_class[:11]:>12}" for c, r in spreads)
+    lines.append(f"{'weakest':<{width}}{cells}")
+    eps = {format_eps(ev.worst[-1].eps) for _, ev in runs}
+    lines.append(f"accuracy in %; robust = worst case over the attacks at ε={', '.join(sorted(eps))}")
     return "\n".join(lines)

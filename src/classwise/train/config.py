@@ -1,0 +1,148 @@
+"""The training configuration: one frozen dataclass, validated on creation, saved as YAML next to
+the run so the run can be resumed, compared and reproduced."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from classwise.errors import ConfigError
+
+METHODS = ("standard", "pgd-at", "trades", "fgsm-rs")
+SCHEDULES = ("piecewise", "cosine", "onecycle", "constant")
+BEST_METRICS = ("robust_mean", "robust_worst", "clean_mean", "clean_worst", "robust_mean_plus_worst")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a training run.
+
+    Attributes (the ones a study varies):
+        dataset: registry name or path; ``data_root`` where official files live.
+        model / model_args: architecture and its arguments (``{"width": 16}``).
+        method: ``standard``, ``pgd-at`` (Madry et al.), ``trades`` (Zhang et al., ``beta``),
+            ``fgsm-rs`` (Wong et al.'s fast FGSM with random start).
+        eps, attack_steps, attack_step_size: the training threat model (L∞, pixel units); the
+            step size defaults to 2.5·ε/steps for PGD-AT and TRADES (Madry et al.: 2/255 for 8/255
+            and 10 steps), 1.25ε for FGSM-RS (Wong et al.).
+        lr, schedule, momentum, weight_decay, batch_size, epochs, seed: the optimisation.
+        val_per_class: validation images held out per class; ``eval_every`` epochs the per-class
+            clean and PGD-``eval_steps`` accuracy on it is recorded; ``best_metric`` picks ``best.pt``
+            (default: clean mean for standard training, robust mean otherwise).
+        train_per_class: use only the first N training images of each class (CPU-scale runs).
+        test_per_class: final evaluation on the first N test images per class (None: full test set).
+    """
+
+    dataset: str = "fashion-mnist"
+    data_root: str | None = None
+    model: str = "small_cnn"
+    model_args: dict[str, Any] = field(default_factory=dict)
+    method: str = "pgd-at"
+    eps: float = 8 / 255
+    attack_steps: int = 10
+    attack_step_size: float | None = None
+    trades_beta: float = 6.0
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 0.1
+    schedule: str = "piecewise"
+    milestones: tuple[float, ...] = (0.5, 0.75)
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    seed: int = 0
+    augment: bool | None = None
+    train_per_class: int | None = None
+    val_per_class: int = 100
+    eval_every: int = 1
+    eval_steps: int = 10
+    best_metric: str | None = None
+    test_per_class: int | None = None
+    test_attack_steps: int = 20
+    co_check: bool = True
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ConfigError(f"unknown method {self.method!r}; use one of {', '.join(METHODS)}")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"unknown schedule {self.schedule!r}; use one of {', '.join(SCHEDULES)}")
+        if self.best_metric is not None and self.best_metric not in BEST_METRICS:
+            raise ConfigError(f"unknown best metric {self.best_metric!r}; use one of {', '.join(BEST_METRICS)}")
+        if not 0 <= self.eps <= 1:
+            raise ConfigError(f"eps must be in [0, 1] (pixel units, e.g. 8/255), got {self.eps}")
+        if self.method != "standard" and self.eps == 0:
+            raise ConfigError(f"{self.method} needs eps > 0; use method standard for eps 0")
+        positive = {
+            "attack_steps": self.attack_steps,
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "eval_every": self.eval_every,
+            "eval_steps": self.eval_steps,
+            "val_per_class": self.val_per_class,
+            "test_attack_steps": self.test_attack_steps,
+        }
+        for name, value in positive.items():
+            if value < 1:
+                raise ConfigError(f"{name} must be >= 1, got {value}")
+        if self.lr <= 0 or self.momentum < 0 or self.weight_decay < 0 or self.trades_beta < 0:
+            raise ConfigError("lr must be > 0; momentum, weight_decay and trades_beta >= 0")
+        if self.attack_step_size is not None and self.attack_step_size <= 0:
+            raise ConfigError(f"attack_step_size must be > 0, got {self.attack_step_size}")
+        if any(not 0 < m < 1 for m in self.milestones):
+            raise ConfigError(f"milestones are fractions of the epochs in (0, 1), got {self.milestones}")
+        for name in ("train_per_class", "test_per_class"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"{name} must be >= 1, got {value}")
+
+    @property
+    def selection_metric(self) -> str:
+        """``best_metric``, or by default clean accuracy for standard training and robust accuracy
+        for adversarial training (Rice et al.'s early stopping on validation robustness)."""
+        if self.best_metric is not None:
+            return self.best_metric
+        return "clean_mean" if self.method == "standard" else "robust_mean"
+
+    @property
+    def step_size(self) -> float:
+        if self.attack_step_size is not None:
+            return self.attack_step_size
+        return 1.25 * self.eps if self.method == "fgsm-rs" else 2.5 * self.eps / self.attack_steps
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["milestones"] = list(self.milestones)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown training option(s) {unknown}; known: {', '.join(sorted(known))}")
+        clean = dict(data)
+        if "milestones" in clean:
+            clean["milestones"] = tuple(float(m) for m in clean["milestones"])
+        try:
+            return cls(**clean)
+        except TypeError as exc:
+            raise ConfigError(f"bad training options: {exc}") from None
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return TrainConfig.from_dict({**self.to_dict(), **changes})
+
+    def dump(self, path: Path) -> None:
+        path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+    @classmethod
+    def load(cls, path: Path) -> TrainConfig:
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path} must hold a mapping of training options")
+        return cls.from_dict(data)

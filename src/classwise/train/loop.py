@@ -1,0 +1,289 @@
+"""``train(config, run_dir)``: one loop for every method, with class-wise monitoring,
+best-checkpoint selection, catastrophic-overfitting check (fast FGSM) and exact resume.
+
+Shuffling, augmentation and attack noise of epoch e depend only on (seed, e), and the full
+state is saved atomically after each epoch, so a run killed at any moment and resumed ends
+with the same weights as an uninterrupted one (on the CPU)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from classwise.attacks import PGD
+from classwise.data import Augment, BatchIterator, Dataset, load_dataset, per_class_subset, validation_split
+from classwise.errors import CheckpointError
+from classwise.evaluate import Evaluation, evaluate, write_evaluation
+from classwise.models import ImageClassifier, atomic_torch_save, create_model, load_checkpoint, save_checkpoint
+from classwise.train import rundir
+from classwise.train.config import TrainConfig
+from classwise.train.methods import METHODS
+from classwise.train.schedules import learning_rate
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_dir: Path
+    config: TrainConfig
+    history: list[dict[str, Any]]
+    best_epoch: int | None
+    evaluation: Evaluation
+
+
+def prepare_data(cfg: TrainConfig) -> Dataset:
+    """The dataset with the configured training subset and stratified validation split."""
+    from dataclasses import replace
+
+    ds = load_dataset(cfg.dataset, root=cfg.data_root)
+    if cfg.train_per_class is not None:
+        ds = replace(ds, train=per_class_subset(ds.train, cfg.train_per_class + cfg.val_per_class, ds.num_classes))
+    return validation_split(ds, cfg.val_per_class, seed=cfg.seed)
+
+
+def autocast(device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    """bf16 autocast on CUDA; full fp32 on the CPU."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def train(
+    cfg: TrainConfig | None,
+    run_dir: str | Path,
+    *,
+    resume: bool = False,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> TrainResult:
+    """Train (or resume) the run in ``run_dir``; returns its history and final class-wise evaluation.
+
+    Example:
+        >>> result = train(TrainConfig(dataset="fashion-mnist", method="pgd-at", eps=0.1), "runs/at")
+        ... # doctest: +SKIP
+    """
+    run_dir = Path(run_dir)
+    cfg = rundir.prepare(run_dir, cfg, resume)
+    dev = torch.device(device)
+    ds = prepare_data(cfg)
+    torch.manual_seed(cfg.seed)
+    model = create_model(cfg.model, ds.num_classes, ds.input_shape, ds.mean, ds.std, **cfg.model_args).to(dev)
+    if dev.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    state = _load_state(run_dir, model, optimizer) if resume else None
+    history: list[dict[str, Any]] = state["history"] if state else []
+    best = state["best"] if state else {"value": None, "epoch": None, "co_best": None}
+    augment = cfg.augment if cfg.augment is not None else Augment.for_input(ds.input_shape) is not None
+    batches = BatchIterator(
+        ds.train,
+        cfg.batch_size,
+        shuffle=True,
+        augment=Augment() if augment else None,
+        seed=cfg.seed,
+        device=dev,
+        drop_last=True,
+        channels_last=dev.type == "cuda",
+    )
+    meta = {"dataset": ds.describe(), "class_names": list(ds.class_names), "config": cfg.to_dict()}
+    for epoch in range(len(history), cfg.epochs):
+        record = _train_epoch(model, optimizer, batches, cfg, epoch, ds, dev, progress, history)
+        if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
+            record["val"] = _validate(model, ds, cfg)
+            value = _metric(record["val"], cfg.selection_metric)
+            if best["value"] is None or value > best["value"]:
+                best = {**best, "value": value, "epoch": epoch}
+                save_checkpoint(run_dir / rundir.BEST, model, epoch=epoch, **meta)
+        stop = _catastrophic_overfitting(model, ds, cfg, record, best) if cfg.method == "fgsm-rs" else False
+        history.append(record)
+        atomic_torch_save(
+            {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "history": history, "best": best},
+            run_dir / rundir.STATE,
+        )
+        save_checkpoint(run_dir / rundir.LAST, model, epoch=epoch, **meta)
+        rundir.write_history(run_dir, history)
+        if stop:
+            break
+    return _finish(run_dir, cfg, ds, history, best, dev)
+
+
+def _train_epoch(
+    model: ImageClassifier,
+    optimizer: torch.optim.Optimizer,
+    batches: BatchIterator,
+    cfg: TrainConfig,
+    epoch: int,
+    ds: Dataset,
+    dev: torch.device,
+    progress: bool,
+    history: list[dict[str, Any]],
+) -> dict[str, Any]:
+    method = METHODS.get(cfg.method)
+    batches.set_epoch(epoch)
+    g = torch.Generator(device=dev).manual_seed(cfg.seed * 1_000_003 + 7919 * (epoch + 1))
+    k = ds.num_classes
+    correct, seen = torch.zeros(k, device=dev), torch.zeros(k, device=dev)
+    total_loss, start = 0.0, time.perf_counter()
+    last_val = next((h["val"] for h in reversed(history) if "val" in h), None)
+    bar = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs} {cfg.method}", disable=not progress, leave=False)
+    model.train()
+    for i, (x, y, _) in enumerate(bar):
+        lr = learning_rate(cfg, epoch + i / len(batches))
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        with autocast(dev):
+            out = method(model, x, y, cfg, g)
+        loss = out.loss.mean()  # uniform per-example weights
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():
+            seen += torch.bincount(y, minlength=k)
+            correct += torch.bincount(y, weights=(out.logits.argmax(1) == y).float(), minlength=k)
+        total_loss += loss.item()
+        if progress and i % 10 == 0:
+            bar.set_postfix(
+                _postfix(
+                    x.shape[0] * (i + 1) / (time.perf_counter() - start),
+                    total_loss / (i + 1),
+                    correct,
+                    seen,
+                    last_val,
+                    ds.class_names,
+                )
+            )
+    seconds = time.perf_counter() - start
+    acc = (correct / seen.clamp_min(1)).cpu().tolist()
+    return {
+        "epoch": epoch,
+        "lr_end": learning_rate(cfg, epoch + 1),
+        "train_loss": total_loss / len(batches),
+        "train_class_acc": acc,
+        "train_acc": float(correct.sum() / seen.sum()),
+        "seconds": seconds,
+        "images_per_s": len(batches) * cfg.batch_size / seconds,
+    }
+
+
+def _postfix(
+    speed: float,
+    loss: float,
+    correct: torch.Tensor,
+    seen: torch.Tensor,
+    val: dict[str, Any] | None,
+    names: tuple[str, ...],
+) -> dict[str, str]:
+    acc = (correct / seen.clamp_min(1)).cpu().numpy()
+    out = {
+        "img/s": f"{speed:.0f}",
+        "loss": f"{loss:.3f}",
+        "train": f"{acc.mean():.0%} worst {names[acc.argmin()]} {acc.min():.0%}",
+    }
+    if val is not None:
+        out["val clean"] = f"{val['clean_mean']:.0%} worst {val['clean_worst_class']} {val['clean_worst']:.0%}"
+        if "robust_mean" in val:
+            out["val robust"] = f"{val['robust_mean']:.0%} worst {val['robust_worst_class']} {val['robust_worst']:.0%}"
+    return out
+
+
+def _validate(model: ImageClassifier, ds: Dataset, cfg: TrainConfig) -> dict[str, Any]:
+    """Per-class clean and PGD accuracy on the validation split."""
+    eps = [cfg.eps] if cfg.eps > 0 else []
+    attack = [PGD(eps=e, steps=cfg.eval_steps, step_size=e / 4) for e in eps] or [PGD(eps=0.0, steps=1)]
+    ev = evaluate(model, ds, attack, split="val", seed=cfg.seed, progress=False, batch_size=512)
+    clean = ev.spread(ev.clean())
+    out: dict[str, Any] = {
+        "clean": ev.clean().accuracy.tolist(),
+        "clean_mean": clean.mean,
+        "clean_worst": clean.worst,
+        "clean_worst_class": clean.worst_class,
+    }
+    if eps:
+        rob = ev.spread(ev.robust(ev.worst[0]))
+        out.update(
+            {
+                "robust": ev.robust(ev.worst[0]).accuracy.tolist(),
+                "robust_mean": rob.mean,
+                "robust_worst": rob.worst,
+                "robust_worst_class": rob.worst_class,
+            }
+        )
+    return out
+
+
+def _metric(val: dict[str, Any], name: str) -> float:
+    if name == "robust_mean_plus_worst":
+        return float(val.get("robust_mean", val["clean_mean"]) + val.get("robust_worst", val["clean_worst"]))
+    kind, stat = name.split("_")
+    key = f"{kind}_{stat}" if f"{kind}_{stat}" in val else f"clean_{stat}"
+    return float(val[key])
+
+
+def _catastrophic_overfitting(
+    model: ImageClassifier, ds: Dataset, cfg: TrainConfig, record: dict[str, Any], best: dict[str, Any]
+) -> bool:
+    """Wong et al.'s check: PGD accuracy on a fixed training batch; a drop of more than 20 points
+    below the best so far means catastrophic overfitting, and training stops (best.pt predates it)."""
+    if not cfg.co_check:
+        return False
+    batch = ds.train.take(torch.arange(min(len(ds.train), cfg.batch_size)))
+    ev = evaluate(
+        model,
+        batch,
+        [PGD(eps=cfg.eps, steps=10, step_size=cfg.eps / 4)],
+        class_names=ds.class_names,
+        seed=cfg.seed,
+        progress=False,
+    )
+    acc = float(ev.worst[0].robust.mean())
+    record["co_pgd_acc"] = acc
+    if best["co_best"] is not None and acc < best["co_best"] - 0.2:
+        record["catastrophic_overfitting"] = True
+        log.warning(
+            "catastrophic overfitting at epoch %d: PGD accuracy on a training batch fell from %.1f%% to "
+            "%.1f%%; stopping (best.pt is from before)",
+            record["epoch"] + 1,
+            100 * best["co_best"],
+            100 * acc,
+        )
+        return True
+    best["co_best"] = acc if best["co_best"] is None else max(best["co_best"], acc)
+    return False
+
+
+def _load_state(run_dir: Path, model: ImageClassifier, optimizer: torch.optim.Optimizer) -> dict[str, Any] | None:
+    path = run_dir / rundir.STATE
+    if not path.exists():
+        return None  # killed before the first epoch ended: start from scratch
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+    except Exception as exc:
+        raise CheckpointError(f"cannot resume from {path}: {str(exc).splitlines()[0][:200]}") from None
+    return dict(state)
+
+
+def _finish(
+    run_dir: Path, cfg: TrainConfig, ds: Dataset, history: list[dict[str, Any]], best: dict[str, Any], dev: torch.device
+) -> TrainResult:
+    """Class-wise evaluation of the best checkpoint on the test split, written to ``eval/``."""
+    source = run_dir / (rundir.BEST if (run_dir / rundir.BEST).exists() else rundir.LAST)
+    model, _ = load_checkpoint(source, device=dev)
+    eps = cfg.eps if cfg.eps > 0 else 8 / 255
+    attack = PGD(eps=eps, steps=cfg.test_attack_steps, step_size=eps / 4)
+    ev = evaluate(model, ds, [attack], n_per_class=cfg.test_per_class, seed=cfg.seed, progress=False, batch_size=512)
+    write_evaluation(
+        ev,
+        run_dir / rundir.EVAL,
+        extra={"checkpoint": str(source), "best_epoch": best["epoch"], "dataset": ds.describe()},
+    )
+    return TrainResult(run_dir, cfg, history, best["epoch"], ev)

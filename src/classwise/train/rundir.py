@@ -1,0 +1,53 @@
+"""A run directory: ``config.yaml``, ``state.pt`` (everything needed to resume), ``model.pt``
+(last), ``best.pt``, ``history.json`` and ``eval/``. A directory holding another run is never
+overwritten, and a run resumes only with the configuration it was started with."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from classwise.errors import ConfigError
+from classwise.train.config import TrainConfig
+
+CONFIG, STATE, LAST, BEST, HISTORY, EVAL = "config.yaml", "state.pt", "model.pt", "best.pt", "history.json", "eval"
+
+
+def prepare(run_dir: Path, cfg: TrainConfig | None, resume: bool) -> TrainConfig:
+    """Create ``run_dir`` for a new run, or check it for resuming; returns the config to use."""
+    cfg_path = run_dir / CONFIG
+    if resume:
+        if not cfg_path.exists():
+            raise ConfigError(f"{run_dir} holds no run to resume (no {CONFIG}); start it without --resume")
+        saved = TrainConfig.load(cfg_path)
+        if cfg is not None and cfg != saved:
+            diff = {k: (v, cfg.to_dict()[k]) for k, v in saved.to_dict().items() if cfg.to_dict()[k] != v}
+            raise ConfigError(
+                f"cannot resume {run_dir} with a changed config: {diff} (saved, given). Resume with no options, "
+                "or start a new run in another folder."
+            )
+        return saved
+    if cfg is None:
+        raise ConfigError("a new run needs a config")
+    if run_dir.exists() and any(run_dir.iterdir()):
+        if cfg_path.exists() and TrainConfig.load(cfg_path) == cfg:
+            raise ConfigError(f"{run_dir} already holds this run; add --resume to continue it")
+        raise ConfigError(f"{run_dir} already holds a different run or other files; choose a new --out folder")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomically(cfg_path, "")  # claim the folder before writing the real config
+    cfg.dump(cfg_path)
+    return cfg
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:
+    write_text_atomically(run_dir / HISTORY, json.dumps(history, indent=1))

@@ -1,0 +1,158 @@
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from classwise.errors import ConfigError
+from classwise.models import create_model, load_checkpoint
+from classwise.train import METHODS, TrainConfig, train
+from classwise.train.schedules import learning_rate
+from tests.synthetic import write_class_folders
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _data(tmp_path: Path, n: int = 12) -> str:
+    return str(write_class_folders(tmp_path, ("cat", "dog", "ship"), n=n, as_tar=True))
+
+
+def _cfg(data: str, **kw: object) -> TrainConfig:
+    base = {
+        "dataset": data,
+        "model": "resnet20",
+        "model_args": {"width": 4},
+        "method": "pgd-at",
+        "eps": 8 / 255,
+        "attack_steps": 2,
+        "epochs": 2,
+        "batch_size": 8,
+        "lr": 0.05,
+        "val_per_class": 2,
+        "eval_steps": 2,
+        "test_attack_steps": 2,
+    }
+    return TrainConfig.from_dict({**base, **kw})
+
+
+@pytest.mark.parametrize(
+    ("changes", "match"),
+    [
+        ({"eps": -0.1}, "eps must be in"),
+        ({"attack_steps": 0}, "attack_steps must be >= 1"),
+        ({"method": "madry"}, "unknown method"),
+        ({"schedule": "linear"}, "unknown schedule"),
+        ({"method": "trades", "eps": 0.0}, "needs eps > 0"),
+        ({"milestones": [1.5]}, "milestones"),
+        ({"colour": "red"}, "unknown training option"),
+    ],
+)
+def test_impossible_settings_are_refused(changes: dict, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        TrainConfig.from_dict({**TrainConfig().to_dict(), **changes})
+
+
+def test_step_size_defaults_follow_the_papers() -> None:
+    assert TrainConfig(method="pgd-at", eps=8 / 255, attack_steps=10).step_size == pytest.approx(2 / 255)
+    assert TrainConfig(method="fgsm-rs", eps=8 / 255).step_size == pytest.approx(10 / 255)
+
+
+def test_schedules() -> None:
+    cfg = TrainConfig(lr=0.1, epochs=200, schedule="piecewise", milestones=(0.5, 0.75))
+    assert [learning_rate(cfg, t) for t in (0, 99.9, 100, 150)] == pytest.approx([0.1, 0.1, 0.01, 0.001])
+    cyc = TrainConfig(lr=0.2, epochs=15, schedule="onecycle")
+    assert [learning_rate(cyc, t) for t in (0, 6, 15)] == pytest.approx([0.0, 0.2, 0.0])
+    cos = TrainConfig(lr=0.1, epochs=10, schedule="cosine")
+    assert learning_rate(cos, 5) == pytest.approx(0.05)
+
+
+def test_trades_with_beta_zero_is_clean_cross_entropy() -> None:
+    model = create_model("resnet20", 3, (3, 8, 8), (0.5,) * 3, (0.25,) * 3, width=4).eval()
+    x, y = torch.rand(6, 3, 8, 8), torch.tensor([0, 1, 2, 0, 1, 2])
+    g = torch.Generator().manual_seed(0)
+    out = METHODS.get("trades")(model, x, y, TrainConfig(method="trades", trades_beta=0.0), g)
+    torch.testing.assert_close(out.loss, F.cross_entropy(model(x), y, reduction="none"))
+
+
+def test_adversarial_methods_raise_the_loss() -> None:
+    model = create_model("resnet20", 3, (3, 8, 8), (0.5,) * 3, (0.25,) * 3, width=4).eval()
+    x, y = torch.rand(16, 3, 8, 8), torch.randint(0, 3, (16,))
+    clean = METHODS.get("standard")(model, x, y, TrainConfig(method="standard"), torch.Generator()).loss
+    for method in ("pgd-at", "fgsm-rs"):
+        cfg = TrainConfig(method=method, eps=16 / 255, attack_steps=5)
+        adv = METHODS.get(method)(model, x, y, cfg, torch.Generator().manual_seed(0)).loss
+        assert adv.mean() > clean.mean()
+
+
+def test_training_run_leaves_its_artifacts(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    result = train(_cfg(_data(tmp_path), method="fgsm-rs", best_metric="robust_worst"), run, progress=False)
+    assert {p.name for p in run.iterdir()} >= {"config.yaml", "state.pt", "model.pt", "best.pt", "history.json", "eval"}
+    history = json.loads((run / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [0, 1]
+    assert len(history[0]["val"]["robust"]) == 3 and "co_pgd_acc" in history[0]
+    assert result.best_epoch in (0, 1)
+    _, meta = load_checkpoint(run / "best.pt")
+    assert meta["class_names"] == ["cat", "dog", "ship"] and meta["config"]["method"] == "fgsm-rs"
+    assert (run / "eval" / "evaluation.json").exists()
+    assert result.evaluation.clean().n.tolist() == [12, 12, 12]
+
+
+def test_run_folders_are_never_overwritten(tmp_path: Path) -> None:
+    data = _data(tmp_path)
+    run = tmp_path / "run"
+    train(_cfg(data, epochs=1), run, progress=False)
+    with pytest.raises(ConfigError, match="already holds this run"):
+        train(_cfg(data, epochs=1), run, progress=False)
+    with pytest.raises(ConfigError, match="different run"):
+        train(_cfg(data, epochs=1, lr=0.01), run, progress=False)
+    with pytest.raises(ConfigError, match="changed config"):
+        train(_cfg(data, epochs=1, lr=0.01), run, resume=True, progress=False)
+    with pytest.raises(ConfigError, match="no run to resume"):
+        train(None, tmp_path / "empty", resume=True, progress=False)
+
+
+_CHILD = """
+import sys
+from classwise.train import TrainConfig, train
+train(TrainConfig.load(__import__('pathlib').Path(sys.argv[1])), sys.argv[2], progress=False)
+"""
+
+
+def test_resume_after_kill_9_matches_an_uninterrupted_run(tmp_path: Path) -> None:
+    data = _data(tmp_path, n=40)
+    cfg = _cfg(data, epochs=4, method="pgd-at")
+    cfg_file = tmp_path / "cfg.yaml"
+    cfg.dump(cfg_file)
+    killed = tmp_path / "killed"
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, str(cfg_file), str(killed)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and child.poll() is None:
+        if (killed / "history.json").exists() and json.loads((killed / "history.json").read_text()):
+            os.kill(child.pid, signal.SIGKILL)  # dies wherever it is: mid-epoch or mid-write
+            break
+        time.sleep(0.02)
+    child.wait()
+    assert child.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    done_before = len(json.loads((killed / "history.json").read_text()))
+    assert done_before < 4
+    resumed = train(None, killed, resume=True, progress=False)
+    straight = train(cfg, tmp_path / "straight", progress=False)
+    assert [h["epoch"] for h in resumed.history] == [0, 1, 2, 3]
+    a, _ = load_checkpoint(killed / "model.pt")
+    b, _ = load_checkpoint(tmp_path / "straight" / "model.pt")
+    for (name, p), q in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        assert torch.equal(p, q), name
+    assert resumed.history[-1]["val"] == straight.history[-1]["val"]
