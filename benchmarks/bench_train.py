@@ -21,6 +21,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from classwise.models import create_model
 from classwise.train import METHODS, TrainConfig
 from classwise.train.loop import autocast
+from classwise.train.methods import Knobs
 
 
 def matmul_peak(device: torch.device, dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:
@@ -57,7 +58,7 @@ def step_rate(
 
     def one() -> None:
         with autocast(device):
-            loss = fn(model.train(), x, y, cfg, g).loss.mean()
+            loss = fn(model.train(), x, y, cfg, g, Knobs.plain(cfg)).loss.mean()
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -109,6 +109,12 @@ def test_class_folder_dataset(tmp_path: Path, as_tar: bool) -> None:
     assert ds.train.images[5, 0, 0, 0].item() == 10 * 1 + 1
 
 
+def test_class_folder_dataset_found_in_the_data_root(tmp_path: Path) -> None:
+    write_class_folders(tmp_path, as_tar=True)
+    ds = load_dataset("images.tar.gz", root=tmp_path)
+    assert ds.class_names == ("cat", "dog", "ship")
+
+
 def test_class_folder_dataset_is_cached_by_content(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = write_class_folders(tmp_path, as_tar=True)
     first = load_dataset(str(path))

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from classwise.errors import ConfigError
 from classwise.models import create_model, load_checkpoint
 from classwise.train import METHODS, TrainConfig, train
+from classwise.train.methods import Knobs
 from classwise.train.schedules import learning_rate
 from tests.synthetic import write_class_folders
 
@@ -78,17 +79,19 @@ def test_trades_with_beta_zero_is_clean_cross_entropy() -> None:
     model = create_model("resnet20", 3, (3, 8, 8), (0.5,) * 3, (0.25,) * 3, width=4).eval()
     x, y = torch.rand(6, 3, 8, 8), torch.tensor([0, 1, 2, 0, 1, 2])
     g = torch.Generator().manual_seed(0)
-    out = METHODS.get("trades")(model, x, y, TrainConfig(method="trades", trades_beta=0.0), g)
+    cfg = TrainConfig(method="trades", trades_beta=0.0)
+    out = METHODS.get("trades")(model, x, y, cfg, g, Knobs.plain(cfg))
     torch.testing.assert_close(out.loss, F.cross_entropy(model(x), y, reduction="none"))
 
 
 def test_adversarial_methods_raise_the_loss() -> None:
     model = create_model("resnet20", 3, (3, 8, 8), (0.5,) * 3, (0.25,) * 3, width=4).eval()
     x, y = torch.rand(16, 3, 8, 8), torch.randint(0, 3, (16,))
-    clean = METHODS.get("standard")(model, x, y, TrainConfig(method="standard"), torch.Generator()).loss
+    plain = TrainConfig(method="standard")
+    clean = METHODS.get("standard")(model, x, y, plain, torch.Generator(), Knobs.plain(plain)).loss
     for method in ("pgd-at", "fgsm-rs"):
         cfg = TrainConfig(method=method, eps=16 / 255, attack_steps=5)
-        adv = METHODS.get(method)(model, x, y, cfg, torch.Generator().manual_seed(0)).loss
+        adv = METHODS.get(method)(model, x, y, cfg, torch.Generator().manual_seed(0), Knobs.plain(cfg)).loss
         assert adv.mean() > clean.mean()
 
 

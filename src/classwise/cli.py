@@ -249,14 +249,16 @@ _NON_CONFIG = {"command", "func", "verbose", "resume", "out", "device", "attack_
 def cmd_gap(args: argparse.Namespace) -> int:
     import time
 
-    from classwise.evaluate import format_flows, format_side_by_side
+    from classwise.evaluate import format_comparison, format_flows, format_side_by_side
     from classwise.gap import GAP_DEFAULTS, measure_gap
     from classwise.train import TrainConfig
 
     start = time.perf_counter()
     cfg = train_config_from_args(args, GAP_DEFAULTS)
     assert isinstance(cfg, TrainConfig)
-    results = measure_gap(cfg, Path(args.out), args.methods.split(","), device=resolve_device(args.device))
+    results = measure_gap(
+        cfg, Path(args.out), args.variant or ["standard", "pgd-at"], device=resolve_device(args.device)
+    )
     evals = {m: r.evaluation for m, r in results.items()}
     first = next(iter(results.values()))
     subset = f"first {cfg.test_per_class} test images per class" if cfg.test_per_class else "full test set"
@@ -264,9 +266,12 @@ def cmd_gap(args: argparse.Namespace) -> int:
         f"{first.evaluation.title}, {cfg.model}, {cfg.epochs} epochs, {subset}, "
         f"PGD-{cfg.test_attack_steps} at ε={cfg.eps:g}"
     )
-    print(format_side_by_side(evals, title))
-    for method, ev in evals.items():
-        print(f"\n{method}: " + format_flows(ev, ev.worst[-1]))
+    if len(evals) <= 3:
+        print(format_side_by_side(evals, title))
+        for variant, ev in evals.items():
+            print(f"\n{variant}: " + format_flows(ev, ev.worst[-1]))
+        print()
+    print(format_comparison(evals, None if len(evals) <= 3 else title))
     print(f"\nruns in {first.run_dir.parent} ({time.perf_counter() - start:.0f} s)")
     return 0
 
@@ -339,7 +344,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("gap", help="main job: standard vs adversarial training, per-class tables side by side")
     add_train_options(p, GAP_DEFAULTS)
-    p.add_argument("--methods", default="standard,pgd-at", help="comma list of methods to compare")
+    p.add_argument(
+        "--variant",
+        action="append",
+        default=None,
+        help="a method to compare, optionally with a balancing technique, repeatable: standard, pgd-at, "
+        "pgd-at+focal:gamma=2, trades+frl:mode=both (default: standard and pgd-at)",
+    )
     p.add_argument("--out", default="runs/gap", help="folder for the runs; re-running resumes (default runs/gap)")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_gap)

@@ -7,12 +7,15 @@ unfinished runs and reuses finished ones, so nothing already computed is lost.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 
+from classwise.errors import ConfigError
 from classwise.train import TrainConfig, TrainResult, train
 from classwise.train.rundir import CONFIG
 
@@ -34,23 +37,47 @@ GAP_DEFAULTS: dict[str, Any] = {
 }
 
 
+def parse_variant(text: str) -> dict[str, Any]:
+    """``"pgd-at+focal:gamma=2"`` → {"method": "pgd-at", "balance": "focal", "balance_args": {"gamma": 2}}.
+
+    Option values are read as YAML (numbers, booleans, ``[0.1, 0.2]`` lists); options are separated
+    by commas outside brackets."""
+    head, _, options = text.partition(":")
+    method, _, technique = head.partition("+")
+    args: dict[str, Any] = {}
+    for item in filter(None, re.split(r",(?![^\[]*\])", options)):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"variant option {item!r} in {text!r} must be key=value")
+        args[key.strip()] = yaml.safe_load(value)
+    if technique:
+        return {"method": method.strip(), "balance": technique.strip(), "balance_args": args}
+    if args:
+        raise ConfigError(f"variant {text!r} has options but no technique (write method+technique:options)")
+    return {"method": method.strip()}
+
+
 def measure_gap(
     base: TrainConfig,
     out_dir: str | Path,
-    methods: Sequence[str] = ("standard", "pgd-at"),
+    variants: Sequence[str] = ("standard", "pgd-at"),
     *,
     device: str | torch.device = "cpu",
     progress: bool = True,
 ) -> dict[str, TrainResult]:
-    """Train ``base`` once per method (same data, model, seed and ε) and evaluate each class-wise.
+    """Train ``base`` once per variant (same data, model, seed and ε) and evaluate each class-wise.
+
+    Args:
+        variants: training methods, optionally with a balancing technique and its options:
+            ``standard``, ``pgd-at``, ``pgd-at+focal:gamma=2``, ``trades+frl:mode=both``.
 
     Returns:
-        method → :class:`TrainResult` whose ``evaluation`` holds per-class clean and PGD accuracy.
+        variant → :class:`TrainResult` whose ``evaluation`` holds per-class clean and PGD accuracy.
     """
+    configs = {v: base.replace(**parse_variant(v)) for v in variants}  # every variant checked before training
     results = {}
-    for method in methods:
-        cfg = base.replace(method=method)
-        run_dir = Path(out_dir) / method
+    for variant, cfg in configs.items():
+        run_dir = Path(out_dir) / re.sub(r"[^A-Za-z0-9_.=+-]+", "_", variant)
         resume = (run_dir / CONFIG).exists()  # finished epochs are reused; a changed config is refused
-        results[method] = train(cfg, run_dir, resume=resume, device=device, progress=progress)
+        results[variant] = train(cfg, run_dir, resume=resume, device=device, progress=progress)
     return results

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from classwise.attacks.threat import check_eps, check_norm, flat_norm, project
+from classwise.attacks.threat import Budget, check_eps, check_norm, flat_norm, per_sample, project
 from classwise.errors import ConfigError
 
 LOSSES = ("ce", "margin")
@@ -35,16 +35,16 @@ def fooled_by(logits: torch.Tensor, y: torch.Tensor, targeted: bool) -> torch.Te
     return pred == y if targeted else pred != y
 
 
-def random_init(x: torch.Tensor, eps: float, norm: str, generator: torch.Generator | None) -> torch.Tensor:
+def random_init(x: torch.Tensor, eps: Budget, norm: str, generator: torch.Generator | None) -> torch.Tensor:
     """A uniform point of the L∞ ball, or a uniformly scaled random direction of the L2 ball."""
     if norm == "Linf":
         u = torch.rand(x.shape, device=x.device, generator=generator)
-        delta = (2 * u - 1) * eps
+        delta = (2 * u - 1) * per_sample(eps, x)
     else:
         d = torch.randn(x.shape, device=x.device, generator=generator)
         r = torch.rand(x.shape[0], device=x.device, generator=generator)
-        scale = (r * eps / flat_norm(d, "L2").clamp_min(1e-12)).view(-1, *([1] * (x.ndim - 1)))
-        delta = d * scale
+        scale = r * (eps if isinstance(eps, float) else eps.to(x.dtype)) / flat_norm(d, "L2").clamp_min(1e-12)
+        delta = d * scale.view(-1, *([1] * (x.ndim - 1)))
     return (x + delta).clamp(0.0, 1.0)
 
 
@@ -60,7 +60,7 @@ def pgd(
     x: torch.Tensor,
     y: torch.Tensor,
     *,
-    eps: float,
+    eps: Budget,
     step_size: float,
     steps: int,
     norm: str = "Linf",
@@ -75,6 +75,7 @@ def pgd(
     """Run PGD on a batch; the model's mode is left as the caller set it.
 
     Args:
+        eps: the budget, one for all or one per sample (per-class ε in training).
         y: true labels (untargeted) or target labels (``targeted=True``).
         early_stop: stop updating a sample once it is fooled and keep that iterate (evaluation);
             without it every sample takes all ``steps`` and "fooled" is judged on the last iterate.
@@ -90,7 +91,7 @@ def pgd(
     if x_init is not None:
         x_adv = project(x_init.detach(), x, eps, norm)
     else:
-        x_adv = random_init(x, eps, norm, generator) if random_start and eps > 0 else x.clone()
+        x_adv = random_init(x, eps, norm, generator) if random_start else x.clone()
     done = torch.zeros(len(x), dtype=torch.bool, device=x.device)
     for _ in range(steps):
         active = (~done).nonzero().squeeze(1) if early_stop else None
@@ -105,7 +106,9 @@ def pgd(
             value = objective(logits.float(), torch.arange(len(x), device=x.device) if active is None else active)
         (grad,) = torch.autograd.grad(value.sum(), xa)
         with torch.no_grad():
-            stepped = project(ascent_step(xa, grad, step_size, norm), x if active is None else x[active], eps, norm)
+            x_a = x if active is None else x[active]
+            eps_a = eps if active is None or not isinstance(eps, torch.Tensor) else eps[active]
+            stepped = project(ascent_step(xa, grad, step_size, norm), x_a, eps_a, norm)
             if active is None:
                 x_adv = stepped
             else:

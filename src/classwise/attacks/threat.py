@@ -60,12 +60,21 @@ def flat_norm(delta: torch.Tensor, norm: str) -> torch.Tensor:
     return flat.abs().amax(1) if norm == "Linf" else flat.norm(p=2, dim=1)
 
 
-def project(x_adv: torch.Tensor, x: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
-    """Project ``x_adv`` onto {‖x_adv − x‖ ≤ ε} ∩ [0,1]^d."""
+Budget = float | torch.Tensor  # one ε, or one per sample (B,)
+
+
+def per_sample(eps: Budget, x: torch.Tensor) -> Budget:
+    """ε shaped to broadcast against a batch: a float stays, a (B,) tensor becomes (B, 1, 1, 1)."""
+    return eps.view(-1, *([1] * (x.ndim - 1))).to(x.dtype) if isinstance(eps, torch.Tensor) else eps
+
+
+def project(x_adv: torch.Tensor, x: torch.Tensor, eps: Budget, norm: str) -> torch.Tensor:
+    """Project ``x_adv`` onto {‖x_adv − x‖ ≤ ε} ∩ [0,1]^d (ε a float or one per sample)."""
     delta = x_adv - x
+    e = per_sample(eps, x)
     if norm == "Linf":
-        delta = delta.clamp(-eps, eps)
+        delta = torch.maximum(torch.minimum(delta, e), -e) if isinstance(e, torch.Tensor) else delta.clamp(-e, e)
     else:
         n = flat_norm(delta, "L2").clamp_min(1e-12).view(-1, *([1] * (x.ndim - 1)))
-        delta = delta * (eps / n).clamp(max=1.0)
+        delta = delta * (e / n).clamp(max=1.0)
     return (x + delta).clamp(0.0, 1.0)

@@ -504,7 +504,8 @@ def load_dataset(name_or_path: str, root: str | Path | None = None, download_mis
 
     Args:
         name_or_path: ``mnist``, ``fashion-mnist``, ``cifar10``, ``cifar100``, ``svhn``, ``stl10``,
-            ``gtsrb``; or a folder / ``.tar`` / ``.tar.gz`` holding ``train/<class>/*`` and ``test/<class>/*``.
+            ``gtsrb``; or a folder / ``.tar`` / ``.tar.gz`` holding ``train/<class>/*`` and ``test/<class>/*``,
+            given as a path or relative to the data root (``cifar10-jpeg.tar.gz`` with ``CLASSWISE_DATA``).
         root: data root (default: ``CLASSWISE_DATA`` or the user cache, see :func:`data_root`).
         download_missing: download absent official files (checksummed). With False, a clear
             :class:`DatasetNotFoundError` lists the files expected.
@@ -515,10 +516,12 @@ def load_dataset(name_or_path: str, root: str | Path | None = None, download_mis
         (10, (1, 28, 28))
     """
     path = Path(name_or_path).expanduser()
+    if not path.exists() and name_or_path not in DATASETS:
+        path = data_root(root) / name_or_path  # a folder or archive inside the data root
     if path.exists() and (path.is_dir() or _is_archive(path)):
         return _load_folder_dataset(path)
     if any(sep in name_or_path for sep in ("/", "\\")) or _is_archive(path):
-        raise DatasetNotFoundError(f"dataset path {name_or_path!r} does not exist")
+        raise DatasetNotFoundError(f"dataset path {name_or_path!r} does not exist (nor under {data_root(root)})")
     spec = DATASETS.get(name_or_path)
     folder = data_root(root)
     splits = spec.load(folder, download_missing)

@@ -4,6 +4,7 @@ from classwise.evaluate.engine import AttackRecord, Evaluation, attack_samples, 
 from classwise.evaluate.metrics import ClassAccuracy, Spread, confusion_matrix, row_shares, wilson_interval
 from classwise.evaluate.outputs import write_evaluation
 from classwise.evaluate.tables import (
+    format_comparison,
     format_eps_curve,
     format_flows,
     format_side_by_side,
@@ -24,6 +25,7 @@ __all__ = [
     "attack_samples",
     "confusion_matrix",
     "evaluate",
+    "format_comparison",
     "format_eps_curve",
     "format_flows",
     "format_side_by_side",

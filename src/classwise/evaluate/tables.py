@@ -194,3 +194,23 @@ def format_side_by_side(evals: dict[str, Evaluation], title: str | None = None) 
     eps = {format_eps(ev.worst[-1].eps) for _, ev in runs}
     lines.append(f"accuracy in %; robust = worst case over the attacks at ε={', '.join(sorted(eps))}")
     return "\n".join(lines)
+
+
+def format_comparison(evals: dict[str, Evaluation], title: str | None = None) -> str:
+    """One row per model: mean and worst-class clean and robust accuracy, and the robust spread."""
+    width = max(len(n) for n in (*evals, "variant"))
+    head = (
+        f"{'variant':<{width}}  {'clean mean':>10}  {'clean worst':>20}  {'robust mean':>11}  "
+        f"{'robust worst':>20}  {'robust std':>10}  {'max-min':>7}"
+    )
+    lines = [title] if title else []
+    lines += [head, "-" * len(head)]
+    for name, ev in evals.items():
+        c, r = ev.spread(ev.clean()), ev.spread(ev.robust(ev.worst[-1]))
+        lines.append(
+            f"{name:<{width}}  {100 * c.mean:10.1f}  {f'{100 * c.worst:.1f} {c.worst_class}':>20}  "
+            f"{100 * r.mean:11.1f}  {f'{100 * r.worst:.1f} {r.worst_class}':>20}  {100 * r.std:10.1f}  "
+            f"{100 * r.gap:7.1f}"
+        )
+    lines.append("accuracy in % over classes; robust = worst case over the attacks at the evaluation ε")
+    return "\n".join(lines)

@@ -7,7 +7,7 @@ Every architecture is a :class:`Backbone` (``forward_features`` → penultimate 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import torch
@@ -53,10 +53,12 @@ class ModelSpec:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     kwargs: dict[str, Any] = field(default_factory=dict)
+    logit_shift: tuple[float, ...] | None = None  # added to the logits (post-hoc logit adjustment)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["input_shape"], d["mean"], d["std"] = list(self.input_shape), list(self.mean), list(self.std)
+        d["logit_shift"] = None if self.logit_shift is None else list(self.logit_shift)
         return d
 
     @classmethod
@@ -68,20 +70,33 @@ class ModelSpec:
             mean=tuple(float(v) for v in d["mean"]),
             std=tuple(float(v) for v in d["std"]),
             kwargs=dict(d.get("kwargs") or {}),
+            logit_shift=None if d.get("logit_shift") is None else tuple(float(v) for v in d["logit_shift"]),
         )
 
 
 class ImageClassifier(nn.Module):
     """Normalize → backbone. Takes [0,1] images (B, C, H, W), returns logits (B, K)."""
 
+    logit_shift: torch.Tensor | None
+
     def __init__(self, backbone: Backbone, spec: ModelSpec) -> None:
         super().__init__()
         self.normalize = Normalize(spec.mean, spec.std)
         self.backbone = backbone
         self.spec = spec
+        shift = None if spec.logit_shift is None else torch.tensor(spec.logit_shift, dtype=torch.float32)
+        self.register_buffer("logit_shift", shift, persistent=False)  # rebuilt from the spec, not the weights
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.backbone(self.normalize(x))
+        logits = self.backbone(self.normalize(x))
+        return logits if self.logit_shift is None else logits + self.logit_shift
+
+    def with_logit_shift(self, shift: torch.Tensor | None) -> ImageClassifier:
+        """The same network (shared weights) predicting with ``logits + shift``."""
+        if shift is None and self.logit_shift is None:
+            return self
+        spec = replace(self.spec, logit_shift=None if shift is None else tuple(float(v) for v in shift))
+        return ImageClassifier(self.backbone, spec).to(next(self.parameters()).device)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Penultimate-layer features (B, D)."""

@@ -6,6 +6,8 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
+import torch
+
 from classwise.errors import ConfigError
 from classwise.models import classic, resnet, wide_resnet
 from classwise.models.base import Backbone, ImageClassifier, ModelSpec
@@ -91,7 +93,8 @@ def create_model(
 
 def model_from_spec(spec: ModelSpec) -> ImageClassifier:
     """Rebuild the (untrained) model that ``spec`` describes."""
-    return create_model(spec.arch, spec.num_classes, spec.input_shape, spec.mean, spec.std, **spec.kwargs)
+    model = create_model(spec.arch, spec.num_classes, spec.input_shape, spec.mean, spec.std, **spec.kwargs)
+    return model if spec.logit_shift is None else model.with_logit_shift(torch.tensor(spec.logit_shift))
 
 
 def count_parameters(model: ImageClassifier) -> int:

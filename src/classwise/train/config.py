@@ -35,6 +35,10 @@ class TrainConfig:
             (default: clean mean for standard training, robust mean otherwise).
         train_per_class: use only the first N training images of each class (CPU-scale runs).
         test_per_class: final evaluation on the first N test images per class (None: full test set).
+        balance / balance_args: a long-tail or fairness technique (``classwise.train.balance``) and
+            its options, e.g. ``focal`` with ``{"gamma": 2}`` or ``frl`` with ``{"mode": "both"}``.
+        imbalance_ratio: subsample the training split to the exponential long-tail profile
+            (head/tail count ratio, as in CIFAR-10-LT); validation and test stay balanced.
     """
 
     dataset: str = "fashion-mnist"
@@ -63,6 +67,9 @@ class TrainConfig:
     test_per_class: int | None = None
     test_attack_steps: int = 20
     co_check: bool = True
+    balance: str = "none"
+    balance_args: dict[str, Any] = field(default_factory=dict)
+    imbalance_ratio: float | None = None
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -93,6 +100,11 @@ class TrainConfig:
             raise ConfigError(f"attack_step_size must be > 0, got {self.attack_step_size}")
         if any(not 0 < m < 1 for m in self.milestones):
             raise ConfigError(f"milestones are fractions of the epochs in (0, 1), got {self.milestones}")
+        if self.imbalance_ratio is not None and self.imbalance_ratio < 1:
+            raise ConfigError(f"imbalance_ratio must be >= 1 (head/tail count), got {self.imbalance_ratio}")
+        from classwise.train.balance import check_balancer
+
+        check_balancer(self.balance, self.balance_args, self.method)
         for name in ("train_per_class", "test_per_class"):
             value = getattr(self, name)
             if value is not None and value < 1:

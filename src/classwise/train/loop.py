@@ -18,13 +18,29 @@ import torch
 from tqdm.auto import tqdm
 
 from classwise.attacks import PGD
-from classwise.data import Augment, BatchIterator, Dataset, load_dataset, per_class_subset, validation_split
+from classwise.data import (
+    Augment,
+    BatchIterator,
+    Dataset,
+    load_dataset,
+    long_tailed,
+    per_class_subset,
+    validation_split,
+)
 from classwise.errors import CheckpointError
 from classwise.evaluate import Evaluation, evaluate, write_evaluation
-from classwise.models import ImageClassifier, atomic_torch_save, create_model, load_checkpoint, save_checkpoint
+from classwise.models import (
+    ImageClassifier,
+    atomic_torch_save,
+    create_model,
+    load_checkpoint,
+    model_from_spec,
+    save_checkpoint,
+)
 from classwise.train import rundir
+from classwise.train.balance import Balancer, make_balancer
 from classwise.train.config import TrainConfig
-from classwise.train.methods import METHODS
+from classwise.train.methods import METHODS, Knobs
 from classwise.train.schedules import learning_rate
 
 log = logging.getLogger(__name__)
@@ -40,13 +56,15 @@ class TrainResult:
 
 
 def prepare_data(cfg: TrainConfig) -> Dataset:
-    """The dataset with the configured training subset and stratified validation split."""
+    """The dataset with the configured training subset, stratified validation split and, with an
+    imbalance ratio, a long-tailed training split (validation and test stay balanced)."""
     from dataclasses import replace
 
     ds = load_dataset(cfg.dataset, root=cfg.data_root)
     if cfg.train_per_class is not None:
         ds = replace(ds, train=per_class_subset(ds.train, cfg.train_per_class + cfg.val_per_class, ds.num_classes))
-    return validation_split(ds, cfg.val_per_class, seed=cfg.seed)
+    ds = validation_split(ds, cfg.val_per_class, seed=cfg.seed)
+    return ds if cfg.imbalance_ratio is None else long_tailed(ds, cfg.imbalance_ratio, seed=cfg.seed)
 
 
 def autocast(device: torch.device) -> contextlib.AbstractContextManager[Any]:
@@ -79,9 +97,11 @@ def train(
     if dev.type == "cuda":
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    state = _load_state(run_dir, model, optimizer) if resume else None
+    balancer = make_balancer(cfg.balance, cfg.balance_args, ds.train.counts(ds.num_classes), cfg.epochs, cfg.method)
+    state = _load_state(run_dir, model, optimizer, balancer) if resume else None
     history: list[dict[str, Any]] = state["history"] if state else []
     best = state["best"] if state else {"value": None, "epoch": None, "co_best": None}
+    average: dict[str, torch.Tensor] | None = state.get("average") if state else None
     augment = cfg.augment if cfg.augment is not None else Augment.for_input(ds.input_shape) is not None
     batches = BatchIterator(
         ds.train,
@@ -92,27 +112,64 @@ def train(
         device=dev,
         drop_last=True,
         channels_last=dev.type == "cuda",
+        sample_weights=balancer.sample_weights(ds.train.labels),
     )
     meta = {"dataset": ds.describe(), "class_names": list(ds.class_names), "config": cfg.to_dict()}
     for epoch in range(len(history), cfg.epochs):
-        record = _train_epoch(model, optimizer, batches, cfg, epoch, ds, dev, progress, history)
+        record = _train_epoch(model, optimizer, batches, cfg, epoch, ds, dev, progress, history, balancer)
+        balancer.observe_training(epoch, torch.tensor(record["train_class_acc"]))
+        predictor = model.with_logit_shift(balancer.posthoc_logit_shift())
         if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
-            record["val"] = _validate(model, ds, cfg)
-            value = _metric(record["val"], cfg.selection_metric)
+            val = record["val"] = _validate(predictor, ds, cfg)
+            balancer.observe_validation(epoch, torch.tensor(val["clean"]), _tensor_or_none(val.get("robust")))
+            value = _metric(val, cfg.selection_metric)
             if best["value"] is None or value > best["value"]:
                 best = {**best, "value": value, "epoch": epoch}
-                save_checkpoint(run_dir / rundir.BEST, model, epoch=epoch, **meta)
+                save_checkpoint(run_dir / rundir.BEST, predictor, epoch=epoch, **meta)
+            average = _weight_average(average, predictor, balancer, val, run_dir, meta, epoch)
         stop = _catastrophic_overfitting(model, ds, cfg, record, best) if cfg.method == "fgsm-rs" else False
         history.append(record)
-        atomic_torch_save(
-            {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "history": history, "best": best},
-            run_dir / rundir.STATE,
-        )
-        save_checkpoint(run_dir / rundir.LAST, model, epoch=epoch, **meta)
+        saved = {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "history": history,
+            "best": best,
+            "balancer": balancer.state(),
+            "average": average,
+        }
+        atomic_torch_save(saved, run_dir / rundir.STATE)
+        save_checkpoint(run_dir / rundir.LAST, predictor, epoch=epoch, **meta)
         rundir.write_history(run_dir, history)
         if stop:
             break
     return _finish(run_dir, cfg, ds, history, best, dev)
+
+
+def _tensor_or_none(values: list[float] | None) -> torch.Tensor | None:
+    return None if values is None else torch.tensor(values)
+
+
+def _weight_average(
+    average: dict[str, torch.Tensor] | None,
+    predictor: ImageClassifier,
+    balancer: Balancer,
+    val: dict[str, Any],
+    run_dir: Path,
+    meta: dict[str, Any],
+    epoch: int,
+) -> dict[str, torch.Tensor] | None:
+    """CFA's fairness-aware weight averaging: an EMA of the weights over epochs whose worst-class
+    validation robust accuracy clears the technique's threshold, saved as ``fawa.pt``."""
+    decay = balancer.average_decay(_tensor_or_none(val.get("robust")))
+    if decay is None:
+        return average
+    current = {k: v.detach().cpu().clone() for k, v in predictor.state_dict().items()}
+    if average is not None:
+        current = {k: decay * average[k] + (1 - decay) * v if v.is_floating_point() else v for k, v in current.items()}
+    averaged = model_from_spec(predictor.spec)
+    averaged.load_state_dict(current)
+    save_checkpoint(run_dir / rundir.AVERAGE, averaged, epoch=epoch, **meta)
+    return current
 
 
 def _train_epoch(
@@ -125,8 +182,12 @@ def _train_epoch(
     dev: torch.device,
     progress: bool,
     history: list[dict[str, Any]],
+    balancer: Balancer,
 ) -> dict[str, Any]:
     method = METHODS.get(cfg.method)
+    class_eps = balancer.class_eps(epoch, cfg.eps)
+    class_beta = balancer.class_beta(epoch, cfg.trades_beta)
+    criterion = balancer.criterion(epoch)
     batches.set_epoch(epoch)
     g = torch.Generator(device=dev).manual_seed(cfg.seed * 1_000_003 + 7919 * (epoch + 1))
     k = ds.num_classes
@@ -139,9 +200,11 @@ def _train_epoch(
         lr = learning_rate(cfg, epoch + i / len(batches))
         for group in optimizer.param_groups:
             group["lr"] = lr
+        eps = cfg.eps if class_eps is None else class_eps.to(dev)[y]
+        beta = cfg.trades_beta if class_beta is None else class_beta.to(dev)[y]
         with autocast(dev):
-            out = method(model, x, y, cfg, g)
-        loss = out.loss.mean()  # uniform per-example weights
+            out = method(model, x, y, cfg, g, Knobs(eps, beta, criterion))
+        loss = balancer.reduce(out.loss, y, out.parts, epoch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -259,7 +322,9 @@ def _catastrophic_overfitting(
     return False
 
 
-def _load_state(run_dir: Path, model: ImageClassifier, optimizer: torch.optim.Optimizer) -> dict[str, Any] | None:
+def _load_state(
+    run_dir: Path, model: ImageClassifier, optimizer: torch.optim.Optimizer, balancer: Balancer
+) -> dict[str, Any] | None:
     path = run_dir / rundir.STATE
     if not path.exists():
         return None  # killed before the first epoch ended: start from scratch
@@ -267,6 +332,7 @@ def _load_state(run_dir: Path, model: ImageClassifier, optimizer: torch.optim.Op
         state = torch.load(path, map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        balancer.load(state.get("balancer") or {})
     except Exception as exc:
         raise CheckpointError(f"cannot resume from {path}: {str(exc).splitlines()[0][:200]}") from None
     return dict(state)
@@ -275,8 +341,9 @@ def _load_state(run_dir: Path, model: ImageClassifier, optimizer: torch.optim.Op
 def _finish(
     run_dir: Path, cfg: TrainConfig, ds: Dataset, history: list[dict[str, Any]], best: dict[str, Any], dev: torch.device
 ) -> TrainResult:
-    """Class-wise evaluation of the best checkpoint on the test split, written to ``eval/``."""
-    source = run_dir / (rundir.BEST if (run_dir / rundir.BEST).exists() else rundir.LAST)
+    """Class-wise evaluation on the test split, written to ``eval/``: of the weight average when the
+    technique keeps one (CFA's FAWA), else of the best checkpoint."""
+    source = next(run_dir / n for n in (rundir.AVERAGE, rundir.BEST, rundir.LAST) if (run_dir / n).exists())
     model, _ = load_checkpoint(source, device=dev)
     eps = cfg.eps if cfg.eps > 0 else 8 / 255
     attack = PGD(eps=eps, steps=cfg.test_attack_steps, step_size=eps / 4)

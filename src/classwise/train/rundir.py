@@ -14,6 +14,7 @@ from classwise.errors import ConfigError
 from classwise.train.config import TrainConfig
 
 CONFIG, STATE, LAST, BEST, HISTORY, EVAL = "config.yaml", "state.pt", "model.pt", "best.pt", "history.json", "eval"
+AVERAGE = "fawa.pt"
 
 
 def prepare(run_dir: Path, cfg: TrainConfig | None, resume: bool) -> TrainConfig:

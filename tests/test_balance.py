@@ -1,0 +1,234 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from classwise.attacks import flat_norm, pgd
+from classwise.data import BatchIterator, LabeledImages
+from classwise.errors import ClasswiseError, ConfigError
+from classwise.gap import parse_variant
+from classwise.models import create_model, load_checkpoint
+from classwise.train import TrainConfig, train
+from classwise.train.balance import BALANCERS, make_balancer
+from tests.synthetic import write_class_folders
+from tests.test_attacks import Linear
+
+COUNTS = torch.tensor([400, 100, 25])
+
+
+def _make(name: str, method: str = "pgd-at", **args: object):
+    return make_balancer(name, dict(args), COUNTS, 10, method)
+
+
+def _batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(12, 3, generator=g)
+    y = torch.arange(12) % 3
+    return logits, y, F.cross_entropy(logits, y, reduction="none")
+
+
+def test_every_technique_is_registered_and_builds() -> None:
+    assert set(BALANCERS.names()) == {
+        "none",
+        "reweight",
+        "adaptive-reweight",
+        "resample",
+        "focal",
+        "ldam",
+        "logit-adjust",
+        "class-eps",
+        "frl",
+        "cfa",
+    }
+
+
+def test_uniform_weights_give_exactly_the_plain_loss() -> None:
+    _, y, loss = _batch()
+    for balancer in (_make("none"), _make("reweight", scheme="user", weights=[1.0, 1.0, 1.0])):
+        assert torch.equal(balancer.reduce(loss, y, {}, 0), loss.mean())
+
+
+def test_inverse_and_effective_number_weights() -> None:
+    inv = _make("reweight").class_weights(0)
+    assert inv is not None and inv.sum().item() == pytest.approx(3)
+    assert inv[2] / inv[0] == pytest.approx(16)
+    eff = _make("reweight", scheme="effective", beta=0.99).class_weights(0)
+    raw = (1 - 0.99) / (1 - 0.99 ** COUNTS.double())
+    torch.testing.assert_close(eff, (raw * 3 / raw.sum()).float())
+
+
+def test_focal_with_gamma_zero_is_cross_entropy_and_downweights_easy_examples() -> None:
+    logits, y, loss = _batch()
+    torch.testing.assert_close(_make("focal", gamma=0.0).criterion(0)(logits, y), loss)
+    focal = _make("focal", gamma=2.0).criterion(0)(logits, y)
+    assert bool((focal <= loss + 1e-6).all())
+
+
+def test_ldam_margins_scale_as_n_to_the_minus_quarter_and_defer_reweighting() -> None:
+    ldam = _make("ldam", max_margin=0.5, drw_start=0.5)
+    m = ldam.margins
+    assert m.max().item() == pytest.approx(0.5) and m.argmax().item() == 2
+    assert (m[0] / m[1]).item() == pytest.approx((400 / 100) ** -0.25)
+    assert ldam.class_weights(4) is None and ldam.class_weights(5) is not None
+    logits, y, _ = _batch()
+    shifted = logits - F.one_hot(y, 3) * m[y][:, None]
+    torch.testing.assert_close(ldam.criterion(0)(logits, y), F.cross_entropy(shifted, y, reduction="none"))
+
+
+def test_logit_adjustment_loss_and_posthoc() -> None:
+    logits, y, _ = _batch()
+    prior = COUNTS / COUNTS.sum()
+    loss = _make("logit-adjust", tau=1.0).criterion(0)(logits, y)
+    torch.testing.assert_close(loss, F.cross_entropy(logits + prior.log(), y, reduction="none"))
+    post = _make("logit-adjust", mode="posthoc")
+    shift = post.posthoc_logit_shift()
+    assert shift is not None
+    torch.testing.assert_close(shift, -prior.log())
+    model = create_model("small_cnn", 3, (3, 8, 8), (0.5,) * 3, (0.25,) * 3, width=4).eval()
+    x = torch.rand(4, 3, 8, 8)
+    torch.testing.assert_close(model.with_logit_shift(shift)(x), model(x) + shift)
+
+
+def test_balanced_resampling_draws_classes_equally_in_expectation() -> None:
+    labels = torch.tensor([0] * 400 + [1] * 100 + [2] * 25)
+    weights = _make("resample").sample_weights(labels)
+    split = LabeledImages(torch.zeros(525, 1, 2, 2, dtype=torch.uint8), labels)
+    it = BatchIterator(split, 525, sample_weights=weights)
+    drawn = []
+    for epoch in range(20):
+        it.set_epoch(epoch)
+        drawn += [labels[idx] for _, _, idx in it]
+    share = torch.bincount(torch.cat(drawn), minlength=3).float() / (20 * 525)
+    assert torch.allclose(share, torch.full((3,), 1 / 3), atol=0.02)
+
+
+def test_per_class_eps_bounds_each_sample_by_its_class_budget() -> None:
+    budget = torch.tensor([0.02, 0.1, 0.05])
+    balancer = _make("class-eps", values=budget.tolist())
+    x = torch.rand(30, 3, 2, 2)
+    y = torch.arange(30) % 3
+    eps = balancer.class_eps(0, 8 / 255)[y]
+    x_adv, _ = pgd(Linear(), x, y, eps=eps, step_size=0.05, steps=5)
+    norms = flat_norm(x_adv - x, "Linf")
+    assert bool((norms <= eps + 1e-6).all()) and bool((norms[y == 1] > 0.05).any())
+
+
+def test_adaptive_eps_and_weights_follow_validation() -> None:
+    adaptive = _make("class-eps", adaptive=True, lam=0.5)
+    adaptive.observe_validation(0, torch.tensor([0.9, 0.8, 0.5]), torch.tensor([0.5, 0.4, 0.1]))
+    torch.testing.assert_close(adaptive.class_eps(1, 0.1), torch.tensor([0.1, 0.09, 0.06]))
+    reweight = _make("adaptive-reweight", source="robust")
+    reweight.observe_validation(0, torch.tensor([0.9, 0.8, 0.5]), torch.tensor([0.5, 0.4, 0.1]))
+    w = reweight.class_weights(1)
+    assert w is not None and w.argmax().item() == 2 and w.sum().item() == pytest.approx(3)
+
+
+def test_frl_raises_the_weight_and_margin_of_the_class_with_the_largest_error() -> None:
+    frl = _make("frl", method="trades", mode="both", tau_clean=0.0, tau_boundary=0.0)
+    clean, robust = torch.tensor([0.9, 0.85, 0.5]), torch.tensor([0.6, 0.5, 0.1])
+    frl.observe_validation(0, clean, robust)
+    w_nat, w_bnd = frl._weights(frl.lam_clean), frl._weights(frl.lam_boundary)
+    assert w_nat.argmax().item() == 2 and w_nat[2] > 1 / 3
+    assert w_bnd.argmax().item() == 2
+    eps = frl.class_eps(1, 0.1)
+    assert eps is not None and eps.argmax().item() == 2 and eps[2] > 0.1
+    _, y, loss = _batch()
+    uniform = _make("frl", method="trades", mode="remargin")
+    natural, boundary = loss, 2 * loss
+    assert uniform.reduce(loss, y, {"natural": natural, "boundary": boundary}, 0).item() == pytest.approx(
+        (natural + boundary).mean().item() / 2
+    )
+
+
+def test_cfa_calibrates_eps_and_beta_from_training_robustness() -> None:
+    cfa = make_balancer("cfa", {"lambda1": 0.3, "lambda2": 0.5, "begin": 0.2}, COUNTS, 10, "trades")
+    cfa.observe_training(0, torch.tensor([0.6, 0.4, 0.2]))
+    assert cfa.class_eps(1, 0.1) is None  # before ``begin``
+    torch.testing.assert_close(cfa.class_eps(2, 0.1), torch.tensor([0.09, 0.07, 0.05]))
+    torch.testing.assert_close(cfa.class_beta(2, 6.0), torch.tensor([6.6, 5.4, 4.2]))
+    assert cfa.average_decay(torch.tensor([0.5, 0.3, 0.1])) is None
+    assert cfa.average_decay(torch.tensor([0.5, 0.3, 0.25])) == pytest.approx(0.85)
+
+
+@pytest.mark.parametrize(
+    ("changes", "match"),
+    [
+        ({"balance": "reweight", "balance_args": {"scheme": "user", "weights": [1, 2]}}, "one value per class"),
+        ({"balance": "reweight", "balance_args": {"scheme": "user", "weights": [1, -2, 1]}}, ">= 0"),
+        ({"imbalance_ratio": 0.5}, "imbalance_ratio"),
+        ({"balance": "frl", "method": "pgd-at"}, "works with method"),
+        ({"balance": "class-eps", "method": "standard", "balance_args": {"adaptive": True}}, "works with method"),
+        ({"balance": "focal", "balance_args": {"alpha": 1}}, "takes no option"),
+        ({"balance": "fokal"}, "Did you mean: focal"),
+    ],
+)
+def test_bad_balancing_settings_fail_before_training(tmp_path: Path, changes: dict, match: str) -> None:
+    data = str(write_class_folders(tmp_path, n=6))
+    with pytest.raises(ClasswiseError, match=match):
+        cfg = TrainConfig.from_dict({**TrainConfig(dataset=data, val_per_class=2).to_dict(), **changes})
+        train(cfg, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / "state.pt").exists()
+
+
+def test_variant_syntax() -> None:
+    assert parse_variant("pgd-at") == {"method": "pgd-at"}
+    assert parse_variant("pgd-at+class-eps:values=[0.01, 0.02],adaptive=false") == {
+        "method": "pgd-at",
+        "balance": "class-eps",
+        "balance_args": {"values": [0.01, 0.02], "adaptive": False},
+    }
+    with pytest.raises(ConfigError, match="no technique"):
+        parse_variant("pgd-at:gamma=2")
+
+
+def test_cfa_run_evaluates_its_weight_average_and_resumes_its_state(tmp_path: Path) -> None:
+    data = str(write_class_folders(tmp_path, n=10, as_tar=True))
+    cfg = TrainConfig(
+        dataset=data,
+        model="resnet20",
+        model_args={"width": 4},
+        method="trades",
+        eps=8 / 255,
+        attack_steps=2,
+        epochs=2,
+        batch_size=8,
+        val_per_class=2,
+        eval_steps=2,
+        test_attack_steps=2,
+        balance="cfa",
+        balance_args={"fawa_threshold": 0.0, "begin": 0.0},
+        imbalance_ratio=2.0,
+    )
+    result = train(cfg, tmp_path / "run", progress=False)
+    assert (tmp_path / "run" / "fawa.pt").exists()
+    source = json.loads((tmp_path / "run" / "eval" / "evaluation.json").read_text())["source"]["checkpoint"]
+    assert source.endswith("fawa.pt")
+    state = torch.load(tmp_path / "run" / "state.pt", weights_only=True)
+    assert state["balancer"]["train_robust"] is not None and state["average"] is not None
+    assert result.evaluation.clean().n.tolist() == [10, 10, 10]
+
+
+def test_posthoc_adjusted_checkpoint_keeps_its_shift(tmp_path: Path) -> None:
+    data = str(write_class_folders(tmp_path, n=10))
+    cfg = TrainConfig(
+        dataset=data,
+        model="resnet20",
+        model_args={"width": 4},
+        method="standard",
+        eps=8 / 255,
+        epochs=1,
+        batch_size=8,
+        val_per_class=2,
+        eval_steps=1,
+        test_attack_steps=1,
+        balance="logit-adjust",
+        balance_args={"mode": "posthoc"},
+        imbalance_ratio=4.0,
+    )
+    train(cfg, tmp_path / "run", progress=False)
+    model, _ = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert model.logit_shift is not None and model.logit_shift.argmax().item() == 2  # the rarest class
