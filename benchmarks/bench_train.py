@@ -42,10 +42,24 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
+def count_flops(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, input_grad_only: bool) -> int:
+    """FLOPs of forward + backward: into the weights (a training step) or only into the input (an
+    attack step; parameters frozen, which is what ``autograd.grad`` w.r.t. the input computes)."""
+    for p in model.parameters():
+        p.requires_grad_(not input_grad_only)
+    xi = x.clone().requires_grad_(input_grad_only)
+    with FlopCounterMode(display=False) as counter:
+        torch.nn.functional.cross_entropy(model(xi), y).backward()
+    for p in model.parameters():
+        p.requires_grad_(True)
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops()
+
+
 def step_rate(
     model_name: str, shape: tuple[int, int, int], method: str, steps: int, batch: int, device: torch.device, iters: int
 ) -> tuple[float, float]:
-    """(images/s, FLOPs per image) of training steps of ``method``."""
+    """(images/s, FLOPs per image) of training steps of ``method`` (PGD-AT-k: k attack steps + one training step)."""
     model = create_model(model_name, 10, shape, (0.5,) * shape[0], (0.25,) * shape[0]).to(device)
     x = torch.rand(batch, *shape, device=device)
     if device.type == "cuda":
@@ -55,16 +69,16 @@ def step_rate(
     cfg = TrainConfig(method=method, eps=8 / 255, attack_steps=steps)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     fn, g = METHODS.get(method), torch.Generator(device=device).manual_seed(0)
+    model.train()
+    flops = count_flops(model, x, y, False) + (steps * count_flops(model, x, y, True) if method != "standard" else 0)
 
     def one() -> None:
         with autocast(device):
-            loss = fn(model.train(), x, y, cfg, g, Knobs.plain(cfg)).loss.mean()
+            loss = fn(model, x, y, cfg, g, Knobs.plain(cfg)).loss.mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
 
-    with FlopCounterMode(display=False) as counter:
-        one()
     for _ in range(2):
         one()
     _sync(device)
@@ -73,7 +87,7 @@ def step_rate(
         one()
     _sync(device)
     seconds = (time.perf_counter() - start) / iters
-    return batch / seconds, counter.get_total_flops() / batch
+    return batch / seconds, flops / batch
 
 
 def main() -> None:

@@ -85,6 +85,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     )
     from classwise.models import load_checkpoint
 
+    attacks = args.attack or ["pgd"]
     eps = parse_eps_list(args.eps)
     options = {
         "steps": args.steps,
@@ -93,7 +94,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         "loss": args.loss,
         "seed": args.seed,
     }
-    for spec in args.attack:  # validate every attack at every ε before any work
+    for spec in attacks:  # validate every attack at every ε before any work
         for e in eps:
             build_attack(spec, e, args.norm, **options)
     ds = load_dataset(args.dataset, root=args.data_root)
@@ -108,7 +109,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     ev = evaluate(
         model,
         ds,
-        args.attack,
+        attacks,
         eps,
         norm=args.norm,
         split=args.split,
@@ -243,7 +244,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-_NON_CONFIG = {"command", "func", "verbose", "resume", "out", "device", "attack_default"}
+_NON_CONFIG = {"command", "func", "verbose", "resume", "out", "device"}
 
 
 def cmd_gap(args: argparse.Namespace) -> int:
@@ -331,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="folder for evaluation.json, per_class.csv, samples.csv")
-    p.set_defaults(func=cmd_evaluate, attack_default=["pgd"])
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("train", help="train a model (standard or adversarial) with class-wise monitoring")
     add_train_options(p)
@@ -366,8 +367,6 @@ def _fraction(text: str) -> float:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if getattr(args, "attack_default", None) and not args.attack:
-        args.attack = args.attack_default
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
