@@ -209,7 +209,7 @@ def test_cfa_run_evaluates_its_weight_average_and_resumes_its_state(tmp_path: Pa
     assert source.endswith("fawa.pt")
     state = torch.load(tmp_path / "run" / "state.pt", weights_only=True)
     assert state["balancer"]["train_robust"] is not None and state["average"] is not None
-    assert result.evaluation.clean().n.tolist() == [10, 10, 10]
+    assert result.test.clean().n.tolist() == [10, 10, 10]
 
 
 def test_posthoc_adjusted_checkpoint_keeps_its_shift(tmp_path: Path) -> None:

@@ -8,15 +8,19 @@ from classwise.cli import build_parser, main
 from tests.synthetic import write_idx_dataset
 
 
-def _commands() -> list[str]:
+def _commands() -> list[list[str]]:
     sub = next(a for a in build_parser()._actions if a.dest == "command")
-    return sorted(sub.choices)  # type: ignore[union-attr]
+    out = []
+    for name, parser in sorted(sub.choices.items()):  # type: ignore[union-attr]
+        nested = [a for a in parser._actions if a.dest == "study_command"]
+        out += [[name, n] for n in sorted(nested[0].choices)] if nested else [[name]]  # type: ignore[union-attr]
+    return out
 
 
-@pytest.mark.parametrize("command", _commands())
-def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("command", _commands(), ids=" ".join)
+def test_every_command_has_help(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_:
-        main([command, "--help"])
+        main([*command, "--help"])
     assert exit_.value.code == 0
     assert "usage: classwise" in capsys.readouterr().out
 

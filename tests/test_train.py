@@ -106,7 +106,7 @@ def test_training_run_leaves_its_artifacts(tmp_path: Path) -> None:
     _, meta = load_checkpoint(run / "best.pt")
     assert meta["class_names"] == ["cat", "dog", "ship"] and meta["config"]["method"] == "fgsm-rs"
     assert (run / "eval" / "evaluation.json").exists()
-    assert result.evaluation.clean().n.tolist() == [12, 12, 12]
+    assert result.test.clean().n.tolist() == [12, 12, 12]
 
 
 def test_run_folders_are_never_overwritten(tmp_path: Path) -> None:

@@ -236,7 +236,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise ClasswiseError("give --out RUN_DIR for a new run, or --resume RUN_DIR")
         cfg = train_config_from_args(args)
         result = train(cfg, Path(args.out), device=resolve_device(args.device))  # type: ignore[arg-type]
-    ev = result.evaluation
+    ev = result.test
     print(
         format_table(ev, f"{result.run_dir}: {result.config.method}, best epoch {result.best_epoch}, {ev.dataset} test")
     )
@@ -260,12 +260,11 @@ def cmd_gap(args: argparse.Namespace) -> int:
     results = measure_gap(
         cfg, Path(args.out), args.variant or ["standard", "pgd-at"], device=resolve_device(args.device)
     )
-    evals = {m: r.evaluation for m, r in results.items()}
+    evals = {m: r.test for m, r in results.items()}
     first = next(iter(results.values()))
     subset = f"first {cfg.test_per_class} test images per class" if cfg.test_per_class else "full test set"
     title = (
-        f"{first.evaluation.title}, {cfg.model}, {cfg.epochs} epochs, {subset}, "
-        f"PGD-{cfg.test_attack_steps} at ε={cfg.eps:g}"
+        f"{first.test.title}, {cfg.model}, {cfg.epochs} epochs, {subset}, PGD-{cfg.test_attack_steps} at ε={cfg.eps:g}"
     )
     if len(evals) <= 3:
         print(format_side_by_side(evals, title))
@@ -274,6 +273,83 @@ def cmd_gap(args: argparse.Namespace) -> int:
         print()
     print(format_comparison(evals, None if len(evals) <= 3 else title))
     print(f"\nruns in {first.run_dir.parent} ({time.perf_counter() - start:.0f} s)")
+    return 0
+
+
+CONFIRM_ABOVE = 1000
+
+
+def _study_dir(args: argparse.Namespace) -> Path:
+    return Path(args.dir) if args.dir else Path("runs") / Path(args.file).stem
+
+
+def cmd_study_run(args: argparse.Namespace) -> int:
+    from classwise.study import load_study, run_study
+
+    study = load_study(args.file)
+    n = len(study.runs)
+    print(
+        f"study {study.name}: {n} runs ({' × '.join(f'{k}: {len(v)}' for k, v in study.grid.items()) or 'base only'})"
+        f" in {_study_dir(args)}"
+    )
+    if n > CONFIRM_ABOVE and not args.yes:
+        if not sys.stdin.isatty():
+            raise ClasswiseError(f"{n} runs is a lot; pass --yes to run them all")
+        if input(f"run all {n}? [y/N] ").strip().lower() not in ("y", "yes"):
+            print("nothing run")
+            return 1
+    result = run_study(
+        study,
+        _study_dir(args),
+        executor=args.executor,
+        workers=args.workers,
+        address=args.address,
+        device=resolve_device(args.device),
+    )
+    print(f"done {result.done}, failed {result.failed}, pending {result.pending}")
+    return 0 if result.failed == 0 else 1
+
+
+def cmd_study_status(args: argparse.Namespace) -> int:
+    import json
+
+    from classwise.study import STORE, Store, load_study
+
+    study = load_study(args.file)
+    path = _study_dir(args) / STORE
+    state = {r["run_id"]: r for r in Store(path).runs()} if path.exists() else {}
+    rows = [("run", "grid values", "status", "attempts", "seconds", "error")]
+    counts: dict[str, int] = {}
+    for run in study.runs:
+        r = state.get(run.run_id, {})
+        status = r.get("status", "pending")
+        counts[status] = counts.get(status, 0) + 1
+        error = (r.get("error") or "").strip().splitlines()
+        rows.append(
+            (
+                run.run_id,
+                json.dumps(run.overrides)[:60],
+                status,
+                str(r.get("attempts", 0)),
+                f"{r['seconds']:.0f}" if r.get("seconds") else "",
+                error[-1][:80] if error else "",
+            )
+        )
+    print(
+        f"study {study.name}: " + ", ".join(f"{k} {counts.get(k, 0)}" for k in ("done", "running", "failed", "pending"))
+    )
+    print(_table(rows))
+    return 0
+
+
+def cmd_study_export(args: argparse.Namespace) -> int:
+    from classwise.study import STORE, Store, export
+
+    path = _study_dir(args) / STORE
+    if not path.exists():
+        raise ClasswiseError(f"no results at {path}; run the study first (classwise study run {args.file})")
+    out = Path(args.out or _study_dir(args) / f"per_class.{args.format}")
+    print(f"wrote {export(Store(path), out, args.format)}")
     return 0
 
 
@@ -355,6 +431,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/gap", help="folder for the runs; re-running resumes (default runs/gap)")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_gap)
+
+    study = sub.add_parser("study", help="run a grid of trainings and evaluations from a YAML study file")
+    study_sub = study.add_subparsers(dest="study_command", required=True)
+    for name, func, text in (
+        ("run", cmd_study_run, "expand and run (or resume) the study"),
+        ("status", cmd_study_status, "done / running / failed / pending runs"),
+        ("export", cmd_study_export, "per-class results as one tidy table"),
+    ):
+        p = study_sub.add_parser(name, help=text)
+        p.add_argument("file", help="study YAML file (see studies/)")
+        p.add_argument("--dir", default=None, help="study folder (default runs/<file name>)")
+        p.set_defaults(func=func)
+        if name == "run":
+            p.add_argument("--executor", choices=["local", "ray"], default="local")
+            p.add_argument("--workers", type=int, default=0, help="local worker processes (0: in this process)")
+            p.add_argument("--address", default=None, help="Ray cluster address (default: a local Ray instance)")
+            p.add_argument("--device", default="auto")
+            p.add_argument("--yes", action="store_true", help=f"run more than {CONFIRM_ABOVE} runs without asking")
+        if name == "export":
+            p.add_argument("--format", choices=["csv", "parquet"], default="csv")
+            p.add_argument("--out", default=None, help="output file (default <study folder>/per_class.<format>)")
     return parser
 
 

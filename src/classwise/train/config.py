@@ -136,6 +136,9 @@ class TrainConfig:
         if unknown:
             raise ConfigError(f"unknown training option(s) {unknown}; known: {', '.join(sorted(known))}")
         clean = dict(data)
+        types = {f.name: str(f.type) for f in fields(cls)}
+        for name, value in clean.items():
+            _check_type(name, value, types[name])
         if "milestones" in clean:
             clean["milestones"] = tuple(float(m) for m in clean["milestones"])
         try:
@@ -158,3 +161,24 @@ class TrainConfig:
         if not isinstance(data, dict):
             raise ConfigError(f"{path} must hold a mapping of training options")
         return cls.from_dict(data)
+
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "int": (int,),
+    "float": (int, float),
+    "str": (str,),
+    "bool": (bool,),
+    "None": (type(None),),
+    "dict": (dict,),
+    "tuple": (tuple, list),
+}
+
+
+def _check_type(name: str, value: Any, annotation: str) -> None:
+    """Reject a value whose type the field's annotation does not allow (``int``, ``float | None``, ...)."""
+    allowed: tuple[type, ...] = ()
+    for part in annotation.split("|"):
+        allowed += _TYPES.get(part.strip().split("[")[0], (object,))
+    is_bool = isinstance(value, bool)
+    if not isinstance(value, allowed) or (is_bool and bool not in allowed and object not in allowed):
+        raise ConfigError(f"training option {name} must be {annotation}, got {value!r}")

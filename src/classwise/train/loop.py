@@ -52,7 +52,15 @@ class TrainResult:
     config: TrainConfig
     history: list[dict[str, Any]]
     best_epoch: int | None
-    evaluation: Evaluation
+    checkpoint: Path  # the weights the run is judged by: the weight average, else best.pt
+    evaluation: Evaluation | None  # class-wise test evaluation of ``checkpoint`` (None if not asked for)
+
+    @property
+    def test(self) -> Evaluation:
+        """The final class-wise test evaluation (the run must have been trained with it)."""
+        if self.evaluation is None:
+            raise ValueError(f"{self.run_dir} was trained with final_evaluation=False")
+        return self.evaluation
 
 
 def prepare_data(cfg: TrainConfig) -> Dataset:
@@ -81,6 +89,7 @@ def train(
     resume: bool = False,
     device: str | torch.device = "cpu",
     progress: bool = True,
+    final_evaluation: bool = True,
 ) -> TrainResult:
     """Train (or resume) the run in ``run_dir``; returns its history and final class-wise evaluation.
 
@@ -142,7 +151,7 @@ def train(
         rundir.write_history(run_dir, history)
         if stop:
             break
-    return _finish(run_dir, cfg, ds, history, best, dev)
+    return _finish(run_dir, cfg, ds, history, best, dev, final_evaluation)
 
 
 def _tensor_or_none(values: list[float] | None) -> torch.Tensor | None:
@@ -339,11 +348,19 @@ def _load_state(
 
 
 def _finish(
-    run_dir: Path, cfg: TrainConfig, ds: Dataset, history: list[dict[str, Any]], best: dict[str, Any], dev: torch.device
+    run_dir: Path,
+    cfg: TrainConfig,
+    ds: Dataset,
+    history: list[dict[str, Any]],
+    best: dict[str, Any],
+    dev: torch.device,
+    final_evaluation: bool,
 ) -> TrainResult:
     """Class-wise evaluation on the test split, written to ``eval/``: of the weight average when the
     technique keeps one (CFA's FAWA), else of the best checkpoint."""
     source = next(run_dir / n for n in (rundir.AVERAGE, rundir.BEST, rundir.LAST) if (run_dir / n).exists())
+    if not final_evaluation:
+        return TrainResult(run_dir, cfg, history, best["epoch"], source, None)
     model, _ = load_checkpoint(source, device=dev)
     eps = cfg.eps if cfg.eps > 0 else 8 / 255
     attack = PGD(eps=eps, steps=cfg.test_attack_steps, step_size=eps / 4)
@@ -353,4 +370,4 @@ def _finish(
         run_dir / rundir.EVAL,
         extra={"checkpoint": str(source), "best_epoch": best["epoch"], "dataset": ds.describe()},
     )
-    return TrainResult(run_dir, cfg, history, best["epoch"], ev)
+    return TrainResult(run_dir, cfg, history, best["epoch"], source, ev)

@@ -1,0 +1,237 @@
+"""Running a study: every pending run is claimed in the store, trained (resuming its run folder
+if a previous attempt died), evaluated class-wise with the study's attacks, and recorded in one
+transaction. A failure (exception, out-of-memory, killed worker) is recorded with its traceback
+and retried up to ``retries`` times while the other runs go on.
+
+Executors: ``local`` (in this process, or N worker processes; one per GPU where GPUs exist) and
+``ray`` (a Ray cluster at ``address``, or a local Ray instance); the per-class results are the
+same whichever runs them, since each run is seeded by its own config.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import socket
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from classwise.errors import ClasswiseError, ConfigError
+from classwise.evaluate import Evaluation as EvalResult
+from classwise.evaluate import evaluate, per_class_rows, write_evaluation
+from classwise.models import load_checkpoint
+from classwise.models.checkpoint import versions
+from classwise.study.spec import Evaluation, Run, Study
+from classwise.study.store import Store, worker_name
+from classwise.train import prepare_data, train
+from classwise.train.rundir import CONFIG
+
+log = logging.getLogger(__name__)
+STORE = "results.sqlite"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    done: int
+    failed: int
+    pending: int
+
+
+def execute_run(run: Run, evaluation: Evaluation, study_dir: Path, device: str) -> list[dict[str, Any]]:
+    """Train (or resume) one run in ``study_dir/runs/<id>`` and evaluate it; returns metric rows."""
+    run_dir = study_dir / "runs" / run.run_id
+    result = train(
+        run.config, run_dir, resume=(run_dir / CONFIG).exists(), device=device, progress=False, final_evaluation=False
+    )
+    model, _ = load_checkpoint(result.checkpoint, device=device)
+    ds = prepare_data(run.config)
+    ev = evaluate(
+        model,
+        ds,
+        list(evaluation.attacks),
+        list(evaluation.eps),
+        norm=evaluation.norm,
+        n_per_class=evaluation.n_per_class,
+        batch_size=evaluation.batch_size,
+        seed=run.config.seed,
+        attack_options={"steps": evaluation.steps},
+        progress=False,
+    )
+    write_evaluation(ev, run_dir / "study_eval", extra={"checkpoint": str(result.checkpoint), "run_id": run.run_id})
+    return metric_rows(ev)
+
+
+def metric_rows(ev: EvalResult) -> list[dict[str, Any]]:
+    eps_of = {r.key: r.eps for r in (*ev.records, *ev.worst)}
+    rows = []
+    for row in per_class_rows(ev):
+        attack, _, _ = row["metric"].partition("@")
+        rows.append(
+            {
+                "split": ev.split,
+                "attack": attack,
+                "eps": eps_of.get(row["metric"], 0.0),
+                "class_index": row["class_index"],
+                "class_name": row["class"],
+                "n": row["n"],
+                "correct": row["correct"],
+                "accuracy": row["accuracy"],
+                "ci_low": row["ci_low"],
+                "ci_high": row["ci_high"],
+            }
+        )
+    return rows
+
+
+def _attempt(store: Store, run: Run, study: Study, study_dir: Path, device: str) -> bool:
+    """Claim, execute and record one run in this process; False if another worker had it."""
+    if not store.claim(run.run_id, worker_name(), study.retries + 1):
+        return False
+    try:
+        rows = execute_run(run, study.evaluation, study_dir, device)
+    except Exception:
+        store.fail(run.run_id, traceback.format_exc())
+        log.warning("run %s failed:\n%s", run.run_id, traceback.format_exc())
+        return True
+    store.finish(run.run_id, rows, versions())
+    return True
+
+
+def _todo(store: Store, study: Study) -> list[Run]:
+    state = {r["run_id"]: r for r in store.runs()}
+    limit = study.retries + 1
+    return [
+        run
+        for run in study.runs
+        if state[run.run_id]["status"] == "pending"
+        or (state[run.run_id]["status"] == "failed" and state[run.run_id]["attempts"] < limit)
+    ]
+
+
+def run_study(
+    study: Study,
+    study_dir: str | Path,
+    *,
+    executor: str = "local",
+    workers: int = 0,
+    address: str | None = None,
+    device: str = "cpu",
+    progress: bool = True,
+) -> Outcome:
+    """Run every unfinished run of ``study``; finished runs (same id) are skipped."""
+    study_dir = Path(study_dir)
+    store = Store(study_dir / STORE)
+    store.register(study.runs)
+    released = store.release_stale()
+    if released:
+        log.warning("%d run(s) of an interrupted study resume from their checkpoints", released)
+    if executor == "local":
+        _run_local(store, study, study_dir, workers, device, progress)
+    elif executor == "ray":
+        _run_ray(store, study, study_dir, address, device, progress)
+    else:
+        raise ConfigError(f"unknown executor {executor!r}; use local or ray")
+    return outcome(store, study)
+
+
+def outcome(store: Store, study: Study) -> Outcome:
+    ids = {r.run_id for r in study.runs}
+    status = [r["status"] for r in store.runs() if r["run_id"] in ids]
+    return Outcome(status.count("done"), status.count("failed"), status.count("pending") + status.count("running"))
+
+
+def _run_local(store: Store, study: Study, study_dir: Path, workers: int, device: str, progress: bool) -> None:
+    todo = _todo(store, study)
+    bar = tqdm(total=len(todo), desc=f"study {study.name}", unit="run", disable=not progress)
+    while todo:
+        if workers <= 0:
+            for run in todo:
+                _attempt(store, run, study, study_dir, device)
+                bar.update(1)
+        else:
+            _run_processes(store, study, study_dir, todo, workers, device)
+            bar.update(len(todo) - len(_todo(store, study)))
+        todo = _todo(store, study)  # retries of failed runs, up to the limit
+    bar.close()
+
+
+def _device_for(i: int, device: str) -> str:
+    if device == "cuda" and torch.cuda.device_count() > 1:
+        return f"cuda:{i % torch.cuda.device_count()}"
+    return device
+
+
+def _worker(store_path: str, study: Study, study_dir: str, run_ids: list[str], device: str) -> None:
+    store = Store(store_path)
+    for run in study.runs:
+        if run.run_id in run_ids:
+            _attempt(store, run, study, Path(study_dir), device)
+
+
+def _run_processes(store: Store, study: Study, study_dir: Path, todo: list[Run], workers: int, device: str) -> None:
+    """N worker processes share the to-do list through the store's atomic claims; a worker that dies
+    (killed, out of memory) has its run recorded as failed, to be retried."""
+    ctx = mp.get_context("spawn")
+    ids = [r.run_id for r in todo]
+    procs = [
+        ctx.Process(target=_worker, args=(str(store.path), study, str(study_dir), ids, _device_for(i, device)))
+        for i in range(min(workers, len(todo)))
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+        if p.exitcode != 0:
+            for row in store.runs():
+                if row["status"] == "running" and row["worker"] and row["worker"].endswith(f":{p.pid}"):
+                    store.fail(row["run_id"], f"worker process {p.pid} died (exit code {p.exitcode})")
+
+
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast, before anything runs, when nothing listens at a ``host:port`` Ray address."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise ClasswiseError(f"Ray address {address!r} must be host:port (or ray://host:port)")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise ClasswiseError(
+            f"cannot reach the Ray cluster at {address!r}: {exc}. Start it with 'ray start --head', "
+            "or leave out --address to use a local Ray instance"
+        ) from None
+
+
+def _run_ray(store: Store, study: Study, study_dir: Path, address: str | None, device: str, progress: bool) -> None:
+    try:
+        import ray
+    except ImportError:
+        raise ClasswiseError("the ray executor needs Ray: pip install 'ray>=2.9'") from None
+    if address not in (None, "auto"):
+        check_reachable(address)
+    try:
+        ray.init(address=address, ignore_reinit_error=True, log_to_driver=False, include_dashboard=False)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise ClasswiseError(f"cannot reach the Ray cluster at {address!r}: {exc}") from None
+    remote = ray.remote(num_gpus=1 if device.startswith("cuda") else 0)(execute_run)
+    todo = _todo(store, study)
+    bar = tqdm(total=len(todo), desc=f"study {study.name} (ray)", unit="run", disable=not progress)
+    while todo:
+        pending = {}
+        for run in todo:
+            if store.claim(run.run_id, f"ray:{address or 'local'}", study.retries + 1):
+                pending[remote.remote(run, study.evaluation, study_dir, device)] = run
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            run = pending.pop(ready[0])
+            try:
+                store.finish(run.run_id, ray.get(ready[0]), versions())
+            except Exception as exc:  # the task raised, or its worker died
+                store.fail(run.run_id, f"{type(exc).__name__}: {exc}")
+            bar.update(1)
+        todo = _todo(store, study)
+    bar.close()

@@ -1,0 +1,193 @@
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from classwise.cli import main
+from classwise.errors import ClasswiseError, ConfigError
+from classwise.study import STORE, Store, export, load_study, run_study
+from tests.synthetic import write_class_folders
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = {
+    "model": "resnet20",
+    "model_args": {"width": 4},
+    "method": "standard",
+    "eps": 8 / 255,
+    "epochs": 1,
+    "batch_size": 8,
+    "val_per_class": 2,
+    "eval_steps": 1,
+    "test_attack_steps": 1,
+}
+
+
+def _study(tmp_path: Path, grid: dict, **extra: object) -> Path:
+    data = str(write_class_folders(tmp_path, n=8))
+    doc = {
+        "name": "tiny",
+        "base": {**TINY, "dataset": data},
+        "grid": grid,
+        "evaluation": {"attacks": ["fgsm", "pgd"], "eps": ["4/255"], "steps": 2},
+        **extra,
+    }
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("doc", "match"),
+    [
+        ({"grd": {}}, r"study.yaml.grd: unknown field"),
+        ({"grid": {"learning_rate": [0.1]}}, "grid.learning_rate: unknown config field"),
+        ({"grid": {"model_args.width": 3}}, "grid.model_args.width: give a non-empty list"),
+        ({"grid": {"seed": []}}, "grid.seed: give a non-empty list"),
+        ({"base": {"epochz": 3}}, "base.epochz: unknown field"),
+        ({"grid": {"method": ["pgd-at", "madry"]}}, r"run \[method=madry\]: unknown method"),
+        ({"grid": {"epochs": ["many"]}}, "wrong type|must be"),
+        ({"evaluation": {"attacks": ["pgd"], "eps": [-1]}}, "evaluation: ε must be >= 0"),
+    ],
+)
+def test_bad_study_files_name_the_offending_path(tmp_path: Path, doc: dict, match: str) -> None:
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump({"base": TINY, **doc}))
+    with pytest.raises(ConfigError, match=match):
+        load_study(path)
+
+
+def test_expansion_counts_hashes_and_dotted_keys(tmp_path: Path) -> None:
+    path = _study(tmp_path, {"seed": [0, 1], "model_args.width": [4, 8], "variant": ["standard", "pgd-at"]})
+    study = load_study(path)
+    assert len(study.runs) == 8 and len({r.run_id for r in study.runs}) == 8
+    assert {r.config.model_args["width"] for r in study.runs} == {4, 8}
+    again = load_study(path)
+    assert [r.run_id for r in again.runs] == [r.run_id for r in study.runs]
+
+
+def test_local_run_records_every_class_and_skips_finished_runs(tmp_path: Path) -> None:
+    study = load_study(_study(tmp_path, {"seed": [0, 1]}))
+    out = run_study(study, tmp_path / "s", progress=False)
+    assert (out.done, out.failed, out.pending) == (2, 0, 0)
+    store = Store(tmp_path / "s" / STORE)
+    metrics = store.metrics()
+    # clean, fgsm, pgd and worst × 3 classes × 2 runs
+    assert len(metrics) == 4 * 3 * 2
+    assert {m["attack"] for m in metrics} == {"clean", "fgsm", "pgd", "worst"}
+    runs = store.runs()
+    assert all(r["git_sha"] is None or len(r["git_sha"]) == 40 for r in runs)
+    assert all(json.loads(r["versions"])["torch"] for r in runs)
+    before = [(r["attempts"], r["finished"]) for r in runs]
+    run_study(study, tmp_path / "s", progress=False)
+    assert [(r["attempts"], r["finished"]) for r in store.runs()] == before
+
+
+def test_failures_are_recorded_retried_and_do_not_stop_the_others(tmp_path: Path) -> None:
+    path = _study(tmp_path, {"dataset": ["MISSING", str(tmp_path / "images")]}, retries=1)
+    study = load_study(path)
+    out = run_study(study, tmp_path / "s", progress=False)
+    assert (out.done, out.failed) == (1, 1)
+    failed = next(r for r in Store(tmp_path / "s" / STORE).runs() if r["status"] == "failed")
+    assert failed["attempts"] == 2 and "Traceback" in failed["error"] and "MISSING" in failed["error"]
+
+
+def test_worker_processes_take_each_run_exactly_once(tmp_path: Path) -> None:
+    study = load_study(_study(tmp_path, {"seed": [0, 1, 2]}))
+    out = run_study(study, tmp_path / "s", workers=2, progress=False)
+    assert out.done == 3
+    assert [r["attempts"] for r in Store(tmp_path / "s" / STORE).runs()] == [1, 1, 1]
+
+
+def test_killed_study_resumes_and_completes_every_run_exactly_once(tmp_path: Path) -> None:
+    path = _study(tmp_path, {"seed": [0, 1, 2]})
+    base = yaml.safe_load(path.read_text())
+    base["base"]["epochs"] = 3
+    path.write_text(yaml.safe_dump(base))
+    cmd = [sys.executable, "-m", "classwise.cli", "study", "run", str(path), "--dir", str(tmp_path / "s")]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    child = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    db = tmp_path / "s" / STORE
+    deadline = time.time() + 120
+    while time.time() < deadline and child.poll() is None:
+        if db.exists():
+            with sqlite3.connect(db, timeout=30) as con:
+                if con.execute("SELECT count(*) FROM runs WHERE status='done'").fetchone()[0] >= 1:
+                    os.kill(child.pid, signal.SIGKILL)
+                    break
+        time.sleep(0.05)
+    child.wait()
+    assert child.returncode == -signal.SIGKILL, "the study finished before it could be killed"
+    assert main(["study", "run", str(path), "--dir", str(tmp_path / "s")]) == 0
+    store = Store(db)
+    assert [r["status"] for r in store.runs()] == ["done"] * 3
+    assert len(store.metrics()) == 3 * 4 * 3  # no run recorded twice
+    for run in load_study(path).runs:
+        history = json.loads((tmp_path / "s" / "runs" / run.run_id / "history.json").read_text())
+        assert [h["epoch"] for h in history] == [0, 1, 2]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray is not installed")
+def test_ray_and_local_give_the_same_per_class_results(tmp_path: Path) -> None:
+    import ray
+
+    study = load_study(_study(tmp_path, {"seed": [0, 1]}))
+    run_study(study, tmp_path / "local", progress=False)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        out = run_study(study, tmp_path / "ray", executor="ray", progress=False)
+    finally:
+        ray.shutdown()
+    assert out.done == 2
+
+    def table(d: str) -> list[tuple]:
+        return [tuple(m.values()) for m in Store(tmp_path / d / STORE).metrics()]
+
+    assert table("local") == table("ray")
+
+
+def test_status_export_and_confirmation(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = _study(tmp_path, {"seed": [0]})
+    assert main(["study", "status", str(path), "--dir", str(tmp_path / "s")]) == 0
+    assert "pending 1" in capsys.readouterr().out
+    assert main(["study", "export", str(path), "--dir", str(tmp_path / "s")]) == 2
+    assert main(["study", "run", str(path), "--dir", str(tmp_path / "s")]) == 0
+    assert main(["study", "status", str(path), "--dir", str(tmp_path / "s")]) == 0
+    assert "done 1" in capsys.readouterr().out
+    assert main(["study", "export", str(path), "--dir", str(tmp_path / "s"), "--out", str(tmp_path / "t.csv")]) == 0
+    lines = (tmp_path / "t.csv").read_text().splitlines()
+    assert len(lines) == 1 + 4 * 3 and "config.method" in lines[0] and "class_name" in lines[0]
+    if importlib.util.find_spec("pyarrow"):
+        import pyarrow.parquet as pq
+
+        export(Store(tmp_path / "s" / STORE), tmp_path / "t.parquet", "parquet")
+        assert pq.read_table(tmp_path / "t.parquet").num_rows == 12
+    big = _study(tmp_path / "big", {"seed": list(range(1001))})
+    assert main(["study", "run", str(big), "--dir", str(tmp_path / "big" / "s")]) == 2
+    assert "pass --yes" in capsys.readouterr().err
+
+
+def test_unknown_executor_and_unreachable_ray(tmp_path: Path) -> None:
+    study = load_study(_study(tmp_path, {"seed": [0]}))
+    with pytest.raises(ConfigError, match="unknown executor"):
+        run_study(study, tmp_path / "s", executor="slurm", progress=False)
+    if importlib.util.find_spec("ray") is not None:
+        with pytest.raises(ClasswiseError, match="cannot reach the Ray cluster"):
+            run_study(study, tmp_path / "s2", executor="ray", address="127.0.0.1:9", progress=False)
+
+
+@pytest.mark.parametrize(
+    "preset", sorted((ROOT / "studies").rglob("question_*.yaml")), ids=lambda p: p.parent.name + "/" + p.stem
+)
+def test_presets_expand(preset: Path) -> None:
+    study = load_study(preset)
+    assert len(study.runs) >= 12
