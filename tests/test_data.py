@@ -248,3 +248,11 @@ def test_real_gtsrb_from_extracted_root(real_data: Path, tmp_path: Path) -> None
     assert (len(ds.train), len(ds.test)) == (10456, 12630)
     counts = ds.train.counts(43)
     assert counts.min().item() == 56 and counts.max().item() == 600
+
+
+def test_svhn_in_torchvisions_flat_layout(tmp_path: Path) -> None:
+    WRITERS["svhn"](tmp_path)
+    for f in (tmp_path / "svhn").iterdir():
+        f.rename(tmp_path / f.name)
+    ds = load_dataset("svhn", root=tmp_path, download_missing=False)
+    assert len(ds.train) == N_TRAIN and DATASETS.get("svhn").available(tmp_path)

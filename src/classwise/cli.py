@@ -272,7 +272,20 @@ def cmd_gap(args: argparse.Namespace) -> int:
             print(f"\n{variant}: " + format_flows(ev, ev.worst[-1]))
         print()
     print(format_comparison(evals, None if len(evals) <= 3 else title))
-    print(f"\nruns in {first.run_dir.parent} ({time.perf_counter() - start:.0f} s)")
+    from classwise.report import write_report
+
+    page, _ = write_report(first.run_dir.parent, first.run_dir.parent / "report")
+    print(f"\nruns in {first.run_dir.parent} ({time.perf_counter() - start:.0f} s); report: {page}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from classwise.report import write_report
+
+    page, md = write_report(
+        args.path, args.out, boundary_per_class=args.boundary_per_class, analyses=not args.no_analyses
+    )
+    print(f"wrote {page} and {md}")
     return 0
 
 
@@ -431,6 +444,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/gap", help="folder for the runs; re-running resumes (default runs/gap)")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_gap)
+
+    p = sub.add_parser("report", help="HTML page and Markdown summary for a run, a gap folder or a study")
+    p.add_argument("path", help="a run folder, a folder of runs (classwise gap --out) or a study folder")
+    p.add_argument("--out", required=True, help="folder for report.html and report.md")
+    p.add_argument(
+        "--boundary-per-class",
+        type=int,
+        default=0,
+        help="also measure the distance to the decision boundary of N test images per class",
+    )
+    p.add_argument("--no-analyses", action="store_true", help="skip the analyses that run the checkpoint forward")
+    p.set_defaults(func=cmd_report)
 
     study = sub.add_parser("study", help="run a grid of trainings and evaluations from a YAML study file")
     study_sub = study.add_subparsers(dest="study_command", required=True)

@@ -48,11 +48,12 @@ def random_init(x: torch.Tensor, eps: Budget, norm: str, generator: torch.Genera
     return (x + delta).clamp(0.0, 1.0)
 
 
-def ascent_step(x_adv: torch.Tensor, grad: torch.Tensor, step: float, norm: str) -> torch.Tensor:
+def ascent_step(x_adv: torch.Tensor, grad: torch.Tensor, step: Budget, norm: str) -> torch.Tensor:
+    s = per_sample(step, x_adv)
     if norm == "Linf":
-        return x_adv + step * grad.sign()
+        return x_adv + s * grad.sign()
     g = grad / flat_norm(grad, "L2").clamp_min(1e-12).view(-1, *([1] * (grad.ndim - 1)))
-    return x_adv + step * g
+    return x_adv + s * g
 
 
 def pgd(
@@ -61,7 +62,7 @@ def pgd(
     y: torch.Tensor,
     *,
     eps: Budget,
-    step_size: float,
+    step_size: Budget,
     steps: int,
     norm: str = "Linf",
     loss: str = "ce",
@@ -75,7 +76,7 @@ def pgd(
     """Run PGD on a batch; the model's mode is left as the caller set it.
 
     Args:
-        eps: the budget, one for all or one per sample (per-class ε in training).
+        eps, step_size: one for all samples, or one per sample (per-class ε in training).
         y: true labels (untargeted) or target labels (``targeted=True``).
         early_stop: stop updating a sample once it is fooled and keep that iterate (evaluation);
             without it every sample takes all ``steps`` and "fooled" is judged on the last iterate.
@@ -107,8 +108,10 @@ def pgd(
         (grad,) = torch.autograd.grad(value.sum(), xa)
         with torch.no_grad():
             x_a = x if active is None else x[active]
-            eps_a = eps if active is None or not isinstance(eps, torch.Tensor) else eps[active]
-            stepped = project(ascent_step(xa, grad, step_size, norm), x_a, eps_a, norm)
+            eps_a, step_a = (
+                v if active is None or not isinstance(v, torch.Tensor) else v[active] for v in (eps, step_size)
+            )
+            stepped = project(ascent_step(xa, grad, step_a, norm), x_a, eps_a, norm)
             if active is None:
                 x_adv = stepped
             else:

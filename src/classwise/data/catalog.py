@@ -396,7 +396,8 @@ SVHN_FILES = (
 
 
 def _load_svhn(root: Path, allow_download: bool) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    folder = find_first([root / "svhn", root / "SVHN"]) or root / "svhn"
+    candidates = [root / "svhn", root / "SVHN", root]  # the last is torchvision's layout
+    folder = next((c for c in candidates if (c / SVHN_FILES[0].filename).exists()), root / "svhn")
     train, test = _need(SVHN_FILES, folder, allow_download, "svhn")
     return {"train": formats.read_svhn_mat(train), "test": formats.read_svhn_mat(test)}
 
@@ -410,7 +411,7 @@ _register(
         SVHN_FILES,
         _load_svhn,
         "http://ufldl.stanford.edu/housenumbers/",
-        ("svhn/train_32x32.mat", "SVHN/train_32x32.mat"),
+        ("svhn/train_32x32.mat", "SVHN/train_32x32.mat", "train_32x32.mat"),
     )
 )
 

@@ -1,0 +1,80 @@
+"""Gap statistics with uncertainty: bootstrap intervals over test samples, spread across classes,
+a paired test of whether adversarial training widens the gap across seeds, and the agreement
+of class orderings (Spearman) across runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+
+def bootstrap_class_accuracy(
+    flags: np.ndarray, labels: np.ndarray, num_classes: int, n_boot: int = 2000, seed: int = 0, level: float = 0.95
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-class accuracy with percentile bootstrap intervals, resampling samples within each class.
+
+    Returns:
+        (accuracy, low, high), each (K,).
+    """
+    rng = np.random.default_rng(seed)
+    acc, low, high = np.full(num_classes, np.nan), np.full(num_classes, np.nan), np.full(num_classes, np.nan)
+    tail = (1 - level) / 2
+    for k in range(num_classes):
+        member = flags[labels == k].astype(np.float64)
+        if not len(member):
+            continue
+        draws = rng.integers(0, len(member), size=(n_boot, len(member)))
+        boot = member[draws].mean(1)
+        acc[k], low[k], high[k] = member.mean(), np.quantile(boot, tail), np.quantile(boot, 1 - tail)
+    return acc, low, high
+
+
+def spread_of(acc: np.ndarray) -> dict[str, float]:
+    """Mean, worst, max−min and std of per-class accuracies (NaN classes ignored)."""
+    a = acc[~np.isnan(acc)]
+    return {"mean": float(a.mean()), "worst": float(a.min()), "gap": float(a.max() - a.min()), "std": float(a.std())}
+
+
+@dataclass(frozen=True)
+class GapComparison:
+    """Across seeds: does condition B (e.g. adversarial training) widen the class-wise gap of A?"""
+
+    statistic: str
+    a: np.ndarray  # per seed
+    b: np.ndarray
+    mean_difference: float  # mean of b − a
+    t: float
+    p_value: float  # two-sided paired t-test; NaN with fewer than two seeds
+
+
+def compare_gaps(acc_a: np.ndarray, acc_b: np.ndarray, statistic: str = "std") -> GapComparison:
+    """Paired comparison of a spread statistic (``std``, ``gap``, ``worst``, ``mean``) between two
+    conditions trained with the same seeds. ``acc_*``: (seeds, K) per-class accuracies."""
+    a = np.array([spread_of(row)[statistic] for row in np.atleast_2d(acc_a)])
+    b = np.array([spread_of(row)[statistic] for row in np.atleast_2d(acc_b)])
+    if len(a) != len(b):
+        raise ValueError("compare the same seeds: got different numbers of runs")
+    diff = b - a
+    if len(diff) < 2 or np.allclose(diff, diff[0]):
+        t, p = float("nan"), float("nan")
+    else:
+        t, p = (float(v) for v in stats.ttest_rel(b, a))
+    return GapComparison(statistic, a, b, float(diff.mean()), t, p)
+
+
+def class_rank_agreement(accuracies: np.ndarray) -> np.ndarray:
+    """Spearman rank correlation of per-class accuracy between every pair of runs: (R, R)."""
+    acc = np.atleast_2d(accuracies)
+    if len(acc) < 2:
+        return np.ones((len(acc), len(acc)))
+    rho = stats.spearmanr(acc, axis=1).statistic
+    return np.atleast_2d(rho) if len(acc) > 2 else np.array([[1.0, rho], [rho, 1.0]])
+
+
+def weakest_classes(accuracies: np.ndarray, class_names: tuple[str, ...], top: int = 3) -> list[tuple[str, float]]:
+    """Classes with the lowest mean accuracy over runs, with that mean."""
+    mean = np.nanmean(np.atleast_2d(accuracies), axis=0)
+    order = np.argsort(mean)[:top]
+    return [(class_names[i], float(mean[i])) for i in order]

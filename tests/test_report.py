@@ -1,0 +1,140 @@
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from classwise.cli import main
+from classwise.report import collect, write_report
+from classwise.study import load_study, run_study
+from tests.synthetic import write_class_folders
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = [
+    "--model",
+    "resnet20",
+    "--model-arg",
+    "width=4",
+    "--epochs",
+    "2",
+    "--batch-size",
+    "8",
+    "--val-per-class",
+    "2",
+    "--eval-steps",
+    "1",
+    "--attack-steps",
+    "1",
+    "--test-attack-steps",
+    "2",
+    "--eps",
+    "8/255",
+]
+
+
+@pytest.fixture(scope="module")
+def gap_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("gap")
+    data = str(write_class_folders(tmp, n=8))
+    assert main(["gap", "--dataset", data, *TINY, "--out", str(tmp / "gap")]) == 0
+    return tmp / "gap"
+
+
+def test_gap_writes_a_report_with_every_section(gap_dir: Path) -> None:
+    page = (gap_dir / "report" / "report.html").read_text()
+    for heading in (
+        "Per-class accuracy and robustness",
+        "Mean robustness against the worst class",
+        "Model: standard",
+        "Model: pgd-at",
+        "Why: class similarity",
+    ):
+        assert heading in page
+    assert page.count("data:image/png;base64,") >= 8
+    assert "table behind this figure" in page and "http" not in page.split("<body", 1)[1]  # nothing to fetch
+    md = (gap_dir / "report" / "report.md").read_text()
+    assert "| standard |" in md and "## pgd-at" in md
+    data = collect(gap_dir)
+    assert [m.name for m in data.models] == ["standard", "pgd-at"]
+
+
+def test_report_with_boundary_distances(gap_dir: Path, tmp_path: Path) -> None:
+    page, _ = write_report(gap_dir / "pgd-at", tmp_path, boundary_per_class=2)
+    assert "Smallest ε that flips" in page.read_text() and "median distance" in page.read_text()
+
+
+def test_study_report_has_universality_hyperparameters_and_widening(tmp_path: Path) -> None:
+    data = str(write_class_folders(tmp_path, n=8))
+    doc = {
+        "base": {
+            "dataset": data,
+            "model": "resnet20",
+            "model_args": {"width": 4},
+            "eps": 8 / 255,
+            "epochs": 1,
+            "batch_size": 8,
+            "val_per_class": 2,
+            "eval_steps": 1,
+            "test_attack_steps": 1,
+            "attack_steps": 1,
+        },
+        "grid": {"method": ["standard", "pgd-at"], "seed": [0, 1]},
+        "evaluation": {"attacks": ["fgsm"], "eps": [0.03], "steps": 1},
+    }
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    run_study(load_study(path), tmp_path / "study", progress=False)
+    page, _ = write_report(tmp_path / "study", tmp_path / "out", analyses=False)
+    text = page.read_text()
+    assert "Universality" in text and "Robustness against each hyper-parameter" in text
+    assert "Does adversarial training widen the gap?" in text
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--virtual-time-budget=10000",
+    "--enable-logging=stderr",
+    "--v=0",
+]
+
+
+@pytest.mark.skipif(_chromium() is None, reason="no Chromium here (CI installs Debian's chromium)")
+def test_report_opens_in_a_real_browser(gap_dir: Path, tmp_path: Path) -> None:
+    browser = _chromium()
+    assert browser is not None
+    page = (gap_dir / "report" / "report.html").resolve()
+    profile = ["--user-data-dir=" + str(tmp_path / "profile")]
+    dom = subprocess.run(
+        [browser, *FLAGS, *profile, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120
+    )
+    figures = re.search(r'data-figures="([^"]+)"', dom.stdout)
+    assert figures is not None, dom.stderr[-2000:]
+    n = page.read_text().count("<img ")
+    assert figures.group(1) == f"ok:{n}", figures.group(1)  # every figure decoded and laid out
+    console = [line for line in dom.stderr.splitlines() if "CONSOLE" in line]
+    assert not [line for line in console if "Uncaught" in line or "rror" in line], console
+    artifacts = ROOT / "artifacts"
+    artifacts.mkdir(exist_ok=True)
+    shot = artifacts / "report-screenshot.png"
+    subprocess.run(
+        [browser, *FLAGS, *profile, "--window-size=1200,3000", f"--screenshot={shot}", page.as_uri()],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    assert shot.stat().st_size > 10_000
