@@ -191,3 +191,12 @@ def test_unknown_executor_and_unreachable_ray(tmp_path: Path) -> None:
 def test_presets_expand(preset: Path) -> None:
     study = load_study(preset)
     assert len(study.runs) >= 12
+
+
+def test_a_second_study_run_on_the_same_folder_is_refused(tmp_path: Path) -> None:
+    from classwise.study.execute import exclusive
+
+    study = load_study(_study(tmp_path, {"seed": [0]}))
+    (tmp_path / "s").mkdir()
+    with exclusive(tmp_path / "s"), pytest.raises(ClasswiseError, match="being run by another"):
+        run_study(study, tmp_path / "s", progress=False)

@@ -10,10 +10,13 @@ same whichever runs them, since each run is seeded by its own config.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import multiprocessing as mp
 import socket
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -124,19 +127,38 @@ def run_study(
     progress: bool = True,
 ) -> Outcome:
     """Run every unfinished run of ``study``; finished runs (same id) are skipped."""
+    if executor not in ("local", "ray"):
+        raise ConfigError(f"unknown executor {executor!r}; use local or ray")
     study_dir = Path(study_dir)
     store = Store(study_dir / STORE)
-    store.register(study.runs)
-    released = store.release_stale()
-    if released:
-        log.warning("%d run(s) of an interrupted study resume from their checkpoints", released)
-    if executor == "local":
-        _run_local(store, study, study_dir, workers, device, progress)
-    elif executor == "ray":
-        _run_ray(store, study, study_dir, address, device, progress)
-    else:
-        raise ConfigError(f"unknown executor {executor!r}; use local or ray")
+    with exclusive(study_dir):
+        store.register(study.runs)
+        released = store.release_stale()
+        if released:
+            log.warning("%d run(s) of an interrupted study resume from their checkpoints", released)
+        if executor == "local":
+            _run_local(store, study, study_dir, workers, device, progress)
+        else:
+            _run_ray(store, study, study_dir, address, device, progress)
     return outcome(store, study)
+
+
+@contextlib.contextmanager
+def exclusive(study_dir: Path) -> Iterator[None]:
+    """Hold the study folder's lock: a second ``study run`` on the same folder fails instead of
+    taking over the first one's runs. The lock dies with its process, so a killed study never
+    blocks the next."""
+    handle = open(study_dir / ".lock", "w")  # noqa: SIM115 - held for the whole block
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise ClasswiseError(f"{study_dir} is being run by another 'classwise study run'; wait for it to end") from None
+    try:
+        yield
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
 
 
 def outcome(store: Store, study: Study) -> Outcome:
