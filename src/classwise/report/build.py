@@ -14,8 +14,10 @@ from typing import Any
 
 import jinja2
 import numpy as np
+import torch
 
 from classwise import analysis
+from classwise.data import LabeledImages
 from classwise.evaluate.metrics import row_shares
 from classwise.report import figures
 from classwise.report.collect import ModelResult, ReportData, collect
@@ -199,28 +201,31 @@ def why_section(m: ModelResult, boundary_per_class: int) -> Section | None:
         )
     )
     if boundary_per_class > 0:
-        sub = per_class_subset(ds.test, boundary_per_class, k)
-        dist = analysis.boundary_distance(
-            model, sub.images.float() / 255, sub.labels, eps_max=2 * float(m.config.get("eps", 8 / 255)) or 0.1
-        )
-        labels = sub.labels.numpy()
-        med = np.array([np.median(dist[labels == c]) for c in range(k)])
-        s.figures.append(
-            _fig(
-                figures.scatter(
-                    med,
-                    100 * robust,
-                    names,
-                    "median L∞ distance to the boundary",
-                    "robust accuracy (%)",
-                    "robustness against boundary distance",
-                ),
-                f"Smallest ε that flips each of the first {boundary_per_class} test images per class "
-                "(binary search with PGD; 0 for misclassified images), median per class.",
-                table(["class", "median distance"], [[n, f"{d:.4f}"] for n, d in zip(names, med, strict=True)]),
-            )
-        )
+        s.figures.append(_boundary_figure(m, model, per_class_subset(ds.test, boundary_per_class, k), robust))
     return s
+
+
+def _boundary_figure(m: ModelResult, model: torch.nn.Module, sub: LabeledImages, robust: np.ndarray) -> Figure:
+    """Median distance to the decision boundary per class against the class's robustness."""
+    k = len(m.class_names)
+    eps_max = 2 * float(m.config.get("eps") or 0.05)
+    dist = analysis.boundary_distance(model, sub.images.float() / 255, sub.labels, eps_max=eps_max)
+    labels = sub.labels.numpy()
+    med = np.array([np.median(dist[labels == c]) for c in range(k)])
+    png = figures.scatter(
+        med,
+        100 * robust,
+        m.class_names,
+        "median L∞ distance to the boundary",
+        "robust accuracy (%)",
+        "robustness against boundary distance",
+    )
+    caption = (
+        f"Smallest ε (up to {eps_max:.3g}) that flips each of the first {len(labels) // k} test images per "
+        "class (binary search with PGD; 0 for misclassified images), median per class."
+    )
+    rows = [[n, f"{d:.4f}"] for n, d in zip(m.class_names, med, strict=True)]
+    return _fig(png, caption, table(["class", "median distance"], rows))
 
 
 def study_sections(data: ReportData) -> list[Section]:
