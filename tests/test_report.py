@@ -64,7 +64,7 @@ def test_gap_writes_a_report_with_every_section(gap_dir: Path) -> None:
 
 def test_report_with_boundary_distances(gap_dir: Path, tmp_path: Path) -> None:
     page, _ = write_report(gap_dir / "pgd-at", tmp_path, boundary_per_class=2)
-    assert "Smallest ε that flips" in page.read_text() and "median distance" in page.read_text()
+    assert "that flips each of the first 2 test images" in page.read_text() and "median distance" in page.read_text()
 
 
 def test_study_report_has_universality_hyperparameters_and_widening(tmp_path: Path) -> None:

@@ -159,3 +159,10 @@ def test_resume_after_kill_9_matches_an_uninterrupted_run(tmp_path: Path) -> Non
     for (name, p), q in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
         assert torch.equal(p, q), name
     assert resumed.history[-1]["val"] == straight.history[-1]["val"]
+
+
+def test_an_empty_config_is_an_error_not_the_defaults(tmp_path: Path) -> None:
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.yaml").write_text("")
+    with pytest.raises(ConfigError, match="empty"):
+        train(None, tmp_path / "run", resume=True, progress=False)

@@ -4,6 +4,8 @@ the run so the run can be resumed, compared and reproduced."""
 from __future__ import annotations
 
 import dataclasses
+import os
+import tempfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -150,16 +152,17 @@ class TrainConfig:
         return TrainConfig.from_dict({**self.to_dict(), **changes})
 
     def dump(self, path: Path) -> None:
-        path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        """Write the config as YAML, atomically (a temporary file renamed over ``path``)."""
+        write_text_atomically(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
 
     @classmethod
     def load(cls, path: Path) -> TrainConfig:
         try:
-            data = yaml.safe_load(path.read_text()) or {}
+            data = yaml.safe_load(path.read_text())
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path} is not valid YAML: {exc}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path} must hold a mapping of training options")
+        if not isinstance(data, dict) or not data:
+            raise ConfigError(f"{path} must hold a mapping of training options (it is empty or not a mapping)")
         return cls.from_dict(data)
 
 
@@ -182,3 +185,11 @@ def _check_type(name: str, value: Any, annotation: str) -> None:
     is_bool = isinstance(value, bool)
     if not isinstance(value, allowed) or (is_bool and bool not in allowed and object not in allowed):
         raise ConfigError(f"training option {name} must be {annotation}, got {value!r}")
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)

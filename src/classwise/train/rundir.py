@@ -5,13 +5,11 @@ overwritten, and a run resumes only with the configuration it was started with."
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from classwise.errors import ConfigError
-from classwise.train.config import TrainConfig
+from classwise.train.config import TrainConfig, write_text_atomically
 
 CONFIG, STATE, LAST, BEST, HISTORY, EVAL = "config.yaml", "state.pt", "model.pt", "best.pt", "history.json", "eval"
 AVERAGE = "fawa.pt"
@@ -38,16 +36,8 @@ def prepare(run_dir: Path, cfg: TrainConfig | None, resume: bool) -> TrainConfig
             raise ConfigError(f"{run_dir} already holds this run; add --resume to continue it")
         raise ConfigError(f"{run_dir} already holds a different run or other files; choose a new --out folder")
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomically(cfg_path, "")  # claim the folder before writing the real config
-    cfg.dump(cfg_path)
+    cfg.dump(cfg_path)  # atomic: a run killed here leaves either no config or the whole of it
     return cfg
-
-
-def write_text_atomically(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:
