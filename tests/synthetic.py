@@ -154,3 +154,20 @@ WRITERS: dict[str, Callable[[Path], dict[str, np.ndarray]]] = {
     "stl10": write_stl10,
     "gtsrb": write_gtsrb,
 }
+
+
+def tiny_train_args(**overrides: str) -> list[str]:
+    """Command-line options for a seconds-long training run on the synthetic 8×8 images."""
+    options = {
+        "model": "resnet20",
+        "model-arg": "width=4",
+        "epochs": "1",
+        "batch-size": "8",
+        "val-per-class": "2",
+        "eval-steps": "1",
+        "attack-steps": "1",
+        "test-attack-steps": "1",
+        "eps": "8/255",
+        **overrides,
+    }
+    return [item for key, value in options.items() for item in (f"--{key}", value)]

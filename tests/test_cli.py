@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from classwise.cli import build_parser, main
-from tests.synthetic import write_idx_dataset
+from tests.synthetic import tiny_train_args, write_idx_dataset
 
 
 def _commands() -> list[list[str]]:
@@ -126,26 +126,7 @@ def test_evaluate_refuses_a_class_count_mismatch(tmp_path: Path, capsys: pytest.
     assert code == 2 and "trained for 4 classes but the dataset has 3" in capsys.readouterr().err
 
 
-_TINY = [
-    "--model",
-    "resnet20",
-    "--model-arg",
-    "width=4",
-    "--epochs",
-    "1",
-    "--batch-size",
-    "8",
-    "--val-per-class",
-    "2",
-    "--eval-steps",
-    "1",
-    "--attack-steps",
-    "1",
-    "--test-attack-steps",
-    "1",
-    "--eps",
-    "8/255",
-]
+_TINY = tiny_train_args()
 
 
 def test_train_then_resume_then_refuse_changes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

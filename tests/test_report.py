@@ -11,29 +11,10 @@ import yaml
 from classwise.cli import main
 from classwise.report import collect, write_report
 from classwise.study import load_study, run_study
-from tests.synthetic import write_class_folders
+from tests.synthetic import tiny_train_args, write_class_folders
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = [
-    "--model",
-    "resnet20",
-    "--model-arg",
-    "width=4",
-    "--epochs",
-    "2",
-    "--batch-size",
-    "8",
-    "--val-per-class",
-    "2",
-    "--eval-steps",
-    "1",
-    "--attack-steps",
-    "1",
-    "--test-attack-steps",
-    "2",
-    "--eps",
-    "8/255",
-]
+TINY = tiny_train_args(epochs="2", **{"test-attack-steps": "2"})
 
 
 @pytest.fixture(scope="module")

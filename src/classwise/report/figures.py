@@ -84,34 +84,40 @@ def heatmap(matrix: np.ndarray, names: Sequence[str], title: str, fmt: str = "{:
     return _png(fig)
 
 
-def eps_curves(model: ModelResult) -> bytes:
-    """Per-class worst-case robust accuracy against ε."""
-    eps, acc = model.eps_curve()
+def per_class_lines(
+    x: Sequence[float], acc: np.ndarray, names: Sequence[str], xlabel: str, ylabel: str, title: str
+) -> bytes:
+    """One line per class: ``acc`` is (len(x), K) in [0,1]."""
     fig, ax = _figure((6, 3.6))
-    for k, name in enumerate(model.class_names):
-        ax.plot(eps, 100 * acc[:, k], marker="o", ms=3, label=name)
-    ax.set_xlabel("ε")
-    ax.set_ylabel("robust accuracy (%)")
-    ax.set_title(f"{model.name}: robustness against ε", fontsize=9)
+    for k, name in enumerate(names):
+        ax.plot(x, 100 * acc[:, k], marker="o", ms=3, label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7, ncols=2)
     ax.grid(alpha=0.3)
     return _png(fig)
+
+
+def eps_curves(model: ModelResult) -> bytes:
+    """Per-class worst-case robust accuracy against ε."""
+    eps, acc = model.eps_curve()
+    return per_class_lines(
+        eps, acc, model.class_names, "ε", "robust accuracy (%)", f"{model.name}: robustness against ε"
+    )
 
 
 def training_curves(model: ModelResult) -> bytes:
     """Per-class validation robust (or clean) accuracy over the epochs."""
     rows = [(h["epoch"] + 1, h["val"].get("robust", h["val"]["clean"])) for h in model.history if "val" in h]
-    fig, ax = _figure((6, 3.6))
-    epochs = [r[0] for r in rows]
-    acc = np.array([r[1] for r in rows])
-    for k, name in enumerate(model.class_names):
-        ax.plot(epochs, 100 * acc[:, k], marker="o", ms=3, label=name)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("validation accuracy (%)")
-    ax.set_title(f"{model.name}: per-class validation accuracy during training", fontsize=9)
-    ax.legend(fontsize=7, ncols=2)
-    ax.grid(alpha=0.3)
-    return _png(fig)
+    return per_class_lines(
+        [r[0] for r in rows],
+        np.array([r[1] for r in rows]),
+        model.class_names,
+        "epoch",
+        "validation accuracy (%)",
+        f"{model.name}: per-class validation accuracy during training",
+    )
 
 
 def method_comparison(models: Sequence[ModelResult]) -> bytes:
