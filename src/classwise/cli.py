@@ -7,8 +7,12 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from classwise.errors import ClasswiseError
+
+if TYPE_CHECKING:
+    from classwise.train import TrainConfig
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -197,7 +201,7 @@ def add_train_options(p: argparse.ArgumentParser, defaults: dict[str, object] | 
             p.add_argument(flag, dest=f.name, default=None, help=help_)
 
 
-def train_config_from_args(args: argparse.Namespace, base: dict[str, object] | None = None) -> object:
+def train_config_from_args(args: argparse.Namespace, base: dict[str, object] | None = None) -> TrainConfig:
     import dataclasses
 
     import yaml
@@ -230,12 +234,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         given = [n for n in vars(args) if n not in _NON_CONFIG and getattr(args, n) is not None]
         cfg = train_config_from_args(args) if given else None
-        result = train(cfg, Path(args.resume), resume=True, device=resolve_device(args.device))  # type: ignore[arg-type]
+        result = train(cfg, Path(args.resume), resume=True, device=resolve_device(args.device))
     else:
         if not args.out:
             raise ClasswiseError("give --out RUN_DIR for a new run, or --resume RUN_DIR")
         cfg = train_config_from_args(args)
-        result = train(cfg, Path(args.out), device=resolve_device(args.device))  # type: ignore[arg-type]
+        result = train(cfg, Path(args.out), device=resolve_device(args.device))
     ev = result.test
     print(
         format_table(ev, f"{result.run_dir}: {result.config.method}, best epoch {result.best_epoch}, {ev.dataset} test")
@@ -252,11 +256,9 @@ def cmd_gap(args: argparse.Namespace) -> int:
 
     from classwise.evaluate import format_comparison, format_flows, format_side_by_side
     from classwise.gap import GAP_DEFAULTS, measure_gap
-    from classwise.train import TrainConfig
 
     start = time.perf_counter()
     cfg = train_config_from_args(args, GAP_DEFAULTS)
-    assert isinstance(cfg, TrainConfig)
     results = measure_gap(
         cfg, Path(args.out), args.variant or ["standard", "pgd-at"], device=resolve_device(args.device)
     )

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import shutil
 import tarfile
 import tempfile
 import urllib.request
@@ -141,8 +140,3 @@ def cached_arrays(key: str, build: Callable[[], dict[str, np.ndarray]]) -> dict[
     except OSError as exc:  # a read-only cache is not fatal: we just decode next time
         log.warning("could not write array cache %s: %s", path, exc)
     return arrays
-
-
-def clear_partial(folder: Path) -> None:
-    """Remove a half-extracted folder so that the next attempt starts clean."""
-    shutil.rmtree(folder, ignore_errors=True)

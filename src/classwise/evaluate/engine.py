@@ -163,7 +163,7 @@ def evaluate(
     y_all = samples.labels.to(dev)
     warnings: list[str] = []
     with frozen_eval(model):
-        clean_pred = _predict(model, x_all, batch_size, warnings)
+        clean_pred = _predict(model, x_all, batch_size)
         _check_gradients(model, x_all[:batch_size], y_all[:batch_size], warnings)
         records, worst = [], []
         for e, group in grouped:
@@ -230,7 +230,7 @@ def _build_attacks(
     return sorted(by_eps.items())
 
 
-def _predict(model: nn.Module, x: torch.Tensor, batch_size: int, warnings: list[str]) -> torch.Tensor:
+def _predict(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
     preds = []
     with torch.no_grad():
         for i in range(0, len(x), batch_size):
