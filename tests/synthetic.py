@@ -156,6 +156,20 @@ WRITERS: dict[str, Callable[[Path], dict[str, np.ndarray]]] = {
 }
 
 
+# Training options for seconds-long runs on the synthetic 8×8 images (tests override what they vary).
+TINY_CONFIG: dict[str, object] = {
+    "model": "resnet20",
+    "model_args": {"width": 4},
+    "eps": 8 / 255,
+    "epochs": 1,
+    "batch_size": 8,
+    "val_per_class": 2,
+    "eval_steps": 1,
+    "test_attack_steps": 1,
+    "attack_steps": 1,
+}
+
+
 def tiny_train_args(**overrides: str) -> list[str]:
     """Command-line options for a seconds-long training run on the synthetic 8×8 images."""
     options = {

@@ -14,7 +14,7 @@ from classwise.gap import parse_variant
 from classwise.models import create_model, load_checkpoint
 from classwise.train import TrainConfig, train
 from classwise.train.balance import BALANCERS, make_balancer
-from tests.synthetic import write_class_folders
+from tests.synthetic import TINY_CONFIG, write_class_folders
 from tests.test_attacks import Linear
 
 COUNTS = torch.tensor([400, 100, 25])
@@ -188,17 +188,9 @@ def test_variant_syntax() -> None:
 def test_cfa_run_evaluates_its_weight_average_and_resumes_its_state(tmp_path: Path) -> None:
     data = str(write_class_folders(tmp_path, n=10, as_tar=True))
     cfg = TrainConfig(
+        **{**TINY_CONFIG, "attack_steps": 2, "epochs": 2, "eval_steps": 2, "test_attack_steps": 2},
         dataset=data,
-        model="resnet20",
-        model_args={"width": 4},
         method="trades",
-        eps=8 / 255,
-        attack_steps=2,
-        epochs=2,
-        batch_size=8,
-        val_per_class=2,
-        eval_steps=2,
-        test_attack_steps=2,
         balance="cfa",
         balance_args={"fawa_threshold": 0.0, "begin": 0.0},
         imbalance_ratio=2.0,
@@ -215,16 +207,9 @@ def test_cfa_run_evaluates_its_weight_average_and_resumes_its_state(tmp_path: Pa
 def test_posthoc_adjusted_checkpoint_keeps_its_shift(tmp_path: Path) -> None:
     data = str(write_class_folders(tmp_path, n=10))
     cfg = TrainConfig(
+        **TINY_CONFIG,
         dataset=data,
-        model="resnet20",
-        model_args={"width": 4},
         method="standard",
-        eps=8 / 255,
-        epochs=1,
-        batch_size=8,
-        val_per_class=2,
-        eval_steps=1,
-        test_attack_steps=1,
         balance="logit-adjust",
         balance_args={"mode": "posthoc"},
         imbalance_ratio=4.0,

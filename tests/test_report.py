@@ -11,7 +11,7 @@ import yaml
 from classwise.cli import main
 from classwise.report import collect, write_report
 from classwise.study import load_study, run_study
-from tests.synthetic import tiny_train_args, write_class_folders
+from tests.synthetic import TINY_CONFIG, tiny_train_args, write_class_folders
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = tiny_train_args(epochs="2", **{"test-attack-steps": "2"})
@@ -51,18 +51,7 @@ def test_report_with_boundary_distances(gap_dir: Path, tmp_path: Path) -> None:
 def test_study_report_has_universality_hyperparameters_and_widening(tmp_path: Path) -> None:
     data = str(write_class_folders(tmp_path, n=8))
     doc = {
-        "base": {
-            "dataset": data,
-            "model": "resnet20",
-            "model_args": {"width": 4},
-            "eps": 8 / 255,
-            "epochs": 1,
-            "batch_size": 8,
-            "val_per_class": 2,
-            "eval_steps": 1,
-            "test_attack_steps": 1,
-            "attack_steps": 1,
-        },
+        "base": {**TINY_CONFIG, "dataset": data},
         "grid": {"method": ["standard", "pgd-at"], "seed": [0, 1]},
         "evaluation": {"attacks": ["fgsm"], "eps": [0.03], "steps": 1},
     }

@@ -16,20 +16,10 @@ import yaml
 from classwise.cli import main
 from classwise.errors import ClasswiseError, ConfigError
 from classwise.study import STORE, Store, export, load_study, run_study
-from tests.synthetic import write_class_folders
+from tests.synthetic import TINY_CONFIG, write_class_folders
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = {
-    "model": "resnet20",
-    "model_args": {"width": 4},
-    "method": "standard",
-    "eps": 8 / 255,
-    "epochs": 1,
-    "batch_size": 8,
-    "val_per_class": 2,
-    "eval_steps": 1,
-    "test_attack_steps": 1,
-}
+TINY = {**TINY_CONFIG, "method": "standard"}
 
 
 def _study(tmp_path: Path, grid: dict, **extra: object) -> Path:
