@@ -95,6 +95,21 @@ def test_adversarial_methods_raise_the_loss() -> None:
         assert adv.mean() > clean.mean()
 
 
+@pytest.mark.parametrize(("method", "passes"), [("standard", 1), ("pgd-at", 4), ("fgsm-rs", 2), ("trades", 6)])
+def test_methods_run_the_model_only_as_often_as_the_method_needs(method: str, passes: int) -> None:
+    """PGD-AT-3: 3 attack steps + 1 training pass; TRADES-3 adds the clean reference and the clean
+    term. One more pass (judging the attack's last iterate) would waste a forward and, in train
+    mode, move BatchNorm's running statistics once more per step."""
+    model = create_model("resnet20", 3, (3, 8, 8), (0.5,) * 3, (0.25,) * 3, width=4).train()
+    calls: list[int] = []
+    model.register_forward_hook(lambda *_: calls.append(1))
+    cfg = TrainConfig(method=method, eps=8 / 255, attack_steps=3)
+    METHODS.get(method)(
+        model, torch.rand(4, 3, 8, 8), torch.tensor([0, 1, 2, 0]), cfg, torch.Generator(), Knobs.plain(cfg)
+    )
+    assert len(calls) == passes
+
+
 def test_training_run_leaves_its_artifacts(tmp_path: Path) -> None:
     run = tmp_path / "run"
     result = train(_cfg(_data(tmp_path), method="fgsm-rs", best_metric="robust_worst"), run, progress=False)

@@ -72,6 +72,7 @@ def pgd(
     generator: torch.Generator | None = None,
     objective: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     x_init: torch.Tensor | None = None,
+    judge: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Run PGD on a batch; the model's mode is left as the caller set it.
 
@@ -84,6 +85,9 @@ def pgd(
             ``loss`` (TRADES ascends the KL to the clean prediction); positions let it index
             per-sample data such as clean probabilities.
         x_init: starting point (projected onto the ball) instead of the random or clean start.
+        judge: run one more forward pass to judge the last iterate. Training passes False: it
+            needs only the images, and in train mode that pass would also move BatchNorm's
+            running statistics; the flags then mark only samples caught by early stop.
 
     Returns:
         (x_adv inside the ε-ball ∩ [0,1], fooled flags).
@@ -119,10 +123,11 @@ def pgd(
                 done[active[hit]] = True  # keep the iterate that fooled it
                 keep = active[~hit]
                 x_adv[keep] = stepped[~hit]
-    with torch.no_grad():  # judge the last iterate of every sample not already fooled on the way
-        left = (~done).nonzero().squeeze(1)
-        if left.numel():
-            done[left] = fooled_by(model(x_adv[left]), y[left], targeted)
+    if judge:
+        with torch.no_grad():  # judge the last iterate of every sample not already fooled on the way
+            left = (~done).nonzero().squeeze(1)
+            if left.numel():
+                done[left] = fooled_by(model(x_adv[left]), y[left], targeted)
     return x_adv.detach(), done
 
 

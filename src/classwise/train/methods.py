@@ -67,7 +67,9 @@ def standard(
 def _adversarial(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, g: torch.Generator, k: Knobs, steps: int
 ) -> MethodOutput:
-    x_adv, _ = pgd(model, x, y, eps=k.eps, step_size=cfg.step_size, steps=steps, random_start=True, generator=g)
+    x_adv, _ = pgd(
+        model, x, y, eps=k.eps, step_size=cfg.step_size, steps=steps, random_start=True, generator=g, judge=False
+    )
     logits = model(x_adv)
     return MethodOutput(k.criterion(logits, y), logits)
 
@@ -114,6 +116,7 @@ def trades(
         generator=g,
         objective=lambda logits, rows: kl_per_example(clean_logits[rows], logits),
         x_init=start,
+        judge=False,
     )
     model.train(was_training)
     logits = model(x)
