@@ -245,7 +245,9 @@ def _check_logits(logits: torch.Tensor) -> None:
     if logits.ndim != 2:
         raise ConfigError(f"the model must return logits (batch, classes), got shape {tuple(logits.shape)}")
     inside = bool(((logits >= 0) & (logits <= 1)).all())
-    sums_to_one = bool(torch.allclose(logits.float().sum(1), torch.ones(len(logits)), atol=1e-3))
+    sums_to_one = bool(
+        torch.allclose(logits.float().sum(1), logits.new_ones(len(logits), dtype=torch.float32), atol=1e-3)
+    )
     if inside and sums_to_one:
         raise ConfigError(
             "the model returns probabilities (rows in [0,1] summing to 1), not logits; attacks on softmax "
