@@ -3,8 +3,10 @@
 For each network and method, times training steps on random data of the dataset's shape,
 counts the step's floating-point operations with torch's FlopCounterMode, and prints
 images/s, achieved FLOP/s and achieved ÷ peak, where peak is the best measured square-matmul
-rate on the same device and dtype. On CUDA the steps run as in training (bf16 autocast,
-channels_last, data on the device) and the peak is measured in bf16 as well.
+rate on the same device and dtype. The steps are the training loop's own (``step_body`` run by
+``TrainStep``). On CUDA they run as in training (bf16 autocast, channels_last, data on the
+device, each step replayed as a CUDA graph), the peak is measured in bf16, and the same steps
+run eagerly alongside, so the gain of the graphs is measured on the same GPU.
 
     python benchmarks/bench_train.py                       # CPU
     python benchmarks/bench_train.py --device cuda --epoch-images 50000   # GPU: seconds per PGD-AT epoch too
@@ -13,15 +15,17 @@ channels_last, data on the device) and the peak is measured in bf16 as well.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from classwise.models import create_model
-from classwise.train import METHODS, TrainConfig
-from classwise.train.loop import autocast
-from classwise.train.methods import Knobs
+from classwise.train import TrainConfig
+from classwise.train.balance import make_balancer
+from classwise.train.loop import EpochTotals, step_body
+from classwise.train.step import TrainStep
 
 
 def matmul_peak(device: torch.device, dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:
@@ -35,6 +39,16 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, n: int = 2048, repeats
         _sync(device)
         best = min(best, time.perf_counter() - start)
     return 2 * n**3 / best
+
+
+def device_name(device: torch.device) -> str:
+    """The GPU's name, or the CPU's model and the threads torch uses: results differ by machine."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    model = "unknown CPU"
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as info:
+        model = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), model)
+    return f"{model} ({torch.backends.cpu.get_cpu_capability()}), {torch.get_num_threads()} threads"
 
 
 def _sync(device: torch.device) -> None:
@@ -57,9 +71,18 @@ def count_flops(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, input_
 
 
 def step_rate(
-    model_name: str, shape: tuple[int, int, int], method: str, steps: int, batch: int, device: torch.device, iters: int
+    model_name: str,
+    shape: tuple[int, int, int],
+    method: str,
+    steps: int,
+    batch: int,
+    device: torch.device,
+    iters: int,
+    graph: bool,
 ) -> tuple[float, float]:
-    """(images/s, FLOPs per image) of training steps of ``method`` (PGD-AT-k: k attack steps + one training step)."""
+    """(images/s, FLOPs per image) of the training loop's own step (``train.loop.step_body`` run by
+    ``TrainStep``, as a CUDA graph when ``graph``) of ``method`` (PGD-AT-k: k attack steps + one
+    training step)."""
     model = create_model(model_name, 10, shape, (0.5,) * shape[0], (0.25,) * shape[0]).to(device)
     x = torch.rand(batch, *shape, device=device)
     if device.type == "cuda":
@@ -67,26 +90,22 @@ def step_rate(
         x = x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch,), device=device)
     cfg = TrainConfig(method=method, eps=8 / 255, attack_steps=steps)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    fn, g = METHODS.get(method), torch.Generator(device=device).manual_seed(0)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, fused=device.type == "cuda")
+    g = torch.Generator(device=device).manual_seed(0)
     model.train()
     flops = count_flops(model, x, y, False) + (steps * count_flops(model, x, y, True) if method != "standard" else 0)
-
-    def one() -> None:
-        with autocast(device):
-            loss = fn(model, x, y, cfg, g, Knobs.plain(cfg)).loss.mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-
-    for _ in range(2):
-        one()
-    _sync(device)
-    start = time.perf_counter()
-    for _ in range(iters):
-        one()
-    _sync(device)
-    seconds = (time.perf_counter() - start) / iters
+    balancer = make_balancer("none", {}, torch.full((10,), batch), 1, method)
+    body = step_body(model, opt, cfg, balancer, 0, g, EpochTotals.zeros(10, device))
+    warmup = 3
+    with TrainStep(body, opt, g, graph=graph, warmup=warmup) as step:
+        for _ in range(warmup + 1):  # eager warm-up steps, and the capture when graphed
+            step(x, y, 0.01)
+        _sync(device)
+        start = time.perf_counter()
+        for _ in range(iters):
+            step(x, y, 0.01)
+        _sync(device)
+        seconds = (time.perf_counter() - start) / iters
     return batch / seconds, flops / batch
 
 
@@ -98,24 +117,35 @@ def main() -> None:
     p.add_argument("--epoch-images", type=int, default=50000, help="images per epoch for the s/epoch column")
     args = p.parse_args()
     device = torch.device(args.device)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    peak = matmul_peak(device, dtype)
-    print(f"device: {name}; torch {torch.__version__}; {dtype} matmul peak {peak / 1e9:.1f} GFLOP/s")
-    print(
-        f"{'model':<16} {'input':<8} {'method':<10} {'img/s':>8} {'GFLOP/img':>10} {'GFLOP/s':>9} "
-        f"{'of peak':>8} {'s/epoch':>8}"
-    )
+    cuda = device.type == "cuda"
+    dtype = torch.bfloat16 if cuda else torch.float32
+    # The matmul rate of a shared machine moves from minute to minute (seen: 137-184 GFLOP/s on one
+    # 2-core VM), so it is measured before and after every row and the highest is the peak: the
+    # ratios are then, if anything, understated.
+    peaks, rows = [matmul_peak(device, dtype)], []
     for model_name, shape in (("resnet20", (3, 32, 32)), ("preact_resnet18", (3, 32, 32))):
         for method, steps in (("standard", 1), ("pgd-at", 10)):
-            rate, flops = step_rate(model_name, shape, method, steps, args.batch_size, device, args.iters)
-            achieved = rate * flops
+            run = (model_name, shape, method, steps, args.batch_size, device, args.iters)
+            rate, flops = step_rate(*run, graph=cuda)
+            eager = step_rate(*run, graph=False)[0] if cuda else None
             label = method + (f"-{steps}" if steps > 1 else "")
-            print(
-                f"{model_name:<16} {'x'.join(map(str, shape)):<8} {label:<10}"
-                f" {rate:>8.1f} {flops / 1e9:>10.3f} {achieved / 1e9:>9.1f} {achieved / peak:>8.1%}"
-                f" {args.epoch_images / rate:>8.0f}"
-            )
+            rows.append((model_name, "x".join(map(str, shape)), label, rate, flops, eager))
+            peaks.append(matmul_peak(device, dtype))
+    peak = max(peaks)
+    print(
+        f"device: {device_name(device)}; torch {torch.__version__}; {dtype} matmul peak {peak / 1e9:.1f} GFLOP/s "
+        f"(highest of {len(peaks)} measurements, lowest {min(peaks) / 1e9:.1f})"
+    )
+    print(f"batch {args.batch_size}; " + ("CUDA graphs (eager alongside)" if cuda else "eager"))
+    header = f"{'model':<16} {'input':<8} {'method':<10} {'img/s':>8} {'GFLOP/img':>10} {'GFLOP/s':>9} {'of peak':>8}"
+    print(header + f" {'s/epoch':>8}" + (f" {'eager img/s':>12} {'speed-up':>9}" if cuda else ""))
+    for model_name, shape_text, label, rate, flops, eager in rows:
+        achieved = rate * flops
+        line = (
+            f"{model_name:<16} {shape_text:<8} {label:<10} {rate:>8.1f} {flops / 1e9:>10.3f}"
+            f" {achieved / 1e9:>9.1f} {achieved / peak:>8.1%} {args.epoch_images / rate:>8.1f}"
+        )
+        print(line + (f" {eager:>12.1f} {rate / eager:>8.2f}x" if eager is not None else ""))
 
 
 if __name__ == "__main__":

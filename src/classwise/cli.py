@@ -231,15 +231,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     from classwise.evaluate import format_table
     from classwise.train import train
 
+    device, graphs = resolve_device(args.device), not args.no_cuda_graphs
     if args.resume:
         given = [n for n in vars(args) if n not in _NON_CONFIG and getattr(args, n) is not None]
         cfg = train_config_from_args(args) if given else None
-        result = train(cfg, Path(args.resume), resume=True, device=resolve_device(args.device))
+        result = train(cfg, Path(args.resume), resume=True, device=device, cuda_graphs=graphs)
     else:
         if not args.out:
             raise ClasswiseError("give --out RUN_DIR for a new run, or --resume RUN_DIR")
         cfg = train_config_from_args(args)
-        result = train(cfg, Path(args.out), device=resolve_device(args.device))
+        result = train(cfg, Path(args.out), device=device, cuda_graphs=graphs)
     ev = result.test
     print(
         format_table(ev, f"{result.run_dir}: {result.config.method}, best epoch {result.best_epoch}, {ev.dataset} test")
@@ -248,7 +249,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-_NON_CONFIG = {"command", "func", "verbose", "resume", "out", "device"}
+_NON_CONFIG = {"command", "func", "verbose", "resume", "out", "device", "no_cuda_graphs"}
 
 
 def cmd_gap(args: argparse.Namespace) -> int:
@@ -430,6 +431,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="new run folder (never overwritten)")
     p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue the run in RUN_DIR")
     p.add_argument("--device", default="auto", help="cpu, cuda, ... (default: cuda when available)")
+    p.add_argument(
+        "--no-cuda-graphs",
+        action="store_true",
+        help="on CUDA, run each training step eagerly instead of replaying it as a CUDA graph (to debug or compare)",
+    )
     p.set_defaults(func=cmd_train)
 
     from classwise.gap import GAP_DEFAULTS

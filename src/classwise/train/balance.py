@@ -93,6 +93,14 @@ class Balancer:
     def state(self) -> dict[str, Any]:
         return {}
 
+    def to(self, device: torch.device) -> Balancer:
+        """Keep every per-class tensor on the training device (the loop calls this each epoch), so
+        that steps index them there without host-to-device copies, which a CUDA graph cannot hold."""
+        for key, value in vars(self).items():
+            if isinstance(value, torch.Tensor):
+                setattr(self, key, value.to(device))
+        return self
+
     def load(self, state: dict[str, Any]) -> None:
         for key, value in state.items():
             setattr(self, key, value)
@@ -389,7 +397,7 @@ class CFA(Balancer):
         return (self.lambda2 + self.train_robust) * beta
 
     def observe_training(self, epoch: int, robust: torch.Tensor) -> None:
-        self.train_robust = robust.float().cpu()
+        self.train_robust = robust.float()
 
     def average_decay(self, val_robust: torch.Tensor | None) -> float | None:
         if val_robust is None or float(val_robust.min()) < self.fawa_threshold:

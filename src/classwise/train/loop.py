@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
 from classwise.attacks import PGD
@@ -42,6 +43,7 @@ from classwise.train.balance import Balancer, make_balancer
 from classwise.train.config import TrainConfig
 from classwise.train.methods import METHODS, Knobs
 from classwise.train.schedules import learning_rate
+from classwise.train.step import Body, TrainStep
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +92,12 @@ def train(
     device: str | torch.device = "cpu",
     progress: bool = True,
     final_evaluation: bool = True,
+    cuda_graphs: bool = True,
 ) -> TrainResult:
     """Train (or resume) the run in ``run_dir``; returns its history and final class-wise evaluation.
+
+    On CUDA each epoch's training step is captured as a CUDA graph and replayed (``train.step``);
+    ``cuda_graphs=False`` runs it eagerly (to debug, or to compare).
 
     Example:
         >>> result = train(TrainConfig(dataset="fashion-mnist", method="pgd-at", eps=0.1), "runs/at")
@@ -105,7 +111,13 @@ def train(
     model = create_model(cfg.model, ds.num_classes, ds.input_shape, ds.mean, ds.std, **cfg.model_args).to(dev)
     if dev.type == "cuda":
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.SGD(
+        model.parameters(),
+        lr=cfg.lr,
+        momentum=cfg.momentum,
+        weight_decay=cfg.weight_decay,
+        fused=dev.type == "cuda",  # one kernel per update, and it reads a tensor lr (CUDA graphs)
+    )
     balancer = make_balancer(cfg.balance, cfg.balance_args, ds.train.counts(ds.num_classes), cfg.epochs, cfg.method)
     state = _load_state(run_dir, model, optimizer, balancer) if resume else None
     history: list[dict[str, Any]] = state["history"] if state else []
@@ -124,13 +136,18 @@ def train(
         sample_weights=balancer.sample_weights(ds.train.labels),
     )
     meta = {"dataset": ds.describe(), "class_names": list(ds.class_names), "config": cfg.to_dict()}
+    graphs = cuda_graphs and dev.type == "cuda"
     for epoch in range(len(history), cfg.epochs):
-        record = _train_epoch(model, optimizer, batches, cfg, epoch, ds, dev, progress, history, balancer)
-        balancer.observe_training(epoch, torch.tensor(record["train_class_acc"]))
+        balancer.to(dev)
+        record = _train_epoch(model, optimizer, batches, cfg, epoch, ds, progress, history, balancer, graphs)
+        graphs = graphs and record["cuda_graph"]
+        balancer.observe_training(epoch, torch.tensor(record["train_class_acc"], device=dev))
         predictor = model.with_logit_shift(balancer.posthoc_logit_shift())
         if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
             val = record["val"] = _validate(predictor, ds, cfg)
-            balancer.observe_validation(epoch, torch.tensor(val["clean"]), _tensor_or_none(val.get("robust")))
+            balancer.observe_validation(
+                epoch, torch.tensor(val["clean"], device=dev), _tensor_or_none(val.get("robust"), dev)
+            )
             value = _metric(val, cfg.selection_metric)
             if best["value"] is None or value > best["value"]:
                 best = {**best, "value": value, "epoch": epoch}
@@ -154,8 +171,8 @@ def train(
     return _finish(run_dir, cfg, ds, history, best, dev, final_evaluation)
 
 
-def _tensor_or_none(values: list[float] | None) -> torch.Tensor | None:
-    return None if values is None else torch.tensor(values)
+def _tensor_or_none(values: list[float] | None, device: torch.device) -> torch.Tensor | None:
+    return None if values is None else torch.tensor(values, device=device)
 
 
 def _weight_average(
@@ -169,7 +186,7 @@ def _weight_average(
 ) -> dict[str, torch.Tensor] | None:
     """CFA's fairness-aware weight averaging: an EMA of the weights over epochs whose worst-class
     validation robust accuracy clears the technique's threshold, saved as ``fawa.pt``."""
-    decay = balancer.average_decay(_tensor_or_none(val.get("robust")))
+    decay = balancer.average_decay(_tensor_or_none(val.get("robust"), next(predictor.parameters()).device))
     if decay is None:
         return average
     current = {k: v.detach().cpu().clone() for k, v in predictor.state_dict().items()}
@@ -181,6 +198,57 @@ def _weight_average(
     return current
 
 
+@dataclass(frozen=True)
+class EpochTotals:
+    """Per-class images seen and correctly classified, and the summed loss, of one epoch. They stay
+    on the device: reading them back (``.item()``, CUDA ``bincount``) would stall the GPU every
+    step, so they are read only when the progress bar refreshes and at the end of the epoch."""
+
+    seen: torch.Tensor
+    correct: torch.Tensor
+    loss: torch.Tensor
+
+    @classmethod
+    def zeros(cls, num_classes: int, device: torch.device) -> EpochTotals:
+        return cls(
+            torch.zeros(num_classes, device=device),
+            torch.zeros(num_classes, device=device),
+            torch.zeros((), device=device),
+        )
+
+
+def step_body(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    cfg: TrainConfig,
+    balancer: Balancer,
+    epoch: int,
+    generator: torch.Generator,
+    totals: EpochTotals,
+) -> Body:
+    """One training step on a batch: the method's per-example loss under the technique's ε, β and
+    criterion, the technique's reduction, backward and the optimizer update, added to ``totals``.
+    :class:`TrainStep` runs it eagerly or as a CUDA graph."""
+    method = METHODS.get(cfg.method)
+    class_eps, class_beta = balancer.class_eps(epoch, cfg.eps), balancer.class_beta(epoch, cfg.trades_beta)
+    criterion = balancer.criterion(epoch)
+
+    def body(x: torch.Tensor, y: torch.Tensor) -> None:
+        eps = cfg.eps if class_eps is None else class_eps[y]
+        beta = cfg.trades_beta if class_beta is None else class_beta[y]
+        with autocast(x.device):
+            out = method(model, x, y, cfg, generator, Knobs(eps, beta, criterion))
+        loss = balancer.reduce(out.loss, y, out.parts, epoch)
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():
+            totals.seen.index_add_(0, y, torch.ones_like(y, dtype=totals.seen.dtype))
+            totals.correct.index_add_(0, y, (out.logits.argmax(1) == y).to(totals.correct.dtype))
+            totals.loss.add_(loss.detach().float())
+
+    return body
+
+
 def _train_epoch(
     model: ImageClassifier,
     optimizer: torch.optim.Optimizer,
@@ -188,72 +256,43 @@ def _train_epoch(
     cfg: TrainConfig,
     epoch: int,
     ds: Dataset,
-    dev: torch.device,
     progress: bool,
     history: list[dict[str, Any]],
     balancer: Balancer,
+    graphs: bool,
 ) -> dict[str, Any]:
-    method = METHODS.get(cfg.method)
-    class_eps = balancer.class_eps(epoch, cfg.eps)
-    class_beta = balancer.class_beta(epoch, cfg.trades_beta)
-    criterion = balancer.criterion(epoch)
     batches.set_epoch(epoch)
-    g = torch.Generator(device=dev).manual_seed(cfg.seed * 1_000_003 + 7919 * (epoch + 1))
-    k = ds.num_classes
-    correct, seen = torch.zeros(k, device=dev), torch.zeros(k, device=dev)
-    total_loss, start = 0.0, time.perf_counter()
+    g = torch.Generator(device=batches.device).manual_seed(cfg.seed * 1_000_003 + 7919 * (epoch + 1))
+    totals = EpochTotals.zeros(ds.num_classes, batches.device)
+    body = step_body(model, optimizer, cfg, balancer, epoch, g, totals)
     last_val = next((h["val"] for h in reversed(history) if "val" in h), None)
     bar = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs} {cfg.method}", disable=not progress, leave=False)
     model.train()
-    for i, (x, y, _) in enumerate(bar):
-        lr = learning_rate(cfg, epoch + i / len(batches))
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        eps = cfg.eps if class_eps is None else class_eps.to(dev)[y]
-        beta = cfg.trades_beta if class_beta is None else class_beta.to(dev)[y]
-        with autocast(dev):
-            out = method(model, x, y, cfg, g, Knobs(eps, beta, criterion))
-        loss = balancer.reduce(out.loss, y, out.parts, epoch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        with torch.no_grad():
-            seen += torch.bincount(y, minlength=k)
-            correct += torch.bincount(y, weights=(out.logits.argmax(1) == y).float(), minlength=k)
-        total_loss += loss.item()
-        if progress and i % 10 == 0:
-            bar.set_postfix(
-                _postfix(
-                    x.shape[0] * (i + 1) / (time.perf_counter() - start),
-                    total_loss / (i + 1),
-                    correct,
-                    seen,
-                    last_val,
-                    ds.class_names,
-                )
-            )
+    start = time.perf_counter()
+    with TrainStep(body, optimizer, g, graph=graphs) as step:
+        for i, (x, y, _) in enumerate(bar):
+            step(x, y, learning_rate(cfg, epoch + i / len(batches)))
+            if progress and i % 10 == 0:
+                speed = x.shape[0] * (i + 1) / (time.perf_counter() - start)
+                bar.set_postfix(_postfix(speed, float(totals.loss) / (i + 1), totals, last_val, ds.class_names))
+    acc = (totals.correct / totals.seen.clamp_min(1)).cpu().tolist()  # waits for the device: the time is real
     seconds = time.perf_counter() - start
-    acc = (correct / seen.clamp_min(1)).cpu().tolist()
     return {
         "epoch": epoch,
         "lr_end": learning_rate(cfg, epoch + 1),
-        "train_loss": total_loss / len(batches),
+        "train_loss": float(totals.loss) / len(batches),
         "train_class_acc": acc,
-        "train_acc": float(correct.sum() / seen.sum()),
+        "train_acc": float(totals.correct.sum() / totals.seen.sum()),
         "seconds": seconds,
         "images_per_s": len(batches) * cfg.batch_size / seconds,
+        "cuda_graph": step.graph,  # False after a failed capture: later epochs then train eagerly too
     }
 
 
 def _postfix(
-    speed: float,
-    loss: float,
-    correct: torch.Tensor,
-    seen: torch.Tensor,
-    val: dict[str, Any] | None,
-    names: tuple[str, ...],
+    speed: float, loss: float, totals: EpochTotals, val: dict[str, Any] | None, names: tuple[str, ...]
 ) -> dict[str, str]:
-    acc = (correct / seen.clamp_min(1)).cpu().numpy()
+    acc = (totals.correct / totals.seen.clamp_min(1)).cpu().numpy()
     out = {
         "img/s": f"{speed:.0f}",
         "loss": f"{loss:.3f}",
