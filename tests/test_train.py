@@ -110,6 +110,17 @@ def test_methods_run_the_model_only_as_often_as_the_method_needs(method: str, pa
     assert len(calls) == passes
 
 
+def test_trades_restores_the_model_mode_when_its_attack_fails() -> None:
+    model = create_model("resnet20", 3, (3, 8, 8), (0.5,) * 3, (0.25,) * 3, width=4).train()
+    model.register_forward_hook(lambda module, *_: None if module.training else 1 / 0)  # fails in eval mode
+    cfg = TrainConfig(method="trades", eps=8 / 255, attack_steps=2)
+    with pytest.raises(ZeroDivisionError):
+        METHODS.get("trades")(
+            model, torch.rand(4, 3, 8, 8), torch.tensor([0, 1, 2, 0]), cfg, torch.Generator(), Knobs.plain(cfg)
+        )
+    assert model.training
+
+
 def test_training_run_leaves_its_artifacts(tmp_path: Path) -> None:
     run = tmp_path / "run"
     result = train(_cfg(_data(tmp_path), method="fgsm-rs", best_metric="robust_worst"), run, progress=False)

@@ -140,7 +140,6 @@ def train(
     for epoch in range(len(history), cfg.epochs):
         balancer.to(dev)
         record = _train_epoch(model, optimizer, batches, cfg, epoch, ds, progress, history, balancer, graphs)
-        graphs = graphs and record["cuda_graph"]
         balancer.observe_training(epoch, torch.tensor(record["train_class_acc"], device=dev))
         predictor = model.with_logit_shift(balancer.posthoc_logit_shift())
         if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
@@ -285,7 +284,7 @@ def _train_epoch(
         "train_acc": float(totals.correct.sum() / totals.seen.sum()),
         "seconds": seconds,
         "images_per_s": len(batches) * cfg.batch_size / seconds,
-        "cuda_graph": step.graph,  # False after a failed capture: later epochs then train eagerly too
+        "cuda_graph": step.graph,
     }
 
 

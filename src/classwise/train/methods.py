@@ -103,22 +103,24 @@ def trades(
     """TRADES (Zhang et al. 2019) with trade-off β = ``trades_beta``."""
     was_training = model.training
     model.eval()
-    with torch.no_grad():
-        clean_logits = model(x).float()
-    start = x + 0.001 * torch.randn(x.shape, device=x.device, generator=g)
-    x_adv, _ = pgd(
-        model,
-        x,
-        y,
-        eps=k.eps,
-        step_size=cfg.step_size,
-        steps=cfg.attack_steps,
-        generator=g,
-        objective=lambda logits, rows: kl_per_example(clean_logits[rows], logits),
-        x_init=start,
-        judge=False,
-    )
-    model.train(was_training)
+    try:
+        with torch.no_grad():
+            clean_logits = model(x).float()
+        start = x + 0.001 * torch.randn(x.shape, device=x.device, generator=g)
+        x_adv, _ = pgd(
+            model,
+            x,
+            y,
+            eps=k.eps,
+            step_size=cfg.step_size,
+            steps=cfg.attack_steps,
+            generator=g,
+            objective=lambda logits, rows: kl_per_example(clean_logits[rows], logits),
+            x_init=start,
+            judge=False,
+        )
+    finally:  # the mode is the caller's, whatever happens during the attack
+        model.train(was_training)
     logits = model(x)
     adv_logits = model(x_adv)
     natural, boundary = k.criterion(logits, y), kl_per_example(logits, adv_logits)

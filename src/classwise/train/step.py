@@ -21,6 +21,8 @@ from types import TracebackType
 
 import torch
 
+from classwise.errors import ClasswiseError
+
 log = logging.getLogger(__name__)
 
 Body = Callable[[torch.Tensor, torch.Tensor], None]
@@ -107,16 +109,14 @@ class TrainStep:
         try:
             with torch.cuda.graph(graph):
                 self.body(*self._inputs)
-        except RuntimeError as exc:  # something in the step cannot be captured: train eagerly instead
-            log.warning(
-                "CUDA graph capture of the training step failed (%s); training continues eagerly "
-                "(--no-cuda-graphs avoids the attempt)",
-                str(exc).splitlines()[0][:200],
-            )
-            self.graph, self._inputs = False, None
-            self.optimizer.zero_grad(set_to_none=True)
-            self.body(x, y)
-            return
+        except RuntimeError as exc:
+            # No silent fallback: a failed capture can leave the capture stream current, and the
+            # step half-run in Python. The epochs already finished are saved; the run resumes.
+            raise ClasswiseError(
+                f"the training step could not be captured as a CUDA graph ({str(exc).splitlines()[0][:200]}); "
+                "resume the run eagerly: classwise train --resume RUN_DIR --no-cuda-graphs "
+                "(train(..., resume=True, cuda_graphs=False))"
+            ) from exc
         self._graph = graph
         graph.replay()  # capturing records the work without doing it: train on this batch now
 
