@@ -57,6 +57,7 @@ class TrainStep:
         self.graph = graph and _capturable(optimizer)
         self.warmup = warmup
         self.calls = 0
+        self.replayed = 0  # steps of this epoch that ran as the captured graph
         self._graph: torch.cuda.CUDAGraph | None = None
         self._inputs: tuple[torch.Tensor, torch.Tensor] | None = None
 
@@ -88,6 +89,7 @@ class TrainStep:
             self._inputs[0].copy_(x)
             self._inputs[1].copy_(y)
             self._graph.replay()
+            self.replayed += 1
         elif self.calls <= self.warmup:
             self._on_side_stream(x, y)
         else:
@@ -119,6 +121,7 @@ class TrainStep:
             ) from exc
         self._graph = graph
         graph.replay()  # capturing records the work without doing it: train on this batch now
+        self.replayed += 1
 
 
 def _capturable(optimizer: torch.optim.Optimizer) -> bool:
