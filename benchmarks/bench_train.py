@@ -8,21 +8,29 @@ rate on the same device and dtype. The steps are the training loop's own (``step
 device, each step replayed as a CUDA graph), the peak is measured in bf16, and the same steps
 run eagerly alongside, so the gain of the graphs is measured on the same GPU.
 
+With ``--epochs-on DATASET`` it also times real PGD-AT epochs of the training loop
+(``classwise.train.train``) on that dataset, as ``history.json`` records them (training only;
+validation and the final evaluation are not counted), graphs and eager side by side on CUDA.
+Label results on ``cifar10-jpeg.tar.gz`` as CIFAR-10 (JPEG q75).
+
     python benchmarks/bench_train.py                       # CPU
-    python benchmarks/bench_train.py --device cuda --epoch-images 50000   # GPU: seconds per PGD-AT epoch too
+    python benchmarks/bench_train.py --device cuda --epochs-on ../shared/data/cifar10-jpeg.tar.gz
+    python benchmarks/bench_train.py --epochs-on fashion-mnist --epoch-model resnet20 --train-per-class 200
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from classwise.models import create_model
-from classwise.train import TrainConfig
+from classwise.train import TrainConfig, train
 from classwise.train.balance import make_balancer
 from classwise.train.loop import EpochTotals, step_body
 from classwise.train.step import TrainStep
@@ -109,12 +117,47 @@ def step_rate(
     return batch / seconds, flops / batch
 
 
+def epoch_table(args: argparse.Namespace, device: torch.device) -> None:
+    """Train the same PGD-AT run with graphs and eagerly (on the CPU only eagerly) in a scratch
+    folder and print each epoch's training seconds and images/s."""
+    cfg = TrainConfig(
+        dataset=args.epochs_on,
+        model=args.epoch_model,
+        method="pgd-at",
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        train_per_class=args.train_per_class,
+        eval_every=args.epochs,  # validate once, at the end
+    )
+    modes = (True, False) if device.type == "cuda" else (False,)
+    history = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        for graphs in modes:
+            folder = Path(scratch) / f"graphs-{graphs}"
+            run = train(cfg, folder, device=device, progress=False, final_evaluation=False, cuda_graphs=graphs)
+            history[graphs] = run.history
+    print(f"\nreal epochs: {args.epoch_model} pgd-at-10 on {args.epochs_on}, batch {args.batch_size}")
+    print(f"{'epoch':>5} {'steps':<6} {'seconds':>8} {'img/s':>9} {'graph steps':>12} {'vs eager':>9}")
+    for graphs in modes:
+        for h in history[graphs]:
+            eager = history[False][h["epoch"]]["seconds"]
+            mode = "graph" if graphs else "eager"
+            print(
+                f"{h['epoch'] + 1:>5} {mode:<6} {h['seconds']:>8.1f} {h['images_per_s']:>9.1f}"
+                f" {h['graph_steps']:>12} {eager / h['seconds']:>8.2f}x"
+            )
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--iters", type=int, default=3)
     p.add_argument("--epoch-images", type=int, default=50000, help="images per epoch for the s/epoch column")
+    p.add_argument("--epochs-on", default=None, metavar="DATASET", help="also time real PGD-AT epochs on DATASET")
+    p.add_argument("--epoch-model", default="preact_resnet18", help="the network of those epochs")
+    p.add_argument("--epochs", type=int, default=2, help="how many real epochs")
+    p.add_argument("--train-per-class", type=int, default=None, help="a smaller training split for them (CPU)")
     args = p.parse_args()
     device = torch.device(args.device)
     cuda = device.type == "cuda"
@@ -146,6 +189,8 @@ def main() -> None:
             f" {achieved / 1e9:>9.1f} {achieved / peak:>8.1%} {args.epoch_images / rate:>8.1f}"
         )
         print(line + (f" {eager:>12.1f} {rate / eager:>8.2f}x" if eager is not None else ""))
+    if args.epochs_on:
+        epoch_table(args, device)
 
 
 if __name__ == "__main__":
