@@ -215,6 +215,10 @@ class EpochTotals:
             torch.zeros((), device=device),
         )
 
+    def class_accuracy(self) -> torch.Tensor:
+        """Running training accuracy of each class (0 for a class not seen yet)."""
+        return self.correct / self.seen.clamp_min(1)
+
 
 def step_body(
     model: nn.Module,
@@ -274,7 +278,7 @@ def _train_epoch(
             if progress and i % 10 == 0:
                 speed = x.shape[0] * (i + 1) / (time.perf_counter() - start)
                 bar.set_postfix(_postfix(speed, float(totals.loss) / (i + 1), totals, last_val, ds.class_names))
-    acc = (totals.correct / totals.seen.clamp_min(1)).cpu().tolist()  # waits for the device: the time is real
+    acc = totals.class_accuracy().cpu().tolist()  # waits for the device: the time is real
     seconds = time.perf_counter() - start
     return {
         "epoch": epoch,
@@ -291,7 +295,7 @@ def _train_epoch(
 def _postfix(
     speed: float, loss: float, totals: EpochTotals, val: dict[str, Any] | None, names: tuple[str, ...]
 ) -> dict[str, str]:
-    acc = (totals.correct / totals.seen.clamp_min(1)).cpu().numpy()
+    acc = totals.class_accuracy().cpu().numpy()
     out = {
         "img/s": f"{speed:.0f}",
         "loss": f"{loss:.3f}",
