@@ -28,9 +28,9 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-from classwise.attacks import PGD, parse_eps
+from classwise.attacks import parse_eps
 from classwise.data import LabeledImages, load_dataset, per_class_subset
-from classwise.evaluate import evaluate
+from classwise.evaluate import AttackSpec, EvalSpec, evaluate
 from classwise.models import load_checkpoint
 
 T = TypeVar("T")
@@ -105,12 +105,11 @@ def compare(
 ) -> str:
     k = len(class_names)
     x, y = test.images.float() / 255, test.labels
-    attack = PGD(eps=eps, steps=args.steps, step_size=eps / 4, random_start=False)
+    attack = AttackSpec("pgd", {"steps": args.steps, "step_size": eps / 4, "random_start": False})
 
     def run_classwise(early: bool) -> np.ndarray:
-        ev = evaluate(
-            model, test, [attack], class_names=class_names, batch_size=args.batch_size, early_stop=early, progress=False
-        )
+        spec = EvalSpec(attacks=(attack,), eps=(eps,), batch_size=args.batch_size, early_stop=early, analyses=False)
+        ev = evaluate(model, test, spec, class_names=class_names, progress=False)
         return ev.robust(ev.worst[0]).correct
 
     t_ta, ta = timed(lambda: torchattacks_classwise(model, x, y, eps, args.steps, args.batch_size, k), args.repeats)

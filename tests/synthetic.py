@@ -165,7 +165,7 @@ TINY_CONFIG: dict[str, object] = {
     "batch_size": 8,
     "val_per_class": 2,
     "eval_steps": 1,
-    "test_attack_steps": 1,
+    "evaluation": {"steps": 1},
     "attack_steps": 1,
 }
 
@@ -180,7 +180,7 @@ def tiny_train_args(**overrides: str) -> list[str]:
         "val-per-class": "2",
         "eval-steps": "1",
         "attack-steps": "1",
-        "test-attack-steps": "1",
+        "evaluation": "{steps: 1}",
         "eps": "8/255",
         **overrides,
     }

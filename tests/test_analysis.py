@@ -7,17 +7,14 @@ from torch import nn
 
 from classwise.analysis import (
     bootstrap_class_accuracy,
-    boundary_distance,
-    centroid_similarity,
-    class_centroids,
     class_rank_agreement,
-    class_weight_norms,
     compare_gaps,
     confusion_similarity,
     spread_of,
     weakest_classes,
 )
-from classwise.data import LabeledImages
+from classwise.attacks import PGD
+from classwise.evaluate.geometry import boundary_distance, centroid_similarity, class_centroids, class_weight_norms
 from classwise.models import create_model
 
 
@@ -58,7 +55,7 @@ def test_class_centroids_are_mean_features() -> None:
     model = create_model("small_cnn", 2, (3, 8, 8), (0.5,) * 3, (0.25,) * 3, width=4).eval()
     images = torch.randint(0, 256, (10, 3, 8, 8), dtype=torch.uint8)
     labels = torch.tensor([0, 1] * 5)
-    centroids = class_centroids(model, LabeledImages(images, labels), 2, batch_size=3)
+    centroids = class_centroids(model, images, labels, 2, batch_size=3)
     with torch.no_grad():
         features = model.features(images.float() / 255)
     np.testing.assert_allclose(centroids[1], features[labels == 1].mean(0).numpy(), rtol=1e-5, atol=1e-6)
@@ -86,5 +83,6 @@ def test_boundary_distance_of_a_hyperplane(norm: str, dual: int) -> None:
     score = x.flatten(1) @ model.w + model.b
     y = (score > 0).long()
     true = (score.abs() / model.w.norm(p=dual)).numpy()  # L∞ distance uses the L1 norm of w, L2 the L2 norm
-    found = boundary_distance(model, x, y, norm=norm, eps_max=0.5, steps=30, iterations=12)
+    attack = PGD(eps=0.5, norm=norm, steps=30)
+    found = boundary_distance(model, x, y, attack=attack, eps_max=0.5, iterations=12)
     assert np.all(found >= true - 1e-4) and np.all(found <= true + 2 * 0.5 / 2**12 + 1e-4)

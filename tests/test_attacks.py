@@ -5,7 +5,16 @@ import pytest
 import torch
 from torch import nn
 
-from classwise.attacks import PGD, AutoAttack, build_attack, fgsm, flat_norm, parse_eps, parse_eps_list
+from classwise.attacks import (
+    PGD,
+    AutoAttack,
+    build_attack,
+    fgsm,
+    flat_norm,
+    parse_attack_spec,
+    parse_eps,
+    parse_eps_list,
+)
 from classwise.data import LabeledImages
 from classwise.errors import ConfigError, UnknownNameError
 
@@ -98,12 +107,22 @@ def test_margin_loss_is_the_cw_margin() -> None:
 def test_autoattack_reference_gives_per_sample_outcomes() -> None:
     x, y = _batch(24)
     attack = AutoAttack(eps=0.03, version="custom", attacks=("apgd-ce", "square"), seed=0)
-    x_adv, fooled, broken_by = attack.run(Linear(), x, y)
-    assert float(flat_norm(x_adv - x, "Linf").max()) <= 0.03 + 1e-6
-    assert fooled.any()
-    assert {broken_by[i] for i in range(24) if fooled[i]} <= {"apgd-ce", "square"}
-    assert all(broken_by[i] is None for i in range(24) if not fooled[i])
-    assert bool((Linear()(x_adv).argmax(1)[fooled] != y[fooled]).all())
+    assert attack.plan(3) == (("apgd-ce", "square"), ())
+    for component in ("apgd-ce", "square"):
+        x_adv, fooled = attack.run(Linear(), x, y, component=component)
+        assert float(flat_norm(x_adv - x, "Linf").max()) <= 0.03 + 1e-6
+        assert fooled.any()
+        assert bool((Linear()(x_adv).argmax(1)[fooled] != y[fooled]).all())
+        assert bool((x_adv[~fooled] == x[~fooled]).all())  # unbroken samples keep their clean image
+
+
+def test_autoattack_plan_adapts_to_few_classes() -> None:
+    standard = AutoAttack(eps=0.03)
+    assert standard.plan(10) == (("apgd-ce", "apgd-t", "fab-t", "square"), ())
+    run, notes = standard.plan(4)
+    assert run == ("apgd-ce", "apgd-t", "fab-t", "square") and "3 target classes" in notes[0]
+    run, notes = standard.plan(2)
+    assert run == ("apgd-ce", "fab-t", "square") and "apgd-t left out" in notes[0]
 
 
 def test_eps_parsing() -> None:
@@ -128,15 +147,36 @@ def test_eps_parsing() -> None:
 )
 def test_bad_attack_settings_are_clear_errors(spec: str, kwargs: dict, error: type, match: str) -> None:
     with pytest.raises(error, match=match):
-        build_attack(spec, **kwargs)
+        name, options = parse_attack_spec(spec)
+        build_attack(name, options, **kwargs)
 
 
-def test_build_attack_applies_defaults_where_taken() -> None:
-    a = build_attack("pgd:loss=margin", 8 / 255, steps=20)
-    assert isinstance(a, PGD) and a.steps == 20 and a.loss == "margin"
+@pytest.mark.parametrize(
+    ("spec", "match"),
+    [
+        ("pgd:steps=abc", "option steps must be a whole number"),
+        ("pgd:steps=2.5", "option steps must be a whole number"),
+        ("pgd:random_start=maybe", "option random_start must be true or false"),
+        ("pgd:step_size=big", "option step_size must be a number"),
+        ({"name": "pgd", "steps": "ten"}, "option steps must be a whole number"),
+        ({"name": "pgd", "steps": True}, "option steps must be a whole number"),
+        ({"steps": 10}, "needs a name"),
+        ("pgd:steps", "must be key=value"),
+    ],
+)
+def test_attack_options_are_typed_by_the_attack(spec: object, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        parse_attack_spec(spec)  # type: ignore[arg-type]
+
+
+def test_pgd_defaults_are_the_evaluation_protocol() -> None:
+    a = PGD(eps=8 / 255)
+    assert a.steps == 20 and a.restarts == 1 and a.random_start
     assert a.alpha == pytest.approx(2.5 * (8 / 255) / 20)
-    f = build_attack("fgsm", 8 / 255, steps=20)  # fgsm takes no steps: the default is ignored
-    assert isinstance(f, PGD) and f.steps == 1
+    name, options = parse_attack_spec("pgd:loss=margin,steps=10,step_size=2/255")
+    b = build_attack(name, options, 8 / 255)
+    assert isinstance(b, PGD) and (b.steps, b.loss, b.alpha) == (10, "margin", pytest.approx(2 / 255))
+    assert b.step_at(16 / 255) == pytest.approx(4 / 255)  # the same fraction of ε at another budget
 
 
 def as_split(x: torch.Tensor, y: torch.Tensor) -> LabeledImages:

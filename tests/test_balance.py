@@ -188,7 +188,7 @@ def test_variant_syntax() -> None:
 def test_cfa_run_evaluates_its_weight_average_and_resumes_its_state(tmp_path: Path) -> None:
     data = str(write_class_folders(tmp_path, n=10, as_tar=True))
     cfg = TrainConfig(
-        **{**TINY_CONFIG, "attack_steps": 2, "epochs": 2, "eval_steps": 2, "test_attack_steps": 2},
+        **{**TINY_CONFIG, "attack_steps": 2, "epochs": 2, "eval_steps": 2, "evaluation": {"steps": 2}},
         dataset=data,
         method="trades",
         balance="cfa",

@@ -151,7 +151,12 @@ def test_gap_prints_both_models_side_by_side(tmp_path: Path, capsys: pytest.Capt
     data = str(write_class_folders(tmp_path, n=6))
     out = tmp_path / "gap"
     assert (
-        main(["gap", "--dataset", data, *_TINY, "--train-per-class", "4", "--test-per-class", "3", "--out", str(out)])
+        main(
+            [
+                *("gap", "--dataset", data, *_TINY, "--train-per-class", "4"),
+                *("--evaluation", "{steps: 1, n_per_class: 3}", "--out", str(out)),
+            ]
+        )
         == 0
     )
     printed = capsys.readouterr().out

@@ -14,11 +14,10 @@ import pytest
 import torch
 import yaml
 
-from classwise.analysis import boundary_distance
-from classwise.attacks import PGD, fgsm
+from classwise.attacks import PGD
 from classwise.cli import main
 from classwise.errors import ClasswiseError
-from classwise.evaluate import evaluate
+from classwise.evaluate import EvalSpec, boundary_distance, evaluate
 from classwise.models import load_checkpoint
 from classwise.study import load_study, run_study
 from classwise.train import TrainConfig, train
@@ -153,9 +152,9 @@ def test_evaluation_on_the_device_matches_the_cpu() -> None:
     y = Linear()(x).argmax(1).detach()
     y[::5] = (y[::5] + 1) % 3
     data = as_split(x, y)
-    attacks = [fgsm(0.05), PGD(eps=0.05, steps=10, random_start=False)]
-    on_cpu = evaluate(Linear(), data, attacks, class_names=("a", "b", "c"), progress=False)
-    on_dev = evaluate(Linear().to(DEVICE), data, attacks, class_names=("a", "b", "c"), progress=False)
+    spec = EvalSpec(attacks=("fgsm", "pgd:steps=10,random_start=false"), eps=(0.05,))
+    on_cpu = evaluate(Linear(), data, spec, class_names=("a", "b", "c"), progress=False)
+    on_dev = evaluate(Linear().to(DEVICE), data, spec, class_names=("a", "b", "c"), progress=False)
     np.testing.assert_array_equal(on_dev.clean_pred, on_cpu.clean_pred)
     for a, b in zip(on_dev.records, on_cpu.records, strict=True):
         np.testing.assert_array_equal(a.robust, b.robust)
@@ -166,8 +165,9 @@ def test_evaluation_on_the_device_matches_the_cpu() -> None:
 def test_boundary_distance_on_the_device() -> None:
     x = torch.rand(30, 3, 2, 2, generator=torch.Generator().manual_seed(4))
     y = Linear()(x).argmax(1).detach()
-    on_cpu = boundary_distance(Linear(), x, y, steps=10, iterations=6)
-    on_dev = boundary_distance(Linear().to(DEVICE), x.to(DEVICE), y.to(DEVICE), steps=10, iterations=6)
+    attack = PGD(eps=0.5, steps=10)
+    on_cpu = boundary_distance(Linear(), x, y, attack=attack, iterations=6)
+    on_dev = boundary_distance(Linear().to(DEVICE), x.to(DEVICE), y.to(DEVICE), attack=attack, iterations=6)
     np.testing.assert_allclose(on_dev, on_cpu, atol=1e-6)
 
 

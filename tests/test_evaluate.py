@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -8,23 +10,25 @@ import pytest
 import torch
 from torch import nn
 
-from classwise.attacks import PGD, fgsm
 from classwise.errors import ConfigError
 from classwise.evaluate import (
+    AttackRecord,
     ClassAccuracy,
+    EvalSpec,
     Evaluation,
     Spread,
     confusion_matrix,
     evaluate,
     format_table,
-    targeted_matrix,
+    read_evaluation,
     wilson_interval,
     write_evaluation,
 )
-from classwise.evaluate.engine import AttackRecord, sanity_warnings
+from classwise.evaluate.engine import sanity_warnings
 from tests.test_attacks import Linear, as_split
 
 CLASSES = ("a", "b", "c")
+FGSM = EvalSpec(attacks=("fgsm",), eps=(0.05,))
 
 
 def _data(n: int = 90, seed: int = 2):
@@ -57,9 +61,8 @@ def test_spread_and_confusion_by_hand() -> None:
 
 def test_evaluate_per_class_invariants() -> None:
     model = Linear().train()
-    ev = evaluate(
-        model, _data(), ["fgsm", "pgd"], [0.02, 0.1], class_names=CLASSES, attack_options={"steps": 10}, progress=False
-    )
+    spec = EvalSpec.from_dict({"attacks": ["fgsm", "pgd"], "eps": [0.02, 0.1], "steps": 10})
+    ev = evaluate(model, _data(), spec, class_names=CLASSES, progress=False)
     assert model.training and all(p.requires_grad for p in model.parameters())  # mode restored
     clean = ev.clean()
     for r in (*ev.records, *ev.worst):
@@ -75,26 +78,33 @@ def test_evaluate_per_class_invariants() -> None:
     broken = ev.clean_correct & ~ev.worst[1].robust
     assert bool((ev.worst[1].adv_pred[broken] != ev.labels[broken]).all())
     assert "worst@0.1" in format_table(ev)
+    back = read_evaluation(write_evaluation(ev, Path(tempfile.mkdtemp()))[0].parent)
+    for a, b in zip((*ev.records, *ev.worst), (*back.records, *back.worst), strict=True):
+        assert (a.attack, a.eps, a.norm) == (b.attack, b.eps, b.norm)
+        np.testing.assert_array_equal(a.robust, b.robust)
+        np.testing.assert_array_equal(a.broken_by, b.broken_by)
+        np.testing.assert_allclose(a.perturbation, b.perturbation)
 
 
 def test_cascade_gives_the_same_worst_case_flags() -> None:
     data, model = _data(150), Linear()
-    attacks = [fgsm(0.05), PGD(eps=0.05, steps=8, random_start=False)]
-    full = evaluate(model, data, attacks, class_names=CLASSES, progress=False)
-    fast = evaluate(model, data, attacks, class_names=CLASSES, cascade=True, progress=False)
+    spec = EvalSpec(attacks=("fgsm", "pgd:steps=8,random_start=false"), eps=(0.05,))
+    full = evaluate(model, data, spec, class_names=CLASSES, progress=False)
+    fast = evaluate(model, data, replace(spec, cascade=True), class_names=CLASSES, progress=False)
     np.testing.assert_array_equal(full.worst[0].robust, fast.worst[0].robust)
     np.testing.assert_array_equal(full.worst[0].adv_pred, fast.worst[0].adv_pred)
     assert fast.records[-1].attack == "fgsm→pgd"
 
 
 def test_eps_zero_robust_equals_clean() -> None:
-    ev = evaluate(Linear(), _data(), ["pgd"], [0.0], class_names=CLASSES, progress=False)
+    ev = evaluate(Linear(), _data(), EvalSpec(eps=(0.0,)), class_names=CLASSES, progress=False)
     np.testing.assert_array_equal(ev.worst[0].robust, ev.clean_correct)
 
 
 def test_n_per_class_takes_the_first_images_of_each_class() -> None:
     data = _data()
-    ev = evaluate(Linear(), data, ["fgsm"], [0.01], class_names=CLASSES, n_per_class=5, progress=False)
+    spec = EvalSpec(attacks=("fgsm",), eps=(0.01,), n_per_class=5)
+    ev = evaluate(Linear(), data, spec, class_names=CLASSES, progress=False)
     available = np.bincount(data.labels.numpy(), minlength=3)
     assert ev.clean().n.tolist() == np.minimum(available, 5).tolist()
     np.testing.assert_array_equal(ev.labels, data.labels.numpy()[ev.index])
@@ -103,7 +113,7 @@ def test_n_per_class_takes_the_first_images_of_each_class() -> None:
 def test_model_returning_probabilities_is_refused() -> None:
     model = nn.Sequential(Linear(), nn.Softmax(dim=1))
     with pytest.raises(ConfigError, match="probabilities"):
-        evaluate(model, _data(), ["fgsm"], [0.01], class_names=CLASSES, progress=False)
+        evaluate(model, _data(), FGSM, class_names=CLASSES, progress=False)
 
 
 def test_zero_gradients_warn_of_masking() -> None:
@@ -115,7 +125,7 @@ def test_zero_gradients_warn_of_masking() -> None:
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.inner(torch.round(x * 4) / 4)
 
-    ev = evaluate(Rounding(), _data(), ["pgd"], [0.03], class_names=CLASSES, progress=False)
+    ev = evaluate(Rounding(), _data(), EvalSpec(eps=(0.03,)), class_names=CLASSES, progress=False)
     assert any("zero loss gradient" in w for w in ev.warnings)
 
 
@@ -144,7 +154,9 @@ def test_sanity_warnings_for_pgd_weaker_than_fgsm_and_rising_curves() -> None:
 
 def test_targeted_matrix_by_source_and_target() -> None:
     data = _data()
-    result = targeted_matrix(Linear(), data, CLASSES, PGD(eps=1.0, steps=40, step_size=0.05), progress=False)
+    spec = EvalSpec(attacks=("pgd:steps=40,step_size=0.05",), eps=(1.0,), targeted="all")
+    result = evaluate(Linear(), data, spec, class_names=CLASSES, progress=False).targeted
+    assert result is not None
     counts = np.bincount(data.labels.numpy(), minlength=3)
     assert np.diag(result.attempts).tolist() == [0, 0, 0]
     for t in range(3):
@@ -152,16 +164,16 @@ def test_targeted_matrix_by_source_and_target() -> None:
         expect[t] = 0
         assert result.attempts[:, t].tolist() == expect.tolist()
     assert (result.success <= result.attempts).all() and result.success.sum() > 0.8 * result.attempts.sum()
-    single = targeted_matrix(Linear(), data, CLASSES, PGD(eps=1.0, steps=5), targets=[2], progress=False)
-    assert single.attempts[:, :2].sum() == 0
+    single = evaluate(Linear(), data, replace(spec, targeted="c"), class_names=CLASSES, progress=False).targeted
+    assert single is not None and single.attempts[:, :2].sum() == 0 and single.attempts[:, 2].sum() > 0
 
 
 def test_write_evaluation_files(tmp_path: Path) -> None:
-    ev = evaluate(Linear(), _data(), ["fgsm"], [0.05], class_names=CLASSES, progress=False)
+    ev = evaluate(Linear(), _data(), FGSM, class_names=CLASSES, progress=False)
     paths = write_evaluation(ev, tmp_path / "out")
-    assert sorted(p.name for p in paths) == ["evaluation.json", "per_class.csv", "samples.csv"]
+    assert sorted(p.name for p in paths) == ["analyses.json", "evaluation.json", "per_class.csv", "samples.csv"]
     payload = json.loads((tmp_path / "out" / "evaluation.json").read_text())
-    assert payload["summary"]["clean"]["worst_class"] in CLASSES
+    assert payload["summary"][0]["attack"] == "clean" and payload["summary"][0]["worst_class"] in CLASSES
     assert np.array(payload["confusion"]["clean"]).sum() == len(ev.labels)
     lines = (tmp_path / "out" / "samples.csv").read_text().splitlines()
     assert len(lines) == 1 + 2 * len(ev.labels)  # fgsm and worst records
@@ -169,14 +181,14 @@ def test_write_evaluation_files(tmp_path: Path) -> None:
 
 
 def test_write_evaluation_leaves_nothing_half_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from classwise.evaluate import outputs
+    from classwise.evaluate import store
 
-    ev = evaluate(Linear(), _data(), ["fgsm"], [0.05], class_names=CLASSES, progress=False)
+    ev = evaluate(Linear(), _data(), FGSM, class_names=CLASSES, progress=False)
 
     def boom(*_: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(outputs, "write_csv", boom)
+    monkeypatch.setattr(store, "write_csv", boom)
     with pytest.raises(OSError, match="disk full"):
         write_evaluation(ev, tmp_path / "out")
     assert list((tmp_path / "out").iterdir()) == []

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -110,7 +111,8 @@ def test_killed_study_resumes_and_completes_every_run_exactly_once(tmp_path: Pat
     deadline = time.time() + 120
     while time.time() < deadline and child.poll() is None:
         if db.exists():
-            with sqlite3.connect(db, timeout=30) as con:
+            with sqlite3.connect(db, timeout=30) as con, contextlib.suppress(sqlite3.OperationalError):
+                # (the table may not exist yet: the study is creating the store)
                 if con.execute("SELECT count(*) FROM runs WHERE status='done'").fetchone()[0] >= 1:
                     os.kill(child.pid, signal.SIGKILL)
                     break

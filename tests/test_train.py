@@ -39,7 +39,7 @@ def _cfg(data: str, **kw: object) -> TrainConfig:
         "lr": 0.05,
         "val_per_class": 2,
         "eval_steps": 2,
-        "test_attack_steps": 2,
+        "evaluation": {"steps": 2},
     }
     return TrainConfig.from_dict({**base, **kw})
 

@@ -74,33 +74,29 @@ def resolve_device(name: str | None) -> str:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    import torch
-
-    from classwise.attacks import build_attack, parse_eps_list
+    from classwise.attacks import parse_eps_list
     from classwise.data import load_dataset
-    from classwise.evaluate import (
-        evaluate,
-        format_eps_curve,
-        format_flows,
-        format_table,
-        format_targeted,
-        targeted_matrix,
-        write_evaluation,
-    )
+    from classwise.evaluate import format_eps_curve, format_flows, format_table, format_targeted, run_evaluation
+    from classwise.evaluate import spec_from_options as make_spec
     from classwise.models import load_checkpoint
 
-    attacks = args.attack or ["pgd"]
-    eps = parse_eps_list(args.eps)
-    options = {
-        "steps": args.steps,
-        "step_size": args.step_size,
-        "restarts": args.restarts,
-        "loss": args.loss,
-        "seed": args.seed,
-    }
-    for spec in attacks:  # validate every attack at every ε before any work
-        for e in eps:
-            build_attack(spec, e, args.norm, **options)
+    spec = make_spec(  # every attack, option and value checked before any data or model is loaded
+        args.attack,
+        steps=args.steps,
+        step_size=args.step_size,
+        restarts=args.restarts,
+        loss=args.loss,
+        eps=tuple(parse_eps_list(args.eps)) if args.eps else None,
+        norm=args.norm,
+        split=args.split,
+        n_per_class=args.n_per_class,
+        first_n=args.first_n,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        cascade=args.cascade,
+        targeted=args.targeted,
+        boundary_per_class=args.boundary_per_class,
+    )
     ds = load_dataset(args.dataset, root=args.data_root)
     model, meta = load_checkpoint(args.checkpoint, num_classes=ds.num_classes, device=resolve_device(args.device))
     trained_on = meta.get("class_names")
@@ -109,63 +105,23 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             f"warning: checkpoint classes {trained_on} differ from dataset classes {list(ds.class_names)}",
             file=sys.stderr,
         )
-    target = _target_index(args.targeted, ds.class_names) if args.targeted else None
-    ev = evaluate(
-        model,
-        ds,
-        attacks,
-        eps,
-        norm=args.norm,
-        split=args.split,
-        n_per_class=args.n_per_class,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        cascade=args.cascade,
-        attack_options=options,
-    )
-    subset = f", first {args.n_per_class} per class" if args.n_per_class else ", full split"
-    print(format_table(ev, f"{ev.title} [{args.split}{subset}] {args.checkpoint}"))
+    trained_eps = (meta.get("config") or {}).get("eps")  # the threat model the checkpoint was trained for
+    spec = spec.resolved(float(trained_eps) if trained_eps else None)
+    source = {"checkpoint": str(Path(args.checkpoint).resolve()), "dataset": ds.describe()}
+    ev = run_evaluation(model, ds, spec, args.out, source=source)
+    print(format_table(ev, f"{ev.title} [{ev.spec.images}] {args.checkpoint}"))
     print()
-    print(format_flows(ev, ev.worst[-1]))
-    if len(eps) > 1:
+    print(format_flows(ev, ev.headline))
+    if len(ev.worst) > 1:
         print()
         print(format_eps_curve(ev))
-    targeted = None
-    if target is not None:
-        from classwise.attacks import PGD
-
-        attack = PGD(
-            eps=max(eps), norm=args.norm, steps=args.steps or 20, step_size=args.step_size, loss=args.loss or "ce"
-        )
-        samples = ds.splits()[args.split].take(torch.from_numpy(ev.index))  # the same images as above
-        targeted = targeted_matrix(
-            model,
-            samples,
-            ds.class_names,
-            attack,
-            None if isinstance(target, str) else [target],
-            batch_size=args.batch_size,
-            seed=args.seed,
-        )
+    if ev.targeted is not None:
         print()
-        print(format_targeted(targeted))
+        print(format_targeted(ev.targeted))
     for w in ev.warnings:
         print(f"warning: {w}", file=sys.stderr)
-    paths = write_evaluation(ev, args.out, targeted, {"checkpoint": str(args.checkpoint), "dataset": ds.describe()})
-    print(f"\nwrote {', '.join(str(p) for p in paths)}")
+    print(f"\nresults in {args.out} (evaluation.json, per_class.csv, samples.csv, analyses.json)")
     return 0
-
-
-def _target_index(text: str, classes: tuple[str, ...]) -> int | str:
-    from classwise.errors import ConfigError
-
-    if text == "all":
-        return "all"
-    if text in classes:
-        return classes.index(text)
-    if text.isdigit() and int(text) < len(classes):
-        return int(text)
-    raise ConfigError(f"--targeted takes 'all', a class name or index; classes: {', '.join(classes)}")
 
 
 TRAIN_HELP = {
@@ -180,7 +136,8 @@ TRAIN_HELP = {
     "best_metric": "robust_mean, robust_worst, clean_mean, clean_worst or robust_mean_plus_worst",
     "train_per_class": "train on the first N images of each class",
     "val_per_class": "validation images held out per class",
-    "test_per_class": "final evaluation on the first N test images per class (default: all)",
+    "evaluation": "final test evaluation as YAML, e.g. '{attacks: [pgd, autoattack], n_per_class: 100}' "
+    "(default: PGD-20 at the training ε on the whole test set)",
 }
 
 
@@ -222,9 +179,26 @@ def train_config_from_args(args: argparse.Namespace, base: dict[str, object] | N
             values[name] = [float(v) for v in str(raw).split(",")]
         elif name in ("eps", "attack_step_size"):
             values[name] = _fraction(raw)
+        elif name == "evaluation":
+            before = values.get(name)
+            values[name] = {**(before if isinstance(before, dict) else {}), **_yaml_mapping(raw, "--evaluation")}
         else:
             values[name] = yaml.safe_load(raw)  # ints, floats, booleans and names as YAML reads them
     return TrainConfig.from_dict(values)
+
+
+def _yaml_mapping(text: str, option: str) -> dict[str, object]:
+    import yaml
+
+    from classwise.errors import ConfigError
+
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{option}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{option}: give a mapping like '{{n_per_class: 100}}', got {text!r}")
+    return value
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -265,14 +239,11 @@ def cmd_gap(args: argparse.Namespace) -> int:
     )
     evals = {m: r.test for m, r in results.items()}
     first = next(iter(results.values()))
-    subset = f"first {cfg.test_per_class} test images per class" if cfg.test_per_class else "full test set"
-    title = (
-        f"{first.test.title}, {cfg.model}, {cfg.epochs} epochs, {subset}, PGD-{cfg.test_attack_steps} at ε={cfg.eps:g}"
-    )
+    title = f"{first.test.title}, {cfg.model}, {cfg.epochs} epochs; evaluation: {first.test.spec.describe()}"
     if len(evals) <= 3:
         print(format_side_by_side(evals, title))
         for variant, ev in evals.items():
-            print(f"\n{variant}: " + format_flows(ev, ev.worst[-1]))
+            print(f"\n{variant}: " + format_flows(ev, ev.headline))
         print()
     print(format_comparison(evals, None if len(evals) <= 3 else title))
     from classwise.report import write_report
@@ -285,9 +256,7 @@ def cmd_gap(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from classwise.report import write_report
 
-    page, md = write_report(
-        args.path, args.out, boundary_per_class=args.boundary_per_class, analyses=not args.no_analyses
-    )
+    page, md = write_report(args.path, args.out)
     print(f"wrote {page} and {md}")
     return 0
 
@@ -401,14 +370,36 @@ def build_parser() -> argparse.ArgumentParser:
         help="attack name or spec, repeatable: fgsm, pgd, pgd:loss=margin,restarts=5, autoattack, "
         "autoattack:version=custom,attacks=apgd-ce+square (default pgd)",
     )
-    p.add_argument("--eps", default="8/255", help="ε in pixel units, or a comma list: 0,2/255,4/255,8/255")
-    p.add_argument("--norm", default="Linf", help="Linf or L2")
-    p.add_argument("--steps", type=int, default=20, help="PGD steps (default 20)")
-    p.add_argument("--step-size", type=_fraction, default=None, help="PGD step size (default 2.5·ε/steps)")
-    p.add_argument("--restarts", type=int, default=None, help="PGD restarts (default 1)")
-    p.add_argument("--loss", choices=["ce", "margin"], default=None, help="PGD loss (default ce)")
-    p.add_argument("--n-per-class", type=int, default=None, help="evaluate the first N test images of each class")
-    p.add_argument("--split", default="test")
+    p.add_argument(
+        "--eps",
+        default=None,
+        help="ε in pixel units, or a comma list: 0,2/255,4/255,8/255 (default: the ε the checkpoint was "
+        "trained at, else 8/255 for Linf and 0.5 for L2)",
+    )
+    p.add_argument("--norm", default="Linf", help="threat model: Linf or L2 (default Linf)")
+    p.add_argument("--steps", type=int, default=None, help="PGD iterations (default 20)")
+    p.add_argument(
+        "--step-size", type=_fraction, default=None, help="PGD step size in pixel units (default 2.5·ε/steps)"
+    )
+    p.add_argument("--restarts", type=int, default=None, help="PGD random restarts (default 1)")
+    p.add_argument(
+        "--loss", choices=["ce", "margin"], default=None, help="PGD loss: cross-entropy or CW margin (default ce)"
+    )
+    images = p.add_mutually_exclusive_group()
+    images.add_argument("--n-per-class", type=int, default=None, help="evaluate the first N images of each class")
+    images.add_argument(
+        "--first-n",
+        type=int,
+        default=None,
+        help="evaluate the first N images in dataset order (RobustBench's n_examples)",
+    )
+    p.add_argument("--split", default="test", help="the split to evaluate (default test)")
+    p.add_argument(
+        "--boundary-per-class",
+        type=int,
+        default=0,
+        help="also measure the distance to the decision boundary of N evaluated images per class",
+    )
     p.add_argument(
         "--cascade",
         action="store_true",
@@ -420,10 +411,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="CLASS|all",
         help="also attack every class toward CLASS (or toward every class): source × target matrix",
     )
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--batch-size", type=int, default=256, help="images per attacked batch (default 256)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, help="folder for evaluation.json, per_class.csv, samples.csv")
+    p.add_argument("--seed", type=int, default=0, help="seed of the attacks' randomness (default 0)")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="folder for the results; a killed evaluation resumes there, a finished one is reused, never overwritten",
+    )
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("train", help="train a model (standard or adversarial) with class-wise monitoring")
@@ -456,13 +451,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="HTML page and Markdown summary for a run, a gap folder or a study")
     p.add_argument("path", help="a run folder, a folder of runs (classwise gap --out) or a study folder")
     p.add_argument("--out", required=True, help="folder for report.html and report.md")
-    p.add_argument(
-        "--boundary-per-class",
-        type=int,
-        default=0,
-        help="also measure the distance to the decision boundary of N test images per class",
-    )
-    p.add_argument("--no-analyses", action="store_true", help="skip the analyses that run the checkpoint forward")
     p.set_defaults(func=cmd_report)
 
     study = sub.add_parser("study", help="run a grid of trainings and evaluations from a YAML study file")

@@ -32,8 +32,7 @@ GAP_DEFAULTS: dict[str, Any] = {
     "train_per_class": 1000,
     "val_per_class": 50,
     "eval_steps": 5,
-    "test_per_class": 300,
-    "test_attack_steps": 10,
+    "evaluation": {"attacks": [{"name": "pgd", "steps": 10}], "n_per_class": 300},
 }
 
 

@@ -1,14 +1,14 @@
-"""Why some classes are weaker: pure functions over per-sample records and stored results
-(bootstrap and across-seed statistics, rank agreement, confusion flows, class similarity,
-distance to the decision boundary, classifier weight norms)."""
+"""Why some classes are weaker: pure functions over stored results (bootstrap and across-seed
+statistics, rank agreement, confusion similarity). The analyses that need the model (class
+centroids, weight norms, boundary distances) are measured while it is evaluated
+(``classwise.evaluate.geometry``) and stored beside the evaluation."""
 
-from classwise.analysis.boundary import boundary_distance, class_weight_norms
-from classwise.analysis.similarity import centroid_similarity, class_centroids, confusion_similarity
 from classwise.analysis.stats import (
     GapComparison,
     bootstrap_class_accuracy,
     class_rank_agreement,
     compare_gaps,
+    confusion_similarity,
     spread_of,
     weakest_classes,
 )
@@ -16,11 +16,7 @@ from classwise.analysis.stats import (
 __all__ = [
     "GapComparison",
     "bootstrap_class_accuracy",
-    "boundary_distance",
-    "centroid_similarity",
-    "class_centroids",
     "class_rank_agreement",
-    "class_weight_norms",
     "compare_gaps",
     "confusion_similarity",
     "spread_of",

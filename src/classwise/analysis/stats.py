@@ -78,3 +78,13 @@ def weakest_classes(accuracies: np.ndarray, class_names: tuple[str, ...], top: i
     mean = np.nanmean(np.atleast_2d(accuracies), axis=0)
     order = np.argsort(mean)[:top]
     return [(class_names[i], float(mean[i])) for i in order]
+
+
+def confusion_similarity(confusion: np.ndarray) -> np.ndarray:
+    """Symmetric similarity from a (K, K) confusion matrix: (P[i→j] + P[j→i]) / 2 with rows
+    normalised to shares, 0 on the diagonal."""
+    totals = confusion.sum(1, keepdims=True)
+    shares = np.divide(confusion, totals, out=np.zeros(confusion.shape, dtype=np.float64), where=totals > 0)
+    sim = (shares + shares.T) / 2
+    np.fill_diagonal(sim, 0.0)
+    return sim

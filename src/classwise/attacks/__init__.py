@@ -1,10 +1,17 @@
 """Attacks that return per-sample outcomes: FGSM, PGD (L∞/L2, CE/margin, targeted, restarts),
-and AutoAttack through its reference implementation. ``build_attack("pgd:steps=50,loss=margin",
-eps=8/255)`` is the one way to make one from a name."""
+and AutoAttack through its reference implementation.
+
+An attack is named with its options (``"pgd:steps=50,loss=margin"`` on the command line, or
+``{"name": "pgd", "steps": 50}`` in YAML); :func:`build_attack` is the one way to make one at a
+budget ε. Options are typed by the attack's own annotations, so ``pgd:steps=abc`` is refused
+with the option's name before anything runs."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+import inspect
+import typing
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import torch
@@ -18,7 +25,9 @@ from classwise.registry import Registry
 
 
 class Attack(Protocol):
-    """What evaluation needs of an attack: its name, ball, and a batch ``run``."""
+    """What evaluation needs of an attack: its name and ball, the components it runs one after
+    the other on the samples still robust (one for PGD; APGD-CE, APGD-T, FAB-T, Square for
+    AutoAttack), and a batch ``run`` of one component."""
 
     @property
     def name(self) -> str: ...
@@ -27,16 +36,21 @@ class Attack(Protocol):
     @property
     def norm(self) -> str: ...
 
+    def plan(self, num_classes: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(components to run for a ``num_classes``-way classifier, notes on what was adapted)."""
+        ...
+
     def run(
         self,
         model: nn.Module,
         x: torch.Tensor,
         y: torch.Tensor,
         *,
+        component: str | None = ...,
         targeted: bool = ...,
         early_stop: bool = ...,
         generator: torch.Generator | None = ...,
-    ) -> tuple[Any, ...]: ...
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
 ATTACKS: Registry[Callable[..., Attack]] = Registry("attack")
@@ -44,50 +58,103 @@ ATTACKS.register("fgsm", description="FGSM: one signed-gradient step of size ε 
 ATTACKS.register("pgd", description="PGD with random start, restarts, CE or margin loss (Madry et al. 2018)")(PGD)
 ATTACKS.register("autoattack", description="AutoAttack, reference implementation (Croce & Hein 2020)")(AutoAttack)
 
-_INT_KEYS = {"steps", "restarts", "seed"}
-_FLOAT_KEYS = {"step_size"}
-_BOOL_KEYS = {"random_start"}
+_NOT_OPTIONS = {"eps", "norm", "name"}  # set by the evaluation, not by the attack's options
 
 
-def parse_attack_spec(spec: str) -> tuple[str, dict[str, Any]]:
-    """``"pgd:steps=50,loss=margin"`` → ("pgd", {"steps": 50, "loss": "margin"})."""
-    name, _, rest = spec.partition(":")
-    options: dict[str, Any] = {}
-    for item in filter(None, (p.strip() for p in rest.split(","))):
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ConfigError(f"attack option {item!r} in {spec!r} must be key=value")
-        key = key.strip().replace("-", "_")
-        if key in _INT_KEYS:
-            options[key] = int(value)
-        elif key in _FLOAT_KEYS:
-            options[key] = parse_eps(value)
-        elif key in _BOOL_KEYS:
-            options[key] = value.strip().lower() in ("1", "true", "yes", "on")
-        elif key == "attacks":
-            options[key] = tuple(a for a in value.split("+") if a)
-        else:
-            options[key] = value.strip()
-    return name.strip().lower(), options
-
-
-def build_attack(spec: str, eps: float, norm: str = "Linf", **defaults: Any) -> Attack:
-    """Make the attack ``spec`` names at budget ``eps``.
-
-    ``defaults`` (e.g. ``steps=20``) apply where the attack takes them and ``spec`` does not set
-    them; options in ``spec`` an attack does not take are an error.
-    """
-    import inspect
-
-    name, options = parse_attack_spec(spec)
+def attack_options(name: str) -> dict[str, str]:
+    """The options attack ``name`` takes, with their annotated types (``{"steps": "int", ...}``)."""
     factory = ATTACKS.get(name)
-    params = set(inspect.signature(factory).parameters)
-    unknown = set(options) - params
-    if unknown:
-        raise ConfigError(f"attack {name!r} takes no option(s) {sorted(unknown)}; it takes {sorted(params)}")
-    kwargs = {k: v for k, v in defaults.items() if k in params and v is not None}
-    kwargs.update(options)
-    return factory(eps=eps, norm=norm, **kwargs)
+    hints = typing.get_type_hints(factory)
+    if dataclasses.is_dataclass(factory):
+        names = [f.name for f in dataclasses.fields(factory)]
+    else:
+        names = list(inspect.signature(factory).parameters)
+    return {n: _type_name(hints.get(n, Any)) for n in names if n not in _NOT_OPTIONS}
+
+
+def _type_name(annotation: Any) -> str:
+    return str(annotation).replace("typing.", "").replace("<class '", "").replace("'>", "")
+
+
+def coerce_option(attack: str, key: str, value: Any, kind: str) -> Any:
+    """``value`` as the type ``kind`` names; strings (from the command line) are parsed, other
+    values (from YAML or Python) must already have the type. Raises a ConfigError naming the option."""
+
+    def bad(expected: str) -> ConfigError:
+        return ConfigError(f"attack {attack!r}: option {key} must be {expected}, got {value!r}")
+
+    optional = "None" in kind
+    if value is None:
+        if optional:
+            return None
+        raise bad(kind)
+    if "tuple" in kind:
+        items = value.split("+") if isinstance(value, str) else value
+        if not isinstance(items, list | tuple) or not all(isinstance(i, str) and i for i in items):
+            raise bad("a list of names (a+b+c on the command line)")
+        return tuple(items)
+    if kind.startswith("bool"):
+        if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.strip().lower() in ("true", "1", "yes")
+        if isinstance(value, bool):
+            return value
+        raise bad("true or false")
+    if kind.startswith("int"):
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            return int(value)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise bad("a whole number")
+    if kind.startswith("float"):
+        if isinstance(value, str):
+            try:
+                return parse_eps(value)
+            except ConfigError:
+                raise bad("a number or a fraction like 2/255") from None
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        raise bad("a number")
+    if not isinstance(value, str):
+        raise bad("a name")
+    return value.strip()
+
+
+def parse_attack_spec(spec: str | Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """``"pgd:steps=50,loss=margin"`` or ``{"name": "pgd", "steps": 50}`` → ("pgd", {"steps": 50, ...}),
+    with the name checked against the registry and each option against the attack's annotations."""
+    if isinstance(spec, Mapping):
+        raw = dict(spec)
+        name = raw.pop("name", None)
+        if not isinstance(name, str):
+            raise ConfigError(f"an attack given as a mapping needs a name, e.g. {{name: pgd, steps: 20}}; got {spec}")
+        items = [(str(k), v) for k, v in raw.items()]
+    elif isinstance(spec, str):
+        name, _, rest = spec.partition(":")
+        items = []
+        for item in filter(None, (p.strip() for p in rest.split(","))):
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise ConfigError(f"attack option {item!r} in {spec!r} must be key=value")
+            items.append((key.strip(), value.strip()))
+    else:
+        raise ConfigError(f"an attack is a name like 'pgd:steps=20' or a mapping, got {spec!r}")
+    name = name.strip().lower()
+    known = attack_options(name)  # unknown names raise here, with close matches
+    options: dict[str, Any] = {}
+    for key, value in items:
+        key = key.replace("-", "_")
+        if key not in known:
+            raise ConfigError(f"attack {name!r} takes no option {key!r}; it takes {', '.join(sorted(known))}")
+        options[key] = coerce_option(name, key, value, known[key])
+    return name, options
+
+
+def build_attack(name: str, options: Mapping[str, Any], eps: float, norm: str = "Linf") -> Attack:
+    """Make attack ``name`` with ``options`` (already typed by :func:`parse_attack_spec`) at budget ``eps``."""
+    try:
+        return ATTACKS.get(name)(eps=eps, norm=norm, **options)
+    except TypeError as exc:
+        raise ConfigError(f"attack {name!r}: {exc}") from None
 
 
 __all__ = [
@@ -95,6 +162,7 @@ __all__ = [
     "PGD",
     "Attack",
     "AutoAttack",
+    "attack_options",
     "build_attack",
     "check_eps",
     "check_norm",

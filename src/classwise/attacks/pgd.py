@@ -133,9 +133,10 @@ def pgd(
 
 @dataclass(frozen=True)
 class PGD:
-    """PGD attack settings. ``step_size`` defaults to 2.5·ε/steps (Madry et al.), ε/4 being
-    the usual evaluation choice at 20 steps (2/255 for 8/255); FGSM is ``steps=1``,
-    ``step_size=ε``, no random start.
+    """PGD attack settings: 20 steps from a uniform random start, step size 2.5·ε/steps (Madry et
+    al.'s rule: 1/255 for ε = 8/255 at 20 steps, 2/255 at 10) unless ``step_size`` is given; a
+    sample counts as fooled if any of ``restarts`` runs fools it. FGSM is ``steps=1``,
+    ``step_size=ε``, no random start. These are the defaults of every evaluation in classwise.
 
     Example:
         >>> attack = PGD(eps=8 / 255, steps=20)
@@ -144,7 +145,7 @@ class PGD:
 
     eps: float
     norm: str = "Linf"
-    steps: int = 10
+    steps: int = 20
     step_size: float | None = None
     random_start: bool = True
     restarts: int = 1
@@ -165,12 +166,23 @@ class PGD:
     def alpha(self) -> float:
         return self.step_size if self.step_size is not None else 2.5 * self.eps / self.steps
 
+    def step_at(self, eps: Budget) -> Budget:
+        """The step size this attack would take at budget ``eps`` (a float or one per sample): the
+        same fraction of ε as at its own budget. The boundary-distance search uses it."""
+        if self.step_size is None or self.eps == 0:
+            return 2.5 * eps / self.steps
+        return self.step_size / self.eps * eps
+
+    def plan(self, num_classes: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        return (self.name,), ()
+
     def run(
         self,
         model: nn.Module,
         x: torch.Tensor,
         y: torch.Tensor,
         *,
+        component: str | None = None,
         targeted: bool = False,
         early_stop: bool = True,
         generator: torch.Generator | None = None,

@@ -1,9 +1,14 @@
-"""Class-wise evaluation: per-sample outcomes under attack and everything derived from them."""
+"""Class-wise evaluation: one protocol (:class:`EvalSpec`), per-sample outcomes under attack, the
+analyses measured on the model, and one writer and reader of the results."""
 
-from classwise.evaluate.engine import AttackRecord, Evaluation, attack_samples, evaluate, frozen_eval
+from classwise.evaluate.engine import evaluate, fingerprint, select_images
+from classwise.evaluate.geometry import boundary_distance, centroid_similarity, class_weight_norms, frozen_eval
 from classwise.evaluate.metrics import ClassAccuracy, Spread, confusion_matrix, row_shares, wilson_interval
-from classwise.evaluate.outputs import write_evaluation
+from classwise.evaluate.records import Analyses, AttackRecord, Boundary, Evaluation, TargetedResult
+from classwise.evaluate.spec import AttackSpec, EvalSpec, spec_from_options
+from classwise.evaluate.store import read_evaluation, run_evaluation, write_evaluation
 from classwise.evaluate.tables import (
+    class_columns,
     format_comparison,
     format_eps_curve,
     format_flows,
@@ -12,19 +17,25 @@ from classwise.evaluate.tables import (
     format_targeted,
     per_class_rows,
     summaries,
-    to_dict,
 )
-from classwise.evaluate.targeted import TargetedResult, targeted_matrix
 
 __all__ = [
+    "Analyses",
     "AttackRecord",
+    "AttackSpec",
+    "Boundary",
     "ClassAccuracy",
+    "EvalSpec",
     "Evaluation",
     "Spread",
     "TargetedResult",
-    "attack_samples",
+    "boundary_distance",
+    "centroid_similarity",
+    "class_columns",
+    "class_weight_norms",
     "confusion_matrix",
     "evaluate",
+    "fingerprint",
     "format_comparison",
     "format_eps_curve",
     "format_flows",
@@ -33,10 +44,12 @@ __all__ = [
     "format_targeted",
     "frozen_eval",
     "per_class_rows",
+    "read_evaluation",
     "row_shares",
+    "run_evaluation",
+    "select_images",
+    "spec_from_options",
     "summaries",
-    "targeted_matrix",
-    "to_dict",
     "wilson_interval",
     "write_evaluation",
 ]

@@ -1,249 +1,340 @@
-"""``evaluate(model, data, attacks)``: clean and adversarial outcomes of every sample, from which
-every class-wise number is derived.
+"""``evaluate(model, data, spec)``: the clean and adversarial outcome of every sample under an
+:class:`EvalSpec`, from which every class-wise number is derived.
 
-Only clean-correct samples are attacked (the others are non-robust already), and with early
-stop a sample leaves the batch as soon as it is fooled. With ``cascade=True`` each attack only
-sees samples that all earlier attacks left robust (AutoAttack's scheme): the worst-case flags
-are the same as running every attack on every sample, at a fraction of the cost.
+Only clean-correct samples are attacked (the others are non-robust already); an attack's
+components (AutoAttack's APGD-CE, APGD-T, FAB-T, Square) run one after the other, each on the
+samples still robust, in batches, with one progress bar each. With ``cascade`` each attack
+also only sees samples all earlier attacks left robust (AutoAttack's scheme): the worst-case
+flags are the same as running every attack on every sample, at a fraction of the cost.
+
+Every batch draws its randomness from a generator seeded by (seed, ε, attack, component,
+batch), and with a ``state_path`` the progress is saved after every batch, so a killed
+evaluation resumes where it stopped and ends with the records of an uninterrupted one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import logging
 from collections.abc import Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
-from classwise.attacks import Attack, build_attack, flat_norm, format_eps
+from classwise.attacks import PGD, Attack, flat_norm, format_eps
+from classwise.attacks.autoattack import reference_checks
 from classwise.data.dataset import Dataset, LabeledImages, per_class_positions
 from classwise.errors import ConfigError
-from classwise.evaluate.metrics import ClassAccuracy, Spread, confusion_matrix
+from classwise.evaluate import geometry
+from classwise.evaluate.geometry import frozen_eval
+from classwise.evaluate.progress_state import EvalState
+from classwise.evaluate.records import Analyses, AttackRecord, Boundary, Evaluation, TargetedResult
+from classwise.evaluate.spec import EvalSpec
+from classwise.progress import progress_bar
+from classwise.provenance import provenance
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class AttackRecord:
-    """One attack (or the worst case over several) at one ε, per sample."""
+class Selection:
+    """The images an evaluation runs on, and what it is labelled with."""
 
-    attack: str
-    eps: float
-    norm: str
-    robust: np.ndarray  # bool (N,): clean-correct and not fooled
-    adv_pred: np.ndarray  # int64 (N,): prediction on the attacked image (the clean one if not attacked)
-    perturbation: np.ndarray  # float (N,): ‖x_adv − x‖ in the threat model's norm
-    broken_by: np.ndarray  # str (N,): attack (component) that fooled it, "" if none
-
-    @property
-    def key(self) -> str:
-        return f"{self.attack}@{format_eps(self.eps)}"
-
-
-@dataclass(frozen=True)
-class Evaluation:
-    """Per-sample outcomes of one model on one split, and what is derived from them.
-
-    ``records`` holds each attack at each ε (in cascade mode: cumulative, named ``a→b``);
-    ``worst`` the worst case over the attacks at each ε.
-    """
-
+    samples: LabeledImages
+    index: torch.Tensor  # positions in the split
     class_names: tuple[str, ...]
     dataset: str
-    split: str
-    index: np.ndarray  # positions of the evaluated samples in the split
-    labels: np.ndarray
-    clean_pred: np.ndarray
-    records: tuple[AttackRecord, ...]
-    worst: tuple[AttackRecord, ...]
-    warnings: tuple[str, ...] = ()
-    config: dict[str, Any] = field(default_factory=dict)
-    dataset_notes: tuple[str, ...] = ()
-
-    @property
-    def title(self) -> str:
-        """The dataset's name with its caveats, e.g. ``cifar10-jpeg (lossy JPEG copy: ...)``."""
-        return self.dataset + (f" ({'; '.join(self.dataset_notes)})" if self.dataset_notes else "")
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-    @property
-    def clean_correct(self) -> np.ndarray:
-        return self.clean_pred == self.labels
-
-    def clean(self) -> ClassAccuracy:
-        return ClassAccuracy.from_flags(self.clean_correct, self.labels, self.num_classes)
-
-    def robust(self, record: AttackRecord) -> ClassAccuracy:
-        return ClassAccuracy.from_flags(record.robust, self.labels, self.num_classes)
-
-    def spread(self, acc: ClassAccuracy) -> Spread:
-        return Spread.of(acc, self.class_names)
-
-    def confusion_clean(self) -> np.ndarray:
-        return confusion_matrix(self.labels, self.clean_pred, self.num_classes)
-
-    def confusion_adv(self, record: AttackRecord) -> np.ndarray:
-        return confusion_matrix(self.labels, record.adv_pred, self.num_classes)
-
-    def worst_at(self, eps: float) -> AttackRecord:
-        return next(r for r in self.worst if abs(r.eps - eps) < 1e-12)
+    notes: tuple[str, ...]
 
 
-@contextmanager
-def frozen_eval(model: nn.Module):
-    """Eval mode and no parameter gradients during an attack; both restored afterwards."""
-    was_training = model.training
-    flags = [p.requires_grad for p in model.parameters()]
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    try:
-        yield model
-    finally:
-        model.train(was_training)
-        for p, f in zip(model.parameters(), flags, strict=True):
-            p.requires_grad_(f)
+def select_images(data: Dataset | LabeledImages, spec: EvalSpec, class_names: Sequence[str] | None = None) -> Selection:
+    """The split and subset ``spec`` names (all images, the first n per class, or the first n)."""
+    if isinstance(data, Dataset):
+        splits = data.splits()
+        if spec.split not in splits:
+            raise ConfigError(f"{data.name} has no split {spec.split!r}; it has {', '.join(splits)}")
+        samples, names, name, notes = splits[spec.split], data.class_names, data.name, data.notes
+    else:
+        if class_names is None:
+            raise ConfigError("pass class_names with a LabeledImages split")
+        samples, names, name, notes = data, tuple(class_names), "data", ()
+    if len(samples) == 0:
+        raise ConfigError(f"{name}/{spec.split} holds no images to evaluate")
+    index = torch.arange(len(samples))
+    if spec.n_per_class is not None:
+        index = per_class_positions(samples.labels, spec.n_per_class, len(names))
+    elif spec.first_n is not None:
+        index = index[: spec.first_n]
+    return Selection(samples.take(index), index, tuple(names), name, tuple(notes))
+
+
+def fingerprint(spec: EvalSpec, model: nn.Module, selection: Selection) -> str:
+    """sha256 over the resolved spec, the model's weights and the evaluated images and labels."""
+    h = hashlib.sha256(spec.fingerprint().encode())
+    for key, value in model.state_dict().items():
+        h.update(key.encode())
+        h.update(value.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    h.update(selection.samples.images.contiguous().numpy().tobytes())
+    h.update(selection.samples.labels.numpy().tobytes())
+    return h.hexdigest()
 
 
 def evaluate(
     model: nn.Module,
     data: Dataset | LabeledImages,
-    attacks: Sequence[str | Attack] = ("pgd",),
-    eps: Sequence[float] = (8 / 255,),
+    spec: EvalSpec | None = None,
     *,
-    norm: str = "Linf",
     class_names: Sequence[str] | None = None,
-    split: str = "test",
-    n_per_class: int | None = None,
-    batch_size: int = 256,
     device: torch.device | str | None = None,
-    seed: int = 0,
-    cascade: bool = False,
-    attack_options: dict[str, Any] | None = None,
-    early_stop: bool = True,
     progress: bool = True,
+    state_path: Path | None = None,
 ) -> Evaluation:
     """Clean and adversarial outcome of every sample, for any classifier of [0,1] images.
 
     Args:
         model: returns logits (not probabilities) for [0,1] images.
-        data: a :class:`Dataset` (its ``split`` is used) or a :class:`LabeledImages` with ``class_names``.
-        attacks: names or specs (``"pgd:steps=50"``, ``"autoattack"``), built at each ε of ``eps``,
-            or ready attack objects (their own ε; ``eps`` ignored).
-        n_per_class: evaluate only the first n test images of each class (say so when reporting).
-        cascade: attack only samples all earlier attacks left robust (worst case only).
-        attack_options: defaults for named attacks, e.g. ``{"steps": 20}``.
-        early_stop: a sample fooled at any PGD iterate counts as broken and leaves the batch (faster,
-            and never weaker); False judges only the last iterate, like most attack libraries.
+        data: a :class:`Dataset` (the spec's split is used) or a :class:`LabeledImages` with ``class_names``.
+        spec: the evaluation protocol (default: ``EvalSpec()``, PGD-20 at the norm's usual ε);
+            an unresolved ε is resolved with :meth:`EvalSpec.resolved`.
+        state_path: save progress there after every batch, and resume from it.
 
     Returns:
         An :class:`Evaluation`; ``classwise.evaluate.tables`` turns it into per-class tables.
 
     Example:
-        >>> ev = evaluate(model, load_dataset("cifar10"), ["pgd"], [8 / 255], attack_options={"steps": 20})
+        >>> ev = evaluate(model, load_dataset("cifar10"), EvalSpec(attacks=("pgd",), n_per_class=100))
         ... # doctest: +SKIP
     """
-    samples, names, dataset_name, notes = _resolve_data(data, class_names, split)
-    index = torch.arange(len(samples))
-    if n_per_class is not None:
-        index = per_class_positions(samples.labels, n_per_class, len(names))
-        samples = samples.take(index)
-    grouped = _build_attacks(attacks, eps, norm, attack_options or {})
+    spec = (spec or EvalSpec()).resolved()
+    sel = select_images(data, spec, class_names)
     dev = torch.device(device) if device is not None else next(model.parameters()).device
-    x_all = samples.images.to(dev)
-    y_all = samples.labels.to(dev)
-    warnings: list[str] = []
+    state = EvalState(state_path, fingerprint(spec, model, sel), spec.describe())
+    run = _Run(model, spec, sel, dev, state, progress)
     with frozen_eval(model):
-        clean_pred = _predict(model, x_all, batch_size)
-        _check_gradients(model, x_all[:batch_size], y_all[:batch_size], warnings)
+        warnings = run.checks()
         records, worst = [], []
-        for e, group in grouped:
-            recs = _run_group(model, group, x_all, y_all, clean_pred, batch_size, seed, cascade, early_stop, progress)
+        for g, (eps, attacks) in enumerate(spec.build()):
+            recs, notes = run.group(g, attacks)
             records += recs
-            worst.append(_worst_case(recs, e, group[0].norm, clean_pred.cpu().numpy()))
-    labels = samples.labels.numpy()
+            warnings += [n for n in notes if n not in warnings]
+            worst.append(worst_case(recs, eps, spec.norm))
+        targeted = run.targeted(max(spec.eps or ())) if spec.targeted is not None else None
+        analyses = run.analyses(worst[-1]) if spec.analyses or spec.boundary_per_class else None
     ev = Evaluation(
-        class_names=tuple(names),
-        dataset=dataset_name,
-        split=split,
-        index=index.numpy(),
-        labels=labels,
-        clean_pred=clean_pred.cpu().numpy(),
+        class_names=sel.class_names,
+        dataset=sel.dataset,
+        split=spec.split,
+        index=sel.index.numpy(),
+        labels=sel.samples.labels.numpy(),
+        clean_pred=run.clean_pred.cpu().numpy(),
         records=tuple(records),
         worst=tuple(worst),
-        dataset_notes=notes,
-        config={
-            "attacks": [str(a) for a in attacks],
-            "eps": list(eps),
-            "norm": norm,
-            "seed": seed,
-            "cascade": cascade,
-            "early_stop": early_stop,
-            "n_per_class": n_per_class,
-            "batch_size": batch_size,
-            "attack_options": attack_options or {},
-        },
+        spec=spec,
+        dataset_notes=sel.notes,
+        analyses=analyses,
+        targeted=targeted,
+        provenance=provenance(dev),
+        fingerprint=str(state.arrays["fingerprint"]),
     )
     warnings += sanity_warnings(ev)
     for w in warnings:
         log.warning(w)
-    return Evaluation(**{**ev.__dict__, "warnings": tuple(warnings)})
+    return replace(ev, warnings=tuple(warnings))
 
 
-def _resolve_data(
-    data: Dataset | LabeledImages, class_names: Sequence[str] | None, split: str
-) -> tuple[LabeledImages, tuple[str, ...], str, tuple[str, ...]]:
-    if isinstance(data, Dataset):
-        splits = data.splits()
-        if split not in splits:
-            raise ConfigError(f"{data.name} has no split {split!r}; it has {', '.join(splits)}")
-        return splits[split], data.class_names, data.name, data.notes
-    if class_names is None:
-        raise ConfigError("pass class_names with a LabeledImages split")
-    return data, tuple(class_names), "data", ()
+class _Run:
+    """One evaluation in progress: the images on the device, the clean predictions and the state."""
+
+    def __init__(
+        self, model: nn.Module, spec: EvalSpec, sel: Selection, dev: torch.device, state: EvalState, progress: bool
+    ) -> None:
+        self.model, self.spec, self.sel, self.state, self.progress = model, spec, sel, state, progress
+        self.x = sel.samples.images.to(dev)
+        self.y = sel.samples.labels.to(dev)
+        self.k = len(sel.class_names)
+        saved = state.get("clean_pred")
+        self.clean_pred = torch.from_numpy(saved).to(dev) if saved is not None else self._predict()
+        state.put(clean_pred=self.clean_pred.cpu().numpy())
+        self.clean_ok = (self.clean_pred == self.y).cpu().numpy()
+
+    def _predict(self) -> torch.Tensor:
+        preds = []
+        with torch.no_grad():
+            for i in range(0, len(self.x), self.spec.batch_size):
+                logits = self.model(self.x[i : i + self.spec.batch_size].float() / 255.0)
+                if i == 0:
+                    check_logits(logits, self.k)
+                preds.append(logits.argmax(1))
+        return torch.cat(preds)
+
+    def checks(self) -> list[str]:
+        batch = slice(0, self.spec.batch_size)
+        x, y = self.x[batch].float() / 255.0, self.y[batch]
+        warnings = gradient_warnings(self.model, x, y)
+        if any(a.name == "autoattack" for a in self.spec.attacks):
+            warnings += reference_checks(self.model, x, y)
+        return warnings
+
+    def group(self, g: int, attacks: list[Attack]) -> tuple[list[AttackRecord], list[str]]:
+        """Every attack at one ε; with cascade each attack sees only what the earlier ones left robust."""
+        records: list[AttackRecord] = []
+        notes: list[str] = []
+        for a, attack in enumerate(attacks):
+            targets = records[-1].robust if (self.spec.cascade and records) else self.clean_ok
+            rec, more = self.attack(f"g{g}a{a}", attack, targets)
+            notes += more
+            if self.spec.cascade and records:
+                rec = merge(records[-1], rec, f"{records[-1].attack}→{attack.name}")
+            records.append(rec)
+        return records, notes
+
+    def attack(
+        self, key: str, attack: Attack, targets: np.ndarray, target_class: int | None = None
+    ) -> tuple[AttackRecord, list[str]]:
+        """Run ``attack``'s components on the flagged samples; returns their record."""
+        n = len(self.y)
+        saved = {name: self.state.get(f"{key}.{name}") for name in ("robust", "adv_pred", "pert", "broken")}
+        robust = saved["robust"] if saved["robust"] is not None else targets.copy()
+        adv_pred = saved["adv_pred"] if saved["adv_pred"] is not None else self.clean_pred.cpu().numpy().copy()
+        pert = saved["pert"] if saved["pert"] is not None else np.zeros(n)
+        broken = saved["broken"] if saved["broken"] is not None else np.zeros(n, dtype=np.int16)
+        components, notes = attack.plan(self.k)
+        if attack.eps == 0:  # nothing to perturb: the attacked image is the clean one
+            components = ()
+        for c, component in enumerate(components):
+            stage = f"{key}c{c}"
+            todo = self.state.get(f"{stage}.todo")
+            todo = np.nonzero(robust)[0] if todo is None else todo
+            done = self.state.get(f"{stage}.batches")
+            start = 0 if done is None else int(done)
+            batches = range(0, len(todo), self.spec.batch_size)
+            desc = f"{attack.name}{'' if component == attack.name else ' ' + component} ε={format_eps(attack.eps)}"
+            if target_class is not None:
+                desc += f" → {self.sel.class_names[target_class]}"
+            with progress_bar(len(todo), desc, enabled=self.progress) as bar:
+                bar.update(min(start * self.spec.batch_size, len(todo)))
+                for b, first in enumerate(batches):
+                    if b < start:
+                        continue
+                    idx = todo[first : first + self.spec.batch_size]
+                    fooled, pred, norms = self._batch(
+                        attack, component, idx, _seed(self.spec.seed, stage, b), target_class
+                    )
+                    hit = idx[fooled]
+                    robust[hit] = False
+                    adv_pred[hit] = pred
+                    pert[idx] = norms
+                    broken[hit] = c + 1
+                    self.state.put(
+                        **{f"{key}.robust": robust, f"{key}.adv_pred": adv_pred, f"{key}.pert": pert},
+                        **{f"{key}.broken": broken, f"{stage}.todo": todo, f"{stage}.batches": np.array(b + 1)},
+                    )
+                    self.state.save()
+                    bar.update(len(idx))
+                    bar.set_postfix(robust=f"{robust.sum() / n:.1%}" if target_class is None else "-")
+        names = np.array(["", *components], dtype=object)[broken].astype(str)
+        return AttackRecord(attack.name, attack.eps, attack.norm, robust, adv_pred, pert, names), list(notes)
+
+    def _batch(
+        self, attack: Attack, component: str, idx: np.ndarray, seed: int, target_class: int | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(fooled flags, predictions of the fooled, perturbation norms) of one batch."""
+        pos = torch.from_numpy(idx).to(self.x.device)
+        x, y = self.x[pos].float() / 255.0, self.y[pos]
+        generator = torch.Generator(device=x.device).manual_seed(seed)
+        goal = y if target_class is None else torch.full_like(y, target_class)
+        x_adv, fooled = attack.run(
+            self.model,
+            x,
+            goal,
+            component=component,
+            targeted=target_class is not None,
+            early_stop=self.spec.early_stop,
+            generator=generator,
+        )
+        check_ball(x_adv, x, attack)
+        with torch.no_grad():
+            pred = self.model(x_adv[fooled]).argmax(1) if bool(fooled.any()) else y[:0]
+        return fooled.cpu().numpy(), pred.cpu().numpy(), flat_norm(x_adv - x, attack.norm).cpu().numpy()
+
+    def targeted(self, eps: float) -> TargetedResult:
+        """Attack all images not of class t toward t, for each chosen t: the source × target matrix."""
+        chosen = target_classes(self.spec.targeted, self.sel.class_names)
+        attack = self.spec.pgd().build(eps, self.spec.norm)
+        labels = self.sel.samples.labels.numpy()
+        success = np.zeros((self.k, self.k), dtype=np.int64)
+        attempts = np.zeros((self.k, self.k), dtype=np.int64)
+        for t in chosen:
+            mask = labels != t
+            rec, _ = self.attack(f"t{t}", attack, mask, target_class=t)
+            success[:, t] = np.bincount(labels[mask & ~rec.robust], minlength=self.k)
+            attempts[:, t] = np.bincount(labels[mask], minlength=self.k)
+        return TargetedResult(self.sel.class_names, eps, attack.name, success, attempts)
+
+    def analyses(self, headline: AttackRecord) -> Analyses:
+        """Centroid similarity and weight norms (if the model exposes them), and boundary distances."""
+        sim = norms = None
+        if self.spec.analyses and geometry.has_geometry(self.model):
+            centroids = geometry.class_centroids(self.model, self.x, self.y, self.k, self.spec.batch_size)
+            sim, norms = geometry.centroid_similarity(centroids), geometry.class_weight_norms(self.model)
+        boundary = self._boundary(headline.eps) if self.spec.boundary_per_class else None
+        return Analyses(sim, norms, len(self.y) if sim is not None else 0, boundary)
+
+    def _boundary(self, eps: float) -> Boundary:
+        saved = self.state.get("boundary.distance")
+        pos = per_class_positions(self.sel.samples.labels, self.spec.boundary_per_class, self.k)
+        eps_max = 2 * eps
+        attack = self.spec.pgd().build(eps_max, self.spec.norm)
+        assert isinstance(attack, PGD)
+        if saved is None:
+            x = self.x[pos.to(self.x.device)].float() / 255
+            saved = geometry.boundary_distance(
+                self.model,
+                x,
+                self.y[pos.to(self.y.device)],
+                attack=attack,
+                eps_max=eps_max,
+                seed=self.spec.seed,
+                batch_size=self.spec.batch_size,
+            )
+            self.state.put(**{"boundary.distance": saved})
+            self.state.save()
+        index = self.sel.index[pos].numpy()
+        return Boundary(index, self.sel.samples.labels[pos].numpy(), saved, self.spec.norm, eps_max, attack.name)
 
 
-def _build_attacks(
-    attacks: Sequence[str | Attack], eps: Sequence[float], norm: str, options: dict[str, Any]
-) -> list[tuple[float, list[Attack]]]:
-    if not attacks:
-        raise ConfigError("give at least one attack")
-    if all(isinstance(a, str) for a in attacks):
-        if not eps:
-            raise ConfigError("give at least one ε")
-        return [(e, [build_attack(str(a), e, norm, **options) for a in attacks]) for e in eps]
-    if any(isinstance(a, str) for a in attacks):
-        raise ConfigError("pass either attack names or attack objects, not both")
-    by_eps: dict[float, list[Attack]] = {}
-    for a in attacks:
-        assert not isinstance(a, str)
-        by_eps.setdefault(a.eps, []).append(a)
-    return sorted(by_eps.items())
+def _seed(seed: int, stage: str, batch: int) -> int:
+    """A generator seed that depends only on the evaluation's seed and the batch's position."""
+    digest = hashlib.sha256(f"{seed}:{stage}:{batch}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
-def _predict(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
-    preds = []
-    with torch.no_grad():
-        for i in range(0, len(x), batch_size):
-            logits = model(x[i : i + batch_size].float() / 255.0)
-            if i == 0:
-                _check_logits(logits)
-            preds.append(logits.argmax(1))
-    return torch.cat(preds)
+def target_classes(targeted: str | int | None, names: tuple[str, ...]) -> list[int]:
+    """``"all"``, a class name or an index → the target class indices."""
+    if targeted == "all":
+        return list(range(len(names)))
+    if isinstance(targeted, str) and targeted in names:
+        return [names.index(targeted)]
+    if isinstance(targeted, int) and 0 <= targeted < len(names):
+        return [targeted]
+    if isinstance(targeted, str) and targeted.isdigit() and int(targeted) < len(names):
+        return [int(targeted)]
+    raise ConfigError(f"evaluation.targeted takes 'all', a class name or an index; classes: {', '.join(names)}")
 
 
-def _check_logits(logits: torch.Tensor) -> None:
+def check_logits(logits: torch.Tensor, num_classes: int) -> None:
+    """The model must return (batch, classes) logits, not probabilities."""
     if logits.ndim != 2:
         raise ConfigError(f"the model must return logits (batch, classes), got shape {tuple(logits.shape)}")
+    if logits.shape[1] != num_classes:
+        raise ConfigError(
+            f"the model returns {logits.shape[1]} logits but the data has {num_classes} classes; "
+            "evaluate it on the data it was trained for"
+        )
     inside = bool(((logits >= 0) & (logits <= 1)).all())
     sums_to_one = bool(
         torch.allclose(logits.float().sum(1), logits.new_ones(len(logits), dtype=torch.float32), atol=1e-3)
@@ -255,102 +346,21 @@ def _check_logits(logits: torch.Tensor) -> None:
         )
 
 
-def _check_gradients(model: nn.Module, x_u8: torch.Tensor, y: torch.Tensor, warnings: list[str]) -> None:
+def gradient_warnings(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> list[str]:
     """AutoAttack's zero-gradient check: inputs whose loss gradient is exactly zero."""
-    x = (x_u8.float() / 255.0).requires_grad_(True)
+    x = x.clone().requires_grad_(True)
     loss = torch.nn.functional.cross_entropy(model(x), y, reduction="sum")
     (grad,) = torch.autograd.grad(loss, x)
     zero = (grad.flatten(1).abs().amax(1) == 0).float().mean().item()
     if zero > 0:
-        warnings.append(
+        return [
             f"{zero:.1%} of the checked inputs have exactly zero loss gradient: a sign of gradient masking; "
             "gradient-based robust accuracy may be overestimated (try autoattack, whose Square attack needs none)"
-        )
+        ]
+    return []
 
 
-def _run_group(
-    model: nn.Module,
-    group: list[Attack],
-    x_all: torch.Tensor,
-    y_all: torch.Tensor,
-    clean_pred: torch.Tensor,
-    batch_size: int,
-    seed: int,
-    cascade: bool,
-    early_stop: bool,
-    progress: bool,
-) -> list[AttackRecord]:
-    clean_ok = (clean_pred == y_all).cpu().numpy()
-    records: list[AttackRecord] = []
-    still = clean_ok.copy()
-    names: list[str] = []
-    for attack in group:
-        targets = still if cascade else clean_ok
-        names.append(attack.name)
-        rec = attack_samples(
-            model, attack, x_all, y_all, clean_pred, targets, batch_size, seed, progress, early_stop=early_stop
-        )
-        if cascade:
-            prev = records[-1] if records else None
-            rec = _merge(prev, rec, "→".join(names)) if prev else rec
-            still = rec.robust.copy()
-        records.append(rec)
-    return records
-
-
-def attack_samples(
-    model: nn.Module,
-    attack: Attack,
-    x_all: torch.Tensor,
-    y_all: torch.Tensor,
-    clean_pred: torch.Tensor,
-    targets: np.ndarray,
-    batch_size: int,
-    seed: int,
-    progress: bool = False,
-    target_class: int | None = None,
-    early_stop: bool = True,
-) -> AttackRecord:
-    """Attack the samples flagged in ``targets`` (uint8 images on the model's device) in batches,
-    check the results lie in the ε-ball and in [0,1], and record each sample's outcome.
-
-    With ``target_class`` the attack is targeted at that class and "fooled" means "predicted as it"."""
-    n = len(y_all)
-    robust = targets.copy()
-    adv_pred = clean_pred.cpu().numpy().copy()
-    pert = np.zeros(n)
-    broken = np.full(n, "", dtype=object)
-    todo = torch.from_numpy(np.nonzero(targets)[0])
-    generator = torch.Generator(device=x_all.device).manual_seed(seed)
-    batches = range(0, len(todo), batch_size)
-    desc = f"{attack.name} ε={format_eps(attack.eps)}"
-    for start in tqdm(batches, desc=desc, disable=not progress, leave=False, unit="batch"):
-        idx = todo[start : start + batch_size]
-        dev_idx = idx.to(x_all.device)
-        x = x_all[dev_idx].float() / 255.0
-        y = y_all[dev_idx]
-        if target_class is None:
-            out = attack.run(model, x, y, early_stop=early_stop, generator=generator)
-        else:
-            target = torch.full_like(y, target_class)
-            out = attack.run(model, x, target, targeted=True, early_stop=early_stop, generator=generator)
-        x_adv, fooled = out[0], out[1]
-        _check_ball(x_adv, x, attack)
-        with torch.no_grad():
-            pred = model(x_adv[fooled]).argmax(1) if bool(fooled.any()) else y[:0]
-        f = fooled.cpu().numpy()
-        rows = idx.numpy()
-        robust[rows[f]] = False
-        adv_pred[rows[f]] = pred.cpu().numpy()
-        pert[rows] = flat_norm(x_adv - x, attack.norm).cpu().numpy()
-        by = out[2] if len(out) > 2 else [attack.name] * len(rows)
-        for r, hit, b in zip(rows, f, by, strict=True):
-            if hit:
-                broken[r] = b or attack.name
-    return AttackRecord(attack.name, attack.eps, attack.norm, robust, adv_pred, pert, broken.astype(str))
-
-
-def _check_ball(x_adv: torch.Tensor, x: torch.Tensor, attack: Attack) -> None:
+def check_ball(x_adv: torch.Tensor, x: torch.Tensor, attack: Attack) -> None:
     tol = 1e-5 if attack.norm == "Linf" else 1e-4
     worst = float(flat_norm(x_adv - x, attack.norm).max()) if len(x) else 0.0
     if worst > attack.eps + tol:
@@ -359,7 +369,7 @@ def _check_ball(x_adv: torch.Tensor, x: torch.Tensor, attack: Attack) -> None:
         raise RuntimeError(f"{attack.name} produced images outside [0,1]")
 
 
-def _merge(first: AttackRecord, then: AttackRecord, name: str) -> AttackRecord:
+def merge(first: AttackRecord, then: AttackRecord, name: str) -> AttackRecord:
     """Samples broken by ``first`` keep its outcome; ``then`` adds those it broke among the rest."""
     take = ~first.robust & (first.broken_by != "")
     return AttackRecord(
@@ -373,16 +383,13 @@ def _merge(first: AttackRecord, then: AttackRecord, name: str) -> AttackRecord:
     )
 
 
-def _worst_case(records: list[AttackRecord], eps: float, norm: str, clean_pred: np.ndarray) -> AttackRecord:
+def worst_case(records: list[AttackRecord], eps: float, norm: str) -> AttackRecord:
     """A sample is robust only if every attack left it robust; its adversarial outcome is the
     first attack (in the given order) that broke it."""
-    if len(records) == 1 or "→" in records[-1].attack:
-        last = records[-1]
-        return AttackRecord("worst", eps, norm, last.robust, last.adv_pred, last.perturbation, last.broken_by)
     merged = records[0]
     for r in records[1:]:
-        merged = _merge(merged, r, "worst")
-    return AttackRecord("worst", eps, norm, merged.robust, merged.adv_pred, merged.perturbation, merged.broken_by)
+        merged = r if "→" in r.attack else merge(merged, r, "worst")
+    return replace(merged, attack="worst", eps=eps, norm=norm)
 
 
 def sanity_warnings(ev: Evaluation) -> list[str]:
@@ -392,7 +399,7 @@ def sanity_warnings(ev: Evaluation) -> list[str]:
     clean = ev.clean().correct
     for r in (*ev.records, *ev.worst):
         if (ev.robust(r).correct > clean).any():
-            raise RuntimeError(f"{r.key}: robust accuracy above clean accuracy for a class (a bug)")
+            raise RuntimeError(f"{r.label}: robust accuracy above clean accuracy for a class (a bug)")
     by_eps: dict[float, dict[str, float]] = {}
     for r in ev.records:
         by_eps.setdefault(r.eps, {})[r.attack] = float(r.robust.mean())
@@ -402,8 +409,7 @@ def sanity_warnings(ev: Evaluation) -> list[str]:
                 f"PGD is weaker than FGSM at ε={format_eps(e)} ({accs['pgd']:.1%} vs {accs['fgsm']:.1%} robust): "
                 "a sign of gradient masking or a too-small step size"
             )
-    names = {r.attack for r in ev.records}
-    for name in sorted(names):
+    for name in sorted({r.attack for r in ev.records}):
         curve = sorted((r.eps, float(r.robust.mean())) for r in ev.records if r.attack == name)
         for (e0, a0), (e1, a1) in itertools.pairwise(curve):
             if a1 > a0 + 0.01:

@@ -3,41 +3,43 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict
 from typing import Any
 
 import numpy as np
 
 from classwise.attacks import format_eps
-from classwise.evaluate.engine import AttackRecord, Evaluation
 from classwise.evaluate.metrics import ClassAccuracy, Spread, row_shares
-from classwise.evaluate.targeted import TargetedResult
+from classwise.evaluate.records import AttackRecord, Evaluation, TargetedResult
 
 
-def _columns(ev: Evaluation) -> list[tuple[str, ClassAccuracy]]:
-    cols = [("clean", ev.clean())]
+def class_columns(ev: Evaluation) -> list[tuple[AttackRecord | None, ClassAccuracy]]:
+    """(record, per-class accuracy) for clean (record None), every attack and, with several attacks,
+    the worst case, ε by ε."""
+    cols: list[tuple[AttackRecord | None, ClassAccuracy]] = [(None, ev.clean())]
     multi = len({r.attack for r in ev.records}) > 1
     for e in sorted({r.eps for r in ev.records}):
-        for r in ev.records:
-            if r.eps == e:
-                cols.append((r.key, ev.robust(r)))
+        cols += [(r, ev.robust(r)) for r in ev.records if r.eps == e]
         if multi:
             w = ev.worst_at(e)
-            cols.append((w.key, ev.robust(w)))
+            cols.append((w, ev.robust(w)))
     return cols
 
 
 def per_class_rows(ev: Evaluation) -> list[dict[str, Any]]:
-    """One tidy row per (class, metric): class, n, metric, correct, accuracy, ci_low, ci_high."""
+    """One tidy row per (class, metric): attack (``clean`` for clean accuracy), ε, norm, n, correct,
+    accuracy and its 95% Wilson interval. ``metric`` is a label for people."""
     rows = []
-    for metric, acc in _columns(ev):
+    for record, acc in class_columns(ev):
         for k, name in enumerate(ev.class_names):
             rows.append(
                 {
                     "class": name,
                     "class_index": k,
+                    "attack": "clean" if record is None else record.attack,
+                    "eps": 0.0 if record is None else record.eps,
+                    "norm": "" if record is None else record.norm,
+                    "metric": "clean" if record is None else record.label,
                     "n": int(acc.n[k]),
-                    "metric": metric,
                     "correct": int(acc.correct[k]),
                     "accuracy": float(acc.accuracy[k]),
                     "ci_low": float(acc.low[k]),
@@ -47,48 +49,12 @@ def per_class_rows(ev: Evaluation) -> list[dict[str, Any]]:
     return rows
 
 
+def _columns(ev: Evaluation) -> list[tuple[str, ClassAccuracy]]:
+    return [("clean" if r is None else r.label, acc) for r, acc in class_columns(ev)]
+
+
 def summaries(ev: Evaluation) -> dict[str, Spread]:
     return {metric: ev.spread(acc) for metric, acc in _columns(ev)}
-
-
-def sample_rows(ev: Evaluation) -> list[dict[str, Any]]:
-    """One row per (sample, attack, ε): the per-sample records every metric is derived from."""
-    rows = []
-    for r in (*ev.records, *ev.worst):
-        for i in range(len(ev.labels)):
-            rows.append(
-                {
-                    "index": int(ev.index[i]),
-                    "label": int(ev.labels[i]),
-                    "clean_pred": int(ev.clean_pred[i]),
-                    "attack": r.attack,
-                    "eps": r.eps,
-                    "robust": bool(r.robust[i]),
-                    "adv_pred": int(r.adv_pred[i]),
-                    "perturbation": float(r.perturbation[i]),
-                    "broken_by": str(r.broken_by[i]),
-                }
-            )
-    return rows
-
-
-def to_dict(ev: Evaluation) -> dict[str, Any]:
-    """Everything but the per-sample records, as plain JSON types."""
-    return {
-        "dataset": ev.dataset,
-        "dataset_notes": list(ev.dataset_notes),
-        "split": ev.split,
-        "n": len(ev.labels),
-        "classes": list(ev.class_names),
-        "config": ev.config,
-        "per_class": per_class_rows(ev),
-        "summary": {m: asdict(s) for m, s in summaries(ev).items()},
-        "confusion": {
-            "clean": ev.confusion_clean().tolist(),
-            **{r.key: ev.confusion_adv(r).tolist() for r in ev.worst},
-        },
-        "warnings": list(ev.warnings),
-    }
 
 
 def _pct(v: float) -> str:
@@ -106,7 +72,7 @@ def format_table(ev: Evaluation, title: str | None = None) -> str:
     cw = max(17, *(len(m) for m, _ in cols))
     head = f"{'class':<{width}}  {'n':>5}  " + "  ".join(f"{m:>{cw}}" for m, _ in cols)
     lines = [title] if title else []
-    lines += [head, "-" * len(head)]
+    lines += [f"evaluation: {ev.spec.describe()}", head, "-" * len(head)]
     for k, name in enumerate(ev.class_names):
         cells = [_cell(a, k).rjust(cw) for _, a in cols]
         lines.append(f"{name:<{width}}  {int(cols[0][1].n[k]):>5}  " + "  ".join(cells))
@@ -136,7 +102,7 @@ def format_table(ev: Evaluation, title: str | None = None) -> str:
 def format_flows(ev: Evaluation, record: AttackRecord, top: int = 2) -> str:
     """Where the attacked images of each class go: the largest off-diagonal shares under attack."""
     shares = row_shares(ev.confusion_adv(record))
-    lines = [f"where attacked images go ({record.key}):"]
+    lines = [f"where attacked images go ({record.label}):"]
     for k, name in enumerate(ev.class_names):
         row = [(shares[k, j], ev.class_names[j]) for j in range(len(shares)) if j != k and shares[k, j] > 0]
         row.sort(reverse=True)
@@ -180,7 +146,7 @@ def format_side_by_side(evals: dict[str, Evaluation], title: str | None = None) 
     head2 = f"{'class':<{width}}" + "".join(f"  {'clean':>11}{'robust':>12}" for _ in runs)
     lines = [title] if title else []
     lines += [head1, head2, "-" * len(head2)]
-    accs = [(ev.clean(), ev.robust(ev.worst[-1])) for _, ev in runs]
+    accs = [(ev.clean(), ev.robust(ev.headline)) for _, ev in runs]
     for k, name in enumerate(names):
         cells = "".join(f"  {100 * c.accuracy[k]:11.1f}{100 * r.accuracy[k]:12.1f}" for c, r in accs)
         lines.append(f"{name:<{width}}{cells}")
@@ -191,7 +157,7 @@ def format_side_by_side(evals: dict[str, Evaluation], title: str | None = None) 
         lines.append(f"{label:<{width}}{cells}")
     cells = "".join(f"  {c.worst_class[:11]:>11}{r.worst_class[:11]:>12}" for c, r in spreads)
     lines.append(f"{'weakest':<{width}}{cells}")
-    eps = {format_eps(ev.worst[-1].eps) for _, ev in runs}
+    eps = {format_eps(ev.headline.eps) for _, ev in runs}
     lines.append(f"accuracy in %; robust = worst case over the attacks at ε={', '.join(sorted(eps))}")
     return "\n".join(lines)
 
@@ -206,7 +172,7 @@ def format_comparison(evals: dict[str, Evaluation], title: str | None = None) ->
     lines = [title] if title else []
     lines += [head, "-" * len(head)]
     for name, ev in evals.items():
-        c, r = ev.spread(ev.clean()), ev.spread(ev.robust(ev.worst[-1]))
+        c, r = ev.spread(ev.clean()), ev.spread(ev.robust(ev.headline))
         lines.append(
             f"{name:<{width}}  {100 * c.mean:10.1f}  {f'{100 * c.worst:.1f} {c.worst_class}':>20}  "
             f"{100 * r.mean:11.1f}  {f'{100 * r.worst:.1f} {r.worst_class}':>20}  {100 * r.std:10.1f}  "

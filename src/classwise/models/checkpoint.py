@@ -5,7 +5,6 @@ that says what to do."""
 from __future__ import annotations
 
 import os
-import platform
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -15,21 +14,9 @@ import torch
 from classwise.errors import CheckpointError, ConfigError
 from classwise.models.base import ImageClassifier, ModelSpec
 from classwise.models.factory import model_from_spec
+from classwise.provenance import versions
 
 FORMAT = "classwise-checkpoint/1"
-
-
-def versions() -> dict[str, str]:
-    import numpy
-
-    from classwise import __version__
-
-    return {
-        "classwise": __version__,
-        "torch": str(torch.__version__),
-        "numpy": str(numpy.__version__),
-        "python": platform.python_version(),
-    }
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:

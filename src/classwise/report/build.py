@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import html
-import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -14,15 +13,13 @@ from typing import Any
 
 import jinja2
 import numpy as np
-import torch
 
 from classwise import analysis
-from classwise.data import LabeledImages
-from classwise.evaluate.metrics import row_shares
+from classwise.evaluate import Boundary, class_columns
+from classwise.evaluate.store import write_files_atomically
 from classwise.report import figures
 from classwise.report.collect import ModelResult, ReportData, collect
 
-log = logging.getLogger(__name__)
 MAX_DETAILED = 6
 
 
@@ -57,7 +54,7 @@ def _fig(png: bytes, caption: str, tbl: str = "") -> Figure:
 def summary_rows(models: Sequence[ModelResult]) -> list[list[object]]:
     rows: list[list[object]] = []
     for m in models:
-        clean, robust = m.clean[0], m.robust[m.worst_key][0]
+        clean, robust = m.clean[0], m.robust[0]
         rows.append(
             [
                 m.name,
@@ -67,7 +64,8 @@ def summary_rows(models: Sequence[ModelResult]) -> list[list[object]]:
                 f"{m.class_names[int(np.nanargmin(robust))]} {100 * np.nanmin(robust):.1f}",
                 f"{100 * np.nanstd(robust):.1f}",
                 f"{100 * (np.nanmax(robust) - np.nanmin(robust)):.1f}",
-                m.worst_key,
+                m.headline.label,
+                m.evaluation.spec.describe(),
             ]
         )
     return rows
@@ -82,12 +80,14 @@ SUMMARY_HEADERS = (
     "robust std",
     "robust max-min",
     "robust metric",
+    "evaluation",
 )
 
 
 def per_class_table(m: ModelResult) -> str:
-    keys = ["clean", *m.robust]
-    arrays = [m.clean, *m.robust.values()]
+    columns = class_columns(m.evaluation)
+    keys = ["clean" if r is None else r.label for r, _ in columns]
+    arrays = [m.clean if r is None else m.robust_of(r) for r, _ in columns]
     rows = [
         [name, int(m.n[k]), *(f"{100 * a[0, k]:.1f} ({100 * a[1, k]:.0f}-{100 * a[2, k]:.0f})" for a in arrays)]
         for k, name in enumerate(m.class_names)
@@ -96,12 +96,17 @@ def per_class_table(m: ModelResult) -> str:
 
 
 def model_section(m: ModelResult) -> Section:
-    s = Section(f"Model: {m.name}", f"{m.dataset}. Per-class accuracy % with 95% Wilson intervals.")
-    shares = row_shares(m.confusion.get(m.worst_key, next(iter(m.confusion.values()))))
+    s = Section(
+        f"Model: {m.name}",
+        f"{m.dataset}. Evaluation: {m.evaluation.spec.describe()}. Per-class accuracy % with 95% Wilson intervals.",
+    )
+    shares = m.evaluation.flows()
     s.figures.append(
         _fig(
             figures.heatmap(
-                100 * shares, m.class_names, f"{m.name}: where attacked images go ({m.worst_key}), % of each true class"
+                100 * shares,
+                m.class_names,
+                f"{m.name}: where attacked images go ({m.headline.label}), % of each true class",
             ),
             "Confusion under attack: row = true class, column = prediction on the attacked image.",
             table(
@@ -128,109 +133,104 @@ def model_section(m: ModelResult) -> Section:
     return s
 
 
-def why_section(m: ModelResult, boundary_per_class: int) -> Section | None:
-    """Class similarity, classifier weight norms and boundary distance, from the saved checkpoint."""
-    if not m.checkpoint or not Path(m.checkpoint).exists() or not m.config:
+def why_section(m: ModelResult) -> Section | None:
+    """Class similarity, classifier weight norms and boundary distances, as stored with the evaluation."""
+    a = m.evaluation.analyses
+    if a is None or (a.centroid_similarity is None and a.boundary is None):
         return None
-    from classwise.data import per_class_subset
-    from classwise.models import load_checkpoint
-    from classwise.train import TrainConfig, prepare_data
-
-    try:
-        model, _ = load_checkpoint(m.checkpoint)
-        ds = prepare_data(TrainConfig.from_dict(m.config))
-    except Exception as exc:  # data or checkpoint moved: the rest of the report still stands
-        log.warning("skipping class-similarity analyses for %s: %s", m.name, exc)
-        return None
-    k = len(m.class_names)
-    test = per_class_subset(ds.test, 100, k)
-    robust = m.robust[m.worst_key][0]
-    sim = analysis.centroid_similarity(analysis.class_centroids(model, test, k))
-    conf_sim = analysis.confusion_similarity(m.confusion.get(m.worst_key, m.confusion["clean"]))
-    norms = analysis.class_weight_norms(model)
+    names = m.class_names
+    robust = m.robust[0]
+    conf_sim = analysis.confusion_similarity(m.evaluation.confusion_adv(m.headline))
     s = Section(
         f"Why: class similarity and geometry ({m.name})",
         "Classes whose penultimate-layer centroids are close, and classes the attack confuses, tend to "
         "be the weak ones; the norm of each class's classifier weights is set against its robustness.",
     )
-    names = m.class_names
     s.figures.append(
         _fig(
-            figures.heatmap(sim, names, "cosine similarity of class feature centroids", "{:.2f}", "viridis"),
-            "Penultimate-layer centroid similarity (first 100 test images per class).",
+            figures.heatmap(100 * conf_sim, names, f"{m.name}: confusion similarity under attack (%)"),
+            f"Symmetric confusion share under attack ({m.headline.label}): (P[i→j] + P[j→i]) / 2.",
         )
     )
-    s.figures.append(
-        _fig(
-            figures.heatmap(100 * conf_sim, names, "confusion similarity under attack (%)"),
-            "Symmetric confusion share under attack: (P[i→j] + P[j→i]) / 2.",
-        )
-    )
-    nearest = [float(np.max(np.delete(sim[i], i))) for i in range(k)]
-    s.figures.append(
-        _fig(
-            figures.scatter(
-                np.array(nearest),
-                100 * robust,
-                names,
-                "similarity to the nearest class",
-                "robust accuracy (%)",
-                "robustness against class similarity",
+    if a.centroid_similarity is not None and a.weight_norms is not None:
+        sim, norms = a.centroid_similarity, a.weight_norms
+        k = len(names)
+        nearest = [float(np.max(np.delete(sim[i], i))) for i in range(k)]
+        s.figures += [
+            _fig(
+                figures.heatmap(sim, names, "cosine similarity of class feature centroids", "{:.2f}", "viridis"),
+                f"Penultimate-layer centroid similarity over the {a.feature_images} evaluated images.",
             ),
-            "Each class: its highest centroid similarity to another class against its robustness.",
-        )
-    )
-    s.figures.append(
-        _fig(
-            figures.scatter(
-                norms,
-                100 * robust,
-                names,
-                "classifier weight norm",
-                "robust accuracy (%)",
-                "robustness against weight norm",
+            _fig(
+                figures.scatter(
+                    np.array(nearest),
+                    100 * robust,
+                    names,
+                    "similarity to the nearest class",
+                    "robust accuracy (%)",
+                    "robustness against class similarity",
+                ),
+                "Each class: its highest centroid similarity to another class against its robustness.",
             ),
-            "Per-class weight norm of the last layer.",
-            table(
-                ["class", "weight norm", "nearest similarity", "robust %"],
-                [
-                    [n, f"{w:.3f}", f"{c:.3f}", f"{100 * r:.1f}"]
-                    for n, w, c, r in zip(names, norms, nearest, robust, strict=True)
-                ],
+            _fig(
+                figures.scatter(
+                    norms,
+                    100 * robust,
+                    names,
+                    "classifier weight norm",
+                    "robust accuracy (%)",
+                    "robustness against weight norm",
+                ),
+                "Per-class weight norm of the last layer.",
+                table(
+                    ["class", "weight norm", "nearest similarity", "robust %"],
+                    [
+                        [n, f"{w:.3f}", f"{c:.3f}", f"{100 * r:.1f}"]
+                        for n, w, c, r in zip(names, norms, nearest, robust, strict=True)
+                    ],
+                ),
             ),
-        )
-    )
-    if boundary_per_class > 0:
-        s.figures.append(_boundary_figure(m, model, per_class_subset(ds.test, boundary_per_class, k), robust))
+        ]
+    if a.boundary is not None:
+        s.figures.append(_boundary_figure(m, a.boundary, robust))
     return s
 
 
-def _boundary_figure(m: ModelResult, model: torch.nn.Module, sub: LabeledImages, robust: np.ndarray) -> Figure:
+def _boundary_figure(m: ModelResult, boundary: Boundary, robust: np.ndarray) -> Figure:
     """Median distance to the decision boundary per class against the class's robustness."""
     k = len(m.class_names)
-    eps_max = 2 * float(m.config.get("eps") or 0.05)
-    dist = analysis.boundary_distance(model, sub.images.float() / 255, sub.labels, eps_max=eps_max)
-    labels = sub.labels.numpy()
-    med = np.array([np.median(dist[labels == c]) for c in range(k)])
+    med = boundary.per_class_median(k)
     png = figures.scatter(
         med,
         100 * robust,
         m.class_names,
-        "median L∞ distance to the boundary",
+        f"median {boundary.norm} distance to the boundary",
         "robust accuracy (%)",
         "robustness against boundary distance",
     )
     caption = (
-        f"Smallest ε (up to {eps_max:.3g}) that flips each of the first {len(labels) // k} test images per "
-        "class (binary search with PGD; 0 for misclassified images), median per class."
+        f"Smallest ε (up to {boundary.eps_max:.3g}) at which {boundary.attack} flips each of the first "
+        f"{len(boundary.labels) // k} evaluated images per class (binary search; 0 for misclassified images), "
+        "median per class."
     )
     rows = [[n, f"{d:.4f}"] for n, d in zip(m.class_names, med, strict=True)]
     return _fig(png, caption, table(["class", "median distance"], rows))
 
 
+def headline_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each run's per-class rows of its headline robustness: the worst case (or its one attack) at
+    its largest ε."""
+    robust = [r for r in rows if r["attack"] != "clean"]
+    best: dict[str, tuple[bool, float]] = {}
+    for r in robust:
+        rank = (r["attack"] == "worst", r["eps"])
+        best[r["run_id"]] = max(best.get(r["run_id"], rank), rank)
+    return [r for r in robust if (r["attack"] == "worst", r["eps"]) == best[r["run_id"]]]
+
+
 def study_sections(data: ReportData) -> list[Section]:
     """Universality across runs, hyper-parameter effects and whether adversarial training widens the gap."""
-    rows = [r for r in data.study_rows if r["attack"] == "worst"] or data.study_rows
+    rows = headline_rows(data.study_rows)
     if not rows:
         return []
     by_run: dict[str, dict[int, float]] = defaultdict(dict)
@@ -330,7 +330,31 @@ def _widening(ids: list[str], runs: dict[str, dict[str, Any]], acc: np.ndarray) 
     ]
 
 
-def render(data: ReportData, boundary_per_class: int = 0, analyses: bool = True) -> tuple[str, str]:
+def provenance_section(models: Sequence[ModelResult]) -> Section:
+    """Where each evaluation came from: versions, device, commit, command line, seed and images."""
+    rows = []
+    for m in models:
+        p = m.evaluation.provenance
+        dev = p.get("device", {})
+        rows.append(
+            [
+                m.name,
+                ", ".join(f"{k} {v}" for k, v in p.get("versions", {}).items()),
+                dev.get("gpu") or f"{dev.get('cpu', '?')} ({dev.get('threads', '?')} threads)",
+                (p.get("git_commit") or "-")[:12],
+                " ".join(p.get("command", [])) or "-",
+                m.evaluation.spec.seed,
+                m.evaluation.spec.images,
+            ]
+        )
+    return Section(
+        "Provenance",
+        "How and where each evaluation ran.",
+        tables=[table(["model", "versions", "device", "commit", "command", "seed", "images"], rows)],
+    )
+
+
+def render(data: ReportData) -> tuple[str, str]:
     """The HTML page and the Markdown summary for ``data``."""
     models = data.models
     sections = [
@@ -361,11 +385,9 @@ def render(data: ReportData, boundary_per_class: int = 0, analyses: bool = True)
             )
         )
     sections += [model_section(m) for m in models[:MAX_DETAILED]]
-    if analyses and models:
-        why = why_section(models[-1], boundary_per_class)
-        if why is not None:
-            sections.append(why)
+    sections += [w for w in (why_section(m) for m in models[:MAX_DETAILED]) if w is not None]
     sections += study_sections(data)
+    sections.append(provenance_section(models))
     notes = [w for m in models for w in m.warnings]
     if any("lossy" in m.dataset for m in models):
         notes.insert(0, "Results on a lossy JPEG copy of the dataset, not on the original.")
@@ -399,23 +421,22 @@ def markdown(data: ReportData) -> str:
             "",
             f"{m.dataset}",
             "",
-            "| class | n | clean % | robust % (" + m.worst_key + ") |",
+            f"Evaluation: {m.evaluation.spec.describe()}",
+            "",
+            "| class | n | clean % | robust % (" + m.headline.label + ") |",
             "|---|---|---|---|",
         ]
-        robust = m.robust[m.worst_key]
+        robust = m.robust
         for k, name in enumerate(m.class_names):
             lines.append(f"| {name} | {int(m.n[k])} | {100 * m.clean[0, k]:.1f} | {100 * robust[0, k]:.1f} |")
     lines += ["", "Figures and the tables behind them: report.html (self-contained)."]
     return "\n".join(lines) + "\n"
 
 
-def write_report(
-    path: str | Path, out_dir: str | Path, boundary_per_class: int = 0, analyses: bool = True
-) -> tuple[Path, Path]:
-    """Write ``report.html`` and ``report.md`` for a run, a folder of runs or a study."""
-    page, md = render(collect(path), boundary_per_class, analyses)
+def write_report(path: str | Path, out_dir: str | Path) -> tuple[Path, Path]:
+    """Write ``report.html`` and ``report.md`` for a run, a folder of runs, a study or an evaluation,
+    from its stored results only; both files are written atomically."""
+    page, md = render(collect(path))
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "report.html").write_text(page)
-    (out / "report.md").write_text(md)
+    write_files_atomically(out, {"report.html": lambda p: p.write_text(page), "report.md": lambda p: p.write_text(md)})
     return out / "report.html", out / "report.md"

@@ -34,7 +34,7 @@ def class_bars(models: Sequence[ModelResult]) -> bytes:
     colors = matplotlib.colormaps["tab10"]
     x = np.arange(k)
     for i, model in enumerate(models):
-        robust = model.robust[model.worst_key]
+        robust = model.robust
         for j, (arr, label, alpha) in enumerate(((model.clean, "clean", 0.45), (robust, "robust", 1.0))):
             pos = x - 0.4 + width * (2 * i + j + 0.5)
             err = np.abs(arr[1:] - arr[0])
@@ -124,7 +124,7 @@ def method_comparison(models: Sequence[ModelResult]) -> bytes:
     """Mean robust accuracy against worst-class robust accuracy, one point per model."""
     fig, ax = _figure((5.5, 4))
     for model in models:
-        acc = model.robust[model.worst_key][0]
+        acc = model.robust[0]
         ax.scatter(100 * np.nanmean(acc), 100 * np.nanmin(acc), s=30)
         ax.annotate(
             model.name,

@@ -3,12 +3,11 @@ or on Ray, with every per-class result in an embedded SQLite store."""
 
 from classwise.study.execute import STORE, Outcome, execute_run, run_study
 from classwise.study.export import export, tidy_rows
-from classwise.study.spec import Evaluation, Run, Study, load_study, run_hash
+from classwise.study.spec import Run, Study, load_study, run_hash
 from classwise.study.store import Store
 
 __all__ = [
     "STORE",
-    "Evaluation",
     "Outcome",
     "Run",
     "Store",

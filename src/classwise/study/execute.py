@@ -26,12 +26,11 @@ from tqdm.auto import tqdm
 
 from classwise.errors import ClasswiseError, ConfigError
 from classwise.evaluate import Evaluation as EvalResult
-from classwise.evaluate import evaluate, per_class_rows, write_evaluation
-from classwise.models import load_checkpoint
-from classwise.models.checkpoint import versions
-from classwise.study.spec import Evaluation, Run, Study
+from classwise.evaluate import per_class_rows
+from classwise.provenance import versions
+from classwise.study.spec import Run, Study
 from classwise.study.store import Store, worker_name
-from classwise.train import prepare_data, train
+from classwise.train import train
 from classwise.train.rundir import CONFIG
 
 log = logging.getLogger(__name__)
@@ -45,40 +44,24 @@ class Outcome:
     pending: int
 
 
-def execute_run(run: Run, evaluation: Evaluation, study_dir: Path, device: str) -> list[dict[str, Any]]:
-    """Train (or resume) one run in ``study_dir/runs/<id>`` and evaluate it; returns metric rows."""
+def execute_run(run: Run, study_dir: Path, device: str) -> list[dict[str, Any]]:
+    """Train (or resume) one run in ``study_dir/runs/<id>``; its final evaluation (the study's
+    evaluation, part of its config) is its result. Returns its metric rows."""
     run_dir = study_dir / "runs" / run.run_id
-    result = train(
-        run.config, run_dir, resume=(run_dir / CONFIG).exists(), device=device, progress=False, final_evaluation=False
-    )
-    model, _ = load_checkpoint(result.checkpoint, device=device)
-    ds = prepare_data(run.config)
-    ev = evaluate(
-        model,
-        ds,
-        list(evaluation.attacks),
-        list(evaluation.eps),
-        norm=evaluation.norm,
-        n_per_class=evaluation.n_per_class,
-        batch_size=evaluation.batch_size,
-        seed=run.config.seed,
-        attack_options={"steps": evaluation.steps},
-        progress=False,
-    )
-    write_evaluation(ev, run_dir / "study_eval", extra={"checkpoint": str(result.checkpoint), "run_id": run.run_id})
-    return metric_rows(ev)
+    result = train(run.config, run_dir, resume=(run_dir / CONFIG).exists(), device=device, progress=False)
+    return metric_rows(result.test)
 
 
 def metric_rows(ev: EvalResult) -> list[dict[str, Any]]:
-    eps_of = {r.key: r.eps for r in (*ev.records, *ev.worst)}
+    """The store's per-class rows of an evaluation: attack, ε and norm from its typed records."""
     rows = []
     for row in per_class_rows(ev):
-        attack, _, _ = row["metric"].partition("@")
         rows.append(
             {
                 "split": ev.split,
-                "attack": attack,
-                "eps": eps_of.get(row["metric"], 0.0),
+                "attack": row["attack"],
+                "eps": row["eps"],
+                "norm": row["norm"],
                 "class_index": row["class_index"],
                 "class_name": row["class"],
                 "n": row["n"],
@@ -96,7 +79,7 @@ def _attempt(store: Store, run: Run, study: Study, study_dir: Path, device: str)
     if not store.claim(run.run_id, worker_name(), study.retries + 1):
         return False
     try:
-        rows = execute_run(run, study.evaluation, study_dir, device)
+        rows = execute_run(run, study_dir, device)
     except Exception:
         store.fail(run.run_id, traceback.format_exc())
         log.warning("run %s failed:\n%s", run.run_id, traceback.format_exc())
@@ -246,7 +229,7 @@ def _run_ray(store: Store, study: Study, study_dir: Path, address: str | None, d
         pending = {}
         for run in todo:
             if store.claim(run.run_id, f"ray:{address or 'local'}", study.retries + 1):
-                pending[remote.remote(run, study.evaluation, study_dir, device)] = run
+                pending[remote.remote(run, study_dir, device)] = run
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
             run = pending.pop(ready[0])

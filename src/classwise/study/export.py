@@ -32,6 +32,7 @@ def tidy_rows(store: Store) -> list[dict[str, Any]]:
                     "split",
                     "attack",
                     "eps",
+                    "norm",
                     "class_index",
                     "class_name",
                     "n",

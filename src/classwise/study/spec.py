@@ -14,8 +14,11 @@ evaluation: {attacks: [pgd], eps: [0.1], steps: 20, n_per_class: 100}
 retries: 1
 ```
 
-Every run is the base with one value per axis; its id is a hash of its resolved config and the
-evaluation, so a study can be re-run, extended or resumed and finished runs are recognised.
+``evaluation`` is the runs' final evaluation (an :class:`~classwise.evaluate.EvalSpec`, the same
+as ``classwise evaluate`` and a training run use): each run is evaluated once, by its own
+training run. Every run is the base with one value per axis; its id is a hash of its resolved
+config (evaluation included), so a study can be re-run, extended or resumed and finished runs
+are recognised.
 """
 
 from __future__ import annotations
@@ -29,36 +32,13 @@ from typing import Any
 
 import yaml
 
-from classwise.attacks import build_attack, parse_eps
 from classwise.errors import ConfigError
+from classwise.evaluate import EvalSpec
 from classwise.gap import parse_variant
 from classwise.train import TrainConfig
 
 TOP_LEVEL = {"name", "base", "grid", "evaluation", "retries", "description"}
-EVALUATION_KEYS = {"attacks", "eps", "norm", "steps", "n_per_class", "batch_size"}
 DICT_FIELDS = {"model_args", "balance_args"}
-
-
-@dataclass(frozen=True)
-class Evaluation:
-    """How every run of the study is evaluated class-wise on the test split."""
-
-    attacks: tuple[str, ...] = ("pgd",)
-    eps: tuple[float, ...] = (8 / 255,)
-    norm: str = "Linf"
-    steps: int = 20
-    n_per_class: int | None = None
-    batch_size: int = 256
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "attacks": list(self.attacks),
-            "eps": list(self.eps),
-            "norm": self.norm,
-            "steps": self.steps,
-            "n_per_class": self.n_per_class,
-            "batch_size": self.batch_size,
-        }
 
 
 @dataclass(frozen=True)
@@ -75,7 +55,7 @@ class Study:
     name: str
     base: dict[str, Any]
     grid: dict[str, list[Any]]
-    evaluation: Evaluation
+    evaluation: EvalSpec
     retries: int = 1
     runs: tuple[Run, ...] = field(default=(), repr=False)
 
@@ -105,7 +85,12 @@ def load_study(path: str | Path) -> Study:
             for i, value in enumerate(values):
                 _no_unknown(_mapping(value, f"{path}: grid.with[{i}]"), known - {"with"}, f"{path}: grid.with[{i}]")
     _no_unknown(base, {f.name for f in fields(TrainConfig)}, f"{path}: base")
-    evaluation = _evaluation(_mapping(data.get("evaluation", {}), f"{path}: evaluation"), f"{path}: evaluation")
+    given = {  # the top-level block completes (and overrides) an evaluation in base
+        **_mapping(base.get("evaluation") or {}, f"{path}: base.evaluation"),
+        **_mapping(data.get("evaluation") or {}, f"{path}: evaluation"),
+    }
+    evaluation = EvalSpec.from_dict(given, f"{path}: evaluation")
+    base = {**base, "evaluation": evaluation.to_dict()}
     retries = data.get("retries", 1)
     if not isinstance(retries, int) or retries < 0:
         raise ConfigError(f"{path}: retries: a whole number >= 0, got {retries!r}")
@@ -123,7 +108,7 @@ def expand(study: Study, where: str = "study") -> list[Run]:
     for values in itertools.product(*(study.grid[k] for k in keys)):
         overrides = dict(zip(keys, values, strict=True))
         config = _resolve(study.base, overrides, where)
-        run_id = run_hash(config, study.evaluation)
+        run_id = run_hash(config)
         if run_id not in seen:  # two grid points may resolve to the same run
             seen.add(run_id)
             runs.append(Run(run_id, config, overrides))
@@ -152,31 +137,10 @@ def _resolve(base: dict[str, Any], overrides: dict[str, Any], where: str) -> Tra
         raise ConfigError(f"{where}: run with {overrides}: a value has the wrong type ({exc})") from None
 
 
-def run_hash(config: TrainConfig, evaluation: Evaluation) -> str:
-    """12 hex digits identifying a run by its resolved config and evaluation."""
-    canonical = json.dumps({"config": config.to_dict(), "evaluation": evaluation.to_dict()}, sort_keys=True)
+def run_hash(config: TrainConfig) -> str:
+    """12 hex digits identifying a run by its resolved config (its evaluation included)."""
+    canonical = json.dumps(config.to_dict(), sort_keys=True)
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
-
-
-def _evaluation(data: dict[str, Any], where: str) -> Evaluation:
-    _no_unknown(data, EVALUATION_KEYS, where)
-    attacks = tuple(str(a) for a in data.get("attacks", ["pgd"]))
-    eps = tuple(parse_eps(str(e)) if isinstance(e, str) else float(e) for e in data.get("eps", [8 / 255]))
-    ev = Evaluation(
-        attacks,
-        eps,
-        str(data.get("norm", "Linf")),
-        int(data.get("steps", 20)),
-        data.get("n_per_class"),
-        int(data.get("batch_size", 256)),
-    )
-    for a in ev.attacks:
-        for e in ev.eps:
-            try:
-                build_attack(a, e, ev.norm, steps=ev.steps)
-            except ConfigError as exc:
-                raise ConfigError(f"{where}: {exc}") from None
-    return ev
 
 
 def _mapping(value: Any, where: str) -> dict[str, Any]:

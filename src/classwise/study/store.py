@@ -12,13 +12,13 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from classwise.provenance import git_commit
 from classwise.study.spec import Run
 
 SCHEMA = """
@@ -42,6 +42,7 @@ CREATE TABLE IF NOT EXISTS metrics (
     split TEXT NOT NULL,
     attack TEXT NOT NULL,
     eps REAL NOT NULL,
+    norm TEXT NOT NULL,
     class_index INTEGER NOT NULL,
     class_name TEXT NOT NULL,
     n INTEGER NOT NULL,
@@ -114,14 +115,14 @@ class Store:
         with self.transaction() as db:
             db.execute("DELETE FROM metrics WHERE run_id=?", (run_id,))
             db.executemany(
-                "INSERT INTO metrics VALUES (:run_id, :split, :attack, :eps, :class_index, :class_name, :n, :correct, "
-                ":accuracy, :ci_low, :ci_high)",
+                "INSERT INTO metrics VALUES (:run_id, :split, :attack, :eps, :norm, :class_index, :class_name, "
+                ":n, :correct, :accuracy, :ci_low, :ci_high)",
                 [{**r, "run_id": run_id} for r in rows],
             )
             db.execute(
                 "UPDATE runs SET status='done', finished=?, seconds=?-started, versions=?, git_sha=?, error=NULL "
                 "WHERE run_id=?",
-                (time.time(), time.time(), json.dumps(versions), git_sha(), run_id),
+                (time.time(), time.time(), json.dumps(versions), git_commit(), run_id),
             )
 
     def fail(self, run_id: str, error: str) -> None:
@@ -144,17 +145,6 @@ class Store:
                     "ORDER BY r.position, m.split, m.attack, m.eps, m.class_index"
                 )
             ]
-
-
-def git_sha() -> str | None:
-    """The commit of the code that ran, when it runs from a git checkout."""
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
 
 
 def worker_name() -> str:

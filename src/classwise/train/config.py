@@ -3,9 +3,9 @@ the run so the run can be resumed, compared and reproduced."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from classwise.errors import ConfigError
+from classwise.evaluate.spec import AttackSpec, EvalSpec
 
 METHODS = ("standard", "pgd-at", "trades", "fgsm-rs")
 SCHEDULES = ("piecewise", "cosine", "onecycle", "constant")
@@ -36,7 +37,9 @@ class TrainConfig:
             clean and PGD-``eval_steps`` accuracy on it is recorded; ``best_metric`` picks ``best.pt``
             (default: clean mean for standard training, robust mean otherwise).
         train_per_class: use only the first N training images of each class (CPU-scale runs).
-        test_per_class: final evaluation on the first N test images per class (None: full test set).
+        evaluation: the final class-wise test evaluation (:class:`EvalSpec`; its ε defaults to
+            ``eps``): PGD-20 on the whole test set unless set, e.g. ``{attacks: [pgd, autoattack],
+            n_per_class: 100}`` in YAML.
         balance / balance_args: a long-tail or fairness technique (``classwise.train.balance``) and
             its options, e.g. ``focal`` with ``{"gamma": 2}`` or ``frl`` with ``{"mode": "both"}``.
         imbalance_ratio: subsample the training split to the exponential long-tail profile
@@ -66,8 +69,7 @@ class TrainConfig:
     eval_every: int = 1
     eval_steps: int = 10
     best_metric: str | None = None
-    test_per_class: int | None = None
-    test_attack_steps: int = 20
+    evaluation: EvalSpec = field(default_factory=EvalSpec)
     co_check: bool = True
     balance: str = "none"
     balance_args: dict[str, Any] = field(default_factory=dict)
@@ -91,7 +93,6 @@ class TrainConfig:
             "eval_every": self.eval_every,
             "eval_steps": self.eval_steps,
             "val_per_class": self.val_per_class,
-            "test_attack_steps": self.test_attack_steps,
         }
         for name, value in positive.items():
             if value < 1:
@@ -107,10 +108,12 @@ class TrainConfig:
         from classwise.train.balance import check_balancer
 
         check_balancer(self.balance, self.balance_args, self.method)
-        for name in ("train_per_class", "test_per_class"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ConfigError(f"{name} must be >= 1, got {value}")
+        if self.train_per_class is not None and self.train_per_class < 1:
+            raise ConfigError(f"train_per_class must be >= 1, got {self.train_per_class}")
+        if isinstance(self.evaluation, Mapping):
+            object.__setattr__(self, "evaluation", EvalSpec.from_dict(self.evaluation))
+        if not isinstance(self.evaluation, EvalSpec):
+            raise ConfigError("evaluation must be an EvalSpec (a mapping of evaluation settings in YAML)")
 
     @property
     def selection_metric(self) -> str:
@@ -121,14 +124,37 @@ class TrainConfig:
         return "clean_mean" if self.method == "standard" else "robust_mean"
 
     @property
+    def threat_eps(self) -> float:
+        """The ε evaluations default to: the training ε, or 8/255 for a standard run trained without one."""
+        return self.eps if self.eps > 0 else 8 / 255
+
+    def test_spec(self) -> EvalSpec:
+        """The final evaluation's protocol, with its ε resolved to the run's."""
+        return self.evaluation.resolved(self.threat_eps)
+
+    def validation_spec(self) -> EvalSpec:
+        """Per-class clean and PGD-``eval_steps`` accuracy on the validation split, at the training ε
+        (clean only at ε = 0), with the final evaluation's seed and PGD defaults (no analyses)."""
+        return EvalSpec(
+            attacks=(AttackSpec("pgd", {"steps": self.eval_steps}),),
+            eps=(self.eps,),
+            split="val",
+            batch_size=512,
+            seed=self.evaluation.seed,
+            analyses=False,
+        )
+
+    @property
     def step_size(self) -> float:
         if self.attack_step_size is not None:
             return self.attack_step_size
         return 1.25 * self.eps if self.method == "fgsm-rs" else 2.5 * self.eps / self.attack_steps
 
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
         d["milestones"] = list(self.milestones)
+        d["model_args"], d["balance_args"] = dict(self.model_args), dict(self.balance_args)
+        d["evaluation"] = self.evaluation.to_dict()
         return d
 
     @classmethod
@@ -143,6 +169,8 @@ class TrainConfig:
             _check_type(name, value, types[name])
         if "milestones" in clean:
             clean["milestones"] = tuple(float(m) for m in clean["milestones"])
+        if "evaluation" in clean:
+            clean["evaluation"] = EvalSpec.from_dict(clean["evaluation"])
         try:
             return cls(**clean)
         except TypeError as exc:

@@ -18,7 +18,6 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from classwise.attacks import PGD
 from classwise.data import (
     Augment,
     BatchIterator,
@@ -29,7 +28,7 @@ from classwise.data import (
     validation_split,
 )
 from classwise.errors import CheckpointError
-from classwise.evaluate import Evaluation, evaluate, write_evaluation
+from classwise.evaluate import AttackSpec, EvalSpec, Evaluation, evaluate, run_evaluation
 from classwise.models import (
     ImageClassifier,
     atomic_torch_save,
@@ -137,6 +136,8 @@ def train(
     )
     meta = {"dataset": ds.describe(), "class_names": list(ds.class_names), "config": cfg.to_dict()}
     graphs = cuda_graphs and dev.type == "cuda"
+    if len(history) < cfg.epochs:
+        rundir.record_provenance(run_dir, dev, len(history))
     for epoch in range(len(history), cfg.epochs):
         balancer.to(dev)
         record = _train_epoch(model, optimizer, batches, cfg, epoch, ds, progress, history, balancer, graphs)
@@ -167,7 +168,7 @@ def train(
         rundir.write_history(run_dir, history)
         if stop:
             break
-    return _finish(run_dir, cfg, ds, history, best, dev, final_evaluation)
+    return _finish(run_dir, cfg, ds, history, best, dev, final_evaluation, progress)
 
 
 def _tensor_or_none(values: list[float] | None, device: torch.device) -> torch.Tensor | None:
@@ -309,10 +310,8 @@ def _postfix(
 
 
 def _validate(model: ImageClassifier, ds: Dataset, cfg: TrainConfig) -> dict[str, Any]:
-    """Per-class clean and PGD accuracy on the validation split."""
-    eps = [cfg.eps] if cfg.eps > 0 else []
-    attack = [PGD(eps=e, steps=cfg.eval_steps, step_size=e / 4) for e in eps] or [PGD(eps=0.0, steps=1)]
-    ev = evaluate(model, ds, attack, split="val", seed=cfg.seed, progress=False, batch_size=512)
+    """Per-class clean and PGD accuracy on the validation split (robust only for adversarial runs)."""
+    ev = evaluate(model, ds, cfg.validation_spec(), progress=False)
     clean = ev.spread(ev.clean())
     out: dict[str, Any] = {
         "clean": ev.clean().accuracy.tolist(),
@@ -320,7 +319,7 @@ def _validate(model: ImageClassifier, ds: Dataset, cfg: TrainConfig) -> dict[str
         "clean_worst": clean.worst,
         "clean_worst_class": clean.worst_class,
     }
-    if eps:
+    if cfg.eps > 0:
         rob = ev.spread(ev.robust(ev.worst[0]))
         out.update(
             {
@@ -349,14 +348,10 @@ def _catastrophic_overfitting(
     if not cfg.co_check:
         return False
     batch = ds.train.take(torch.arange(min(len(ds.train), cfg.batch_size)))
-    ev = evaluate(
-        model,
-        batch,
-        [PGD(eps=cfg.eps, steps=10, step_size=cfg.eps / 4)],
-        class_names=ds.class_names,
-        seed=cfg.seed,
-        progress=False,
+    spec = EvalSpec(
+        attacks=(AttackSpec("pgd", {"steps": 10}),), eps=(cfg.eps,), seed=cfg.evaluation.seed, analyses=False
     )
+    ev = evaluate(model, batch, spec, class_names=ds.class_names, progress=False)
     acc = float(ev.worst[0].robust.mean())
     record["co_pgd_acc"] = acc
     if best["co_best"] is not None and acc < best["co_best"] - 0.2:
@@ -397,6 +392,7 @@ def _finish(
     best: dict[str, Any],
     dev: torch.device,
     final_evaluation: bool,
+    progress: bool,
 ) -> TrainResult:
     """Class-wise evaluation on the test split, written to ``eval/``: of the weight average when the
     technique keeps one (CFA's FAWA), else of the best checkpoint."""
@@ -404,12 +400,12 @@ def _finish(
     if not final_evaluation:
         return TrainResult(run_dir, cfg, history, best["epoch"], source, None)
     model, _ = load_checkpoint(source, device=dev)
-    eps = cfg.eps if cfg.eps > 0 else 8 / 255
-    attack = PGD(eps=eps, steps=cfg.test_attack_steps, step_size=eps / 4)
-    ev = evaluate(model, ds, [attack], n_per_class=cfg.test_per_class, seed=cfg.seed, progress=False, batch_size=512)
-    write_evaluation(
-        ev,
+    ev = run_evaluation(
+        model,
+        ds,
+        cfg.test_spec(),
         run_dir / rundir.EVAL,
-        extra={"checkpoint": str(source), "best_epoch": best["epoch"], "dataset": ds.describe()},
+        source={"checkpoint": source.name, "best_epoch": best["epoch"], "dataset": ds.describe()},
+        progress=progress,
     )
     return TrainResult(run_dir, cfg, history, best["epoch"], source, ev)

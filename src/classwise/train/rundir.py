@@ -1,5 +1,6 @@
 """A run directory: ``config.yaml``, ``state.pt`` (everything needed to resume), ``model.pt``
-(last), ``best.pt``, ``history.json`` and ``eval/``. A directory holding another run is never
+(last), ``best.pt``, ``history.json``, ``provenance.json`` (where and with what each session of
+the run ran) and ``eval/`` (the final evaluation). A directory holding another run is never
 overwritten, and a run resumes only with the configuration it was started with."""
 
 from __future__ import annotations
@@ -8,11 +9,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from classwise.errors import ConfigError
+from classwise.provenance import provenance
 from classwise.train.config import TrainConfig, write_text_atomically
 
 CONFIG, STATE, LAST, BEST, HISTORY, EVAL = "config.yaml", "state.pt", "model.pt", "best.pt", "history.json", "eval"
-AVERAGE = "fawa.pt"
+AVERAGE, PROVENANCE = "fawa.pt", "provenance.json"
 
 
 def prepare(run_dir: Path, cfg: TrainConfig | None, resume: bool) -> TrainConfig:
@@ -42,3 +46,12 @@ def prepare(run_dir: Path, cfg: TrainConfig | None, resume: bool) -> TrainConfig
 
 def write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:
     write_text_atomically(run_dir / HISTORY, json.dumps(history, indent=1))
+
+
+def record_provenance(run_dir: Path, device: torch.device, first_epoch: int) -> None:
+    """Add this session's provenance (versions, device, commit, command line) to ``provenance.json``:
+    one entry per start or resume, with the epoch it started from."""
+    path = run_dir / PROVENANCE
+    sessions = json.loads(path.read_text()) if path.exists() else []
+    sessions.append({"first_epoch": first_epoch, **provenance(device)})
+    write_text_atomically(path, json.dumps(sessions, indent=1))
