@@ -1,12 +1,17 @@
-"""Training throughput against the machine's fp32 matrix-multiply peak.
+"""Training throughput against the machine's measured matrix-multiply peaks, fp32 and bf16.
 
 For each network and method, times training steps on random data of the dataset's shape,
 counts the step's floating-point operations with torch's FlopCounterMode, and prints
-images/s, achieved FLOP/s and achieved ÷ peak, where peak is the best measured square-matmul
-rate on the same device and dtype. The steps are the training loop's own (``step_body`` run by
-``TrainStep``). On CUDA they run as in training (bf16 autocast, channels_last, data on the
-device, each step replayed as a CUDA graph), the peak is measured in bf16, and the same steps
-run eagerly alongside, so the gain of the graphs is measured on the same GPU.
+images/s, achieved FLOP/s and achieved ÷ peak, where the peaks are the best measured
+square-matmul rates in fp32 and in bf16 on the same device, measured in the same run. The steps
+are the training loop's own (``step_body`` run by ``TrainStep``), run twice: as the loop runs
+them by default (bf16 autocast where the hardware has it, channels_last where it is safe; on
+CUDA also replayed as a CUDA graph) and as the fp32 loop (fp32, contiguous layout, eager), so
+the speed-up of the default over fp32 is measured side by side.
+
+``--channels-last-crash`` re-runs, in a child process, the smallest case that corrupts the heap
+in channels_last on the CPU with torch 2.13 (see ``classwise.compute``) and says whether this
+torch build still crashes.
 
 With ``--epochs-on DATASET`` it also times real PGD-AT epochs of the training loop
 (``classwise.train.train``) on that dataset, as ``history.json`` records them (training only;
@@ -14,6 +19,7 @@ validation and the final evaluation are not counted), graphs and eager side by s
 Label results on ``cifar10-jpeg.tar.gz`` as CIFAR-10 (JPEG q75).
 
     python benchmarks/bench_train.py                       # CPU
+    python benchmarks/bench_train.py --channels-last-crash
     python benchmarks/bench_train.py --device cuda --epochs-on ../shared/data/cifar10-jpeg.tar.gz
     python benchmarks/bench_train.py --epochs-on fashion-mnist --epoch-model resnet20 --train-per-class 200
 """
@@ -29,6 +35,7 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from classwise.compute import channels_last_safe, resolve_precision
 from classwise.models import create_model
 from classwise.train import TrainConfig, train
 from classwise.train.balance import make_balancer
@@ -86,14 +93,16 @@ def step_rate(
     batch: int,
     device: torch.device,
     iters: int,
-    graph: bool,
+    default: bool,
 ) -> tuple[float, float]:
     """(images/s, FLOPs per image) of the training loop's own step (``train.loop.step_body`` run by
-    ``TrainStep``, as a CUDA graph when ``graph``) of ``method`` (PGD-AT-k: k attack steps + one
-    training step)."""
+    ``TrainStep``) of ``method`` (PGD-AT-k: k attack steps + one training step): as the loop runs it
+    by default, or (``default=False``) in fp32, contiguous and eager."""
     model = create_model(model_name, 10, shape, (0.5,) * shape[0], (0.25,) * shape[0]).to(device)
     x = torch.rand(batch, *shape, device=device)
-    if device.type == "cuda":
+    precision = resolve_precision("auto", device) if default else "fp32"
+    graph = default and device.type == "cuda"
+    if default and channels_last_safe(model, device):
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         x = x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch,), device=device)
@@ -103,7 +112,7 @@ def step_rate(
     model.train()
     flops = count_flops(model, x, y, False) + (steps * count_flops(model, x, y, True) if method != "standard" else 0)
     balancer = make_balancer("none", {}, torch.full((10,), batch), 1, method)
-    body = step_body(model, opt, cfg, balancer, 0, g, EpochTotals.zeros(10, device))
+    body = step_body(model, opt, cfg, balancer, 0, g, EpochTotals.zeros(10, device), precision)
     warmup = 3
     with TrainStep(body, opt, g, graph=graph, warmup=warmup) as step:
         for _ in range(warmup + 1):  # eager warm-up steps, and the capture when graphed
@@ -148,9 +157,29 @@ def epoch_table(args: argparse.Namespace, device: torch.device) -> None:
             )
 
 
+def channels_last_crash() -> None:
+    """Run the smallest channels_last crash case in a child process and report how it ended."""
+    import subprocess
+    import sys
+
+    code = (
+        "import torch\n"
+        "conv = torch.nn.Conv2d(4, 8, 1, stride=2, bias=False).to(memory_format=torch.channels_last)\n"
+        "for _ in range(30):\n"
+        "    x = torch.rand(3, 4, 32, 32).contiguous(memory_format=torch.channels_last)\n"
+        "    conv(x).sum().backward()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    verdict = "no crash: the bug is gone in this build" if done.returncode == 0 else f"crashed (exit {done.returncode})"
+    tail = done.stderr.strip().splitlines()[-1:] or [""]
+    case = "1×1 stride-2 conv, 4→8 channels, batch 3, channels_last backward"
+    print(f"torch {torch.__version__}: {case}: {verdict} {tail[0]}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cpu")
+    p.add_argument("--channels-last-crash", action="store_true", help="only re-run the channels_last crash case")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--iters", type=int, default=3)
     p.add_argument("--epoch-images", type=int, default=50000, help="images per epoch for the s/epoch column")
@@ -159,36 +188,54 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=2, help="how many real epochs")
     p.add_argument("--train-per-class", type=int, default=None, help="a smaller training split for them (CPU)")
     args = p.parse_args()
+    if args.channels_last_crash:
+        channels_last_crash()
+        return
     device = torch.device(args.device)
-    cuda = device.type == "cuda"
-    dtype = torch.bfloat16 if cuda else torch.float32
-    # The matmul rate of a shared machine moves from minute to minute (seen: 137-184 GFLOP/s on one
-    # 2-core VM), so it is measured before and after every row and the highest is the peak: the
-    # ratios are then, if anything, understated.
-    peaks, rows = [matmul_peak(device, dtype)], []
+    # The matmul rate of a shared machine moves from minute to minute (seen: 99-184 GFLOP/s in fp32
+    # on one 2-core VM), so both peaks are measured before and after every row and the highest of
+    # each is taken: the ratios are then, if anything, understated.
+    peaks: dict[torch.dtype, list[float]] = {torch.float32: [], torch.bfloat16: []}
+
+    def measure_peaks() -> None:
+        for dtype, values in peaks.items():
+            values.append(matmul_peak(device, dtype))
+
+    measure_peaks()
+    rows = []
+    precision = resolve_precision("auto", device)
     for model_name, shape in (("resnet20", (3, 32, 32)), ("preact_resnet18", (3, 32, 32))):
         for method, steps in (("standard", 1), ("pgd-at", 10)):
             run = (model_name, shape, method, steps, args.batch_size, device, args.iters)
-            rate, flops = step_rate(*run, graph=cuda)
-            eager = step_rate(*run, graph=False)[0] if cuda else None
+            rate, flops = step_rate(*run, default=True)
+            fp32 = step_rate(*run, default=False)[0]
             label = method + (f"-{steps}" if steps > 1 else "")
-            rows.append((model_name, "x".join(map(str, shape)), label, rate, flops, eager))
-            peaks.append(matmul_peak(device, dtype))
-    peak = max(peaks)
-    print(
-        f"device: {device_name(device)}; torch {torch.__version__}; {dtype} matmul peak {peak / 1e9:.1f} GFLOP/s "
-        f"(highest of {len(peaks)} measurements, lowest {min(peaks) / 1e9:.1f})"
-    )
-    print(f"batch {args.batch_size}; " + ("CUDA graphs (eager alongside)" if cuda else "eager"))
-    header = f"{'model':<16} {'input':<8} {'method':<10} {'img/s':>8} {'GFLOP/img':>10} {'GFLOP/s':>9} {'of peak':>8}"
-    print(header + f" {'s/epoch':>8}" + (f" {'eager img/s':>12} {'speed-up':>9}" if cuda else ""))
-    for model_name, shape_text, label, rate, flops, eager in rows:
-        achieved = rate * flops
-        line = (
-            f"{model_name:<16} {shape_text:<8} {label:<10} {rate:>8.1f} {flops / 1e9:>10.3f}"
-            f" {achieved / 1e9:>9.1f} {achieved / peak:>8.1%} {args.epoch_images / rate:>8.1f}"
+            rows.append((model_name, "x".join(map(str, shape)), label, rate, flops, fp32))
+            measure_peaks()
+    peak32, peak16 = max(peaks[torch.float32]), max(peaks[torch.bfloat16])
+    print(f"device: {device_name(device)}; torch {torch.__version__}")
+    for name, values in (("fp32", peaks[torch.float32]), ("bf16", peaks[torch.bfloat16])):
+        print(
+            f"{name} matmul peak {max(values) / 1e9:.1f} GFLOP/s (highest of {len(values)} measurements, "
+            f"lowest {min(values) / 1e9:.1f})"
         )
-        print(line + (f" {eager:>12.1f} {rate / eager:>8.2f}x" if eager is not None else ""))
+    graphs = ", CUDA graphs" if device.type == "cuda" else ""
+    print(
+        f"batch {args.batch_size}; default = the loop as it trains ({precision}, channels_last where safe{graphs});"
+        " fp32 = fp32, contiguous, eager"
+    )
+    header = (
+        f"{'model':<16} {'input':<8} {'method':<10} {'img/s':>8} {'GFLOP/img':>10} {'GFLOP/s':>9} "
+        f"{'of fp32 pk':>10} {'of bf16 pk':>10} {'s/epoch':>8} {'fp32 img/s':>11} {'speed-up':>9}"
+    )
+    print(header)
+    for model_name, shape_text, label, rate, flops, fp32 in rows:
+        achieved = rate * flops
+        print(
+            f"{model_name:<16} {shape_text:<8} {label:<10} {rate:>8.1f} {flops / 1e9:>10.3f}"
+            f" {achieved / 1e9:>9.1f} {achieved / peak32:>10.1%} {achieved / peak16:>10.1%}"
+            f" {args.epoch_images / rate:>8.1f} {fp32:>11.1f} {rate / fp32:>8.2f}x"
+        )
     if args.epochs_on:
         epoch_table(args, device)
 

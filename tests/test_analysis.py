@@ -40,6 +40,8 @@ def test_rank_agreement_and_weakest() -> None:
     acc = np.array([[0.9, 0.5, 0.7], [0.8, 0.4, 0.6], [0.1, 0.9, 0.5]])
     rho = class_rank_agreement(acc)
     assert rho[0, 1] == pytest.approx(1.0) and rho[0, 2] == pytest.approx(-1.0)
+    with_ties = class_rank_agreement(np.vstack([acc, np.zeros(3)]))  # a run at 0% everywhere has no order
+    assert with_ties.shape == (4, 4) and np.isnan(with_ties[3, :3]).all() and with_ties[3, 3] == 1
     assert weakest_classes(acc[:2], ("cat", "dog", "ship"), top=1) == [("dog", pytest.approx(0.45))]
 
 

@@ -40,8 +40,9 @@ def _rows(ev_folder: Path) -> list[dict]:
 
 
 def test_one_checkpoint_gives_identical_numbers_through_evaluate_a_run_and_a_study(tmp_path: Path) -> None:
+    """A bf16-trained model, evaluated (in fp32) by its run, by ``classwise evaluate`` and by a study."""
     data = str(write_class_folders(tmp_path, n=8))
-    config = {**TINY_CONFIG, "dataset": data, "method": "pgd-at", "epochs": 2, "evaluation": SPEC}
+    config = {**TINY_CONFIG, "dataset": data, "method": "pgd-at", "epochs": 2, "evaluation": SPEC, "precision": "bf16"}
     run = train(TrainConfig.from_dict(config), tmp_path / "run", progress=False)
     args = ["evaluate", "--checkpoint", str(run.checkpoint), "--dataset", data, "--attack", "pgd:steps=2"]
     assert main([*args, "--attack", "fgsm", "--n-per-class", "6", "--out", str(tmp_path / "cli")]) == 0

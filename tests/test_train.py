@@ -156,9 +156,16 @@ train(TrainConfig.load(__import__('pathlib').Path(sys.argv[1])), sys.argv[2], pr
 """
 
 
-def test_resume_after_kill_9_matches_an_uninterrupted_run(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("precision", "width", "channels_last"),
+    [("fp32", 4, False), ("bf16", 4, False), ("bf16", 16, True)],
+    ids=["fp32", "bf16", "bf16-channels-last"],
+)
+def test_resume_after_kill_9_matches_an_uninterrupted_run(
+    tmp_path: Path, precision: str, width: int, channels_last: bool
+) -> None:
     data = _data(tmp_path, n=40)
-    cfg = _cfg(data, epochs=4, method="pgd-at")
+    cfg = _cfg(data, epochs=4, method="pgd-at", precision=precision, model_args={"width": width})
     cfg_file = tmp_path / "cfg.yaml"
     cfg.dump(cfg_file)
     killed = tmp_path / "killed"
@@ -185,6 +192,9 @@ def test_resume_after_kill_9_matches_an_uninterrupted_run(tmp_path: Path) -> Non
     for (name, p), q in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
         assert torch.equal(p, q), name
     assert resumed.history[-1]["val"] == straight.history[-1]["val"]
+    assert {(h["precision"], h["channels_last"]) for h in resumed.history} == {(precision, channels_last)}
+    sessions = json.loads((killed / "provenance.json").read_text())
+    assert [s["first_epoch"] for s in sessions] == [0, done_before] and sessions[0]["precision"] == precision
 
 
 def test_an_empty_config_is_an_error_not_the_defaults(tmp_path: Path) -> None:

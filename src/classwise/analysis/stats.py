@@ -65,12 +65,19 @@ def compare_gaps(acc_a: np.ndarray, acc_b: np.ndarray, statistic: str = "std") -
 
 
 def class_rank_agreement(accuracies: np.ndarray) -> np.ndarray:
-    """Spearman rank correlation of per-class accuracy between every pair of runs: (R, R)."""
-    acc = np.atleast_2d(accuracies)
-    if len(acc) < 2:
-        return np.ones((len(acc), len(acc)))
-    rho = stats.spearmanr(acc, axis=1).statistic
-    return np.atleast_2d(rho) if len(acc) > 2 else np.array([[1.0, rho], [rho, 1.0]])
+    """Spearman rank correlation of per-class accuracy between every pair of runs: (R, R). A run
+    whose classes are all tied (e.g. 0% robust everywhere) has no ordering: its row is NaN."""
+    acc = np.atleast_2d(np.asarray(accuracies, dtype=np.float64))
+    ranks = np.array([stats.rankdata(row) for row in acc])
+    centred = ranks - ranks.mean(1, keepdims=True)
+    norms = np.linalg.norm(centred, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rho = (centred @ centred.T) / np.outer(norms, norms)
+    tied = norms == 0
+    rho[tied, :] = np.nan
+    rho[:, tied] = np.nan
+    np.fill_diagonal(rho, 1.0)
+    return rho
 
 
 def weakest_classes(accuracies: np.ndarray, class_names: tuple[str, ...], top: int = 3) -> list[tuple[str, float]]:

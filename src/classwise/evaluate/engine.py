@@ -27,6 +27,7 @@ from torch import nn
 
 from classwise.attacks import PGD, Attack, flat_norm, format_eps
 from classwise.attacks.autoattack import reference_checks
+from classwise.compute import Autocast, fast_layout, fused_for_inference
 from classwise.data.dataset import Dataset, LabeledImages, per_class_positions
 from classwise.errors import ConfigError
 from classwise.evaluate import geometry
@@ -113,8 +114,8 @@ def evaluate(
     sel = select_images(data, spec, class_names)
     dev = torch.device(device) if device is not None else next(model.parameters()).device
     state = EvalState(state_path, fingerprint(spec, model, sel), spec.describe())
-    run = _Run(model, spec, sel, dev, state, progress)
-    with frozen_eval(model):
+    with frozen_eval(model), fast_layout(model, dev):
+        run = _Run(model, spec, sel, dev, state, progress)
         warnings = run.checks()
         records, worst = [], []
         for g, (eps, attacks) in enumerate(spec.build()):
@@ -152,9 +153,12 @@ class _Run:
     def __init__(
         self, model: nn.Module, spec: EvalSpec, sel: Selection, dev: torch.device, state: EvalState, progress: bool
     ) -> None:
-        self.model, self.spec, self.sel, self.state, self.progress = model, spec, sel, state, progress
+        self.plain = model  # for the geometry analyses (features, head)
+        self.spec, self.sel, self.state, self.progress = spec, sel, state, progress
         self.x = sel.samples.images.to(dev)
         self.y = sel.samples.labels.to(dev)
+        attacked = fused_for_inference(model, self.x[: spec.batch_size].float() / 255.0)
+        self.model = Autocast(attacked, dev) if spec.precision == "bf16" else attacked
         self.k = len(sel.class_names)
         saved = state.get("clean_pred")
         self.clean_pred = torch.from_numpy(saved).to(dev) if saved is not None else self._predict()
@@ -278,9 +282,9 @@ class _Run:
     def analyses(self, headline: AttackRecord) -> Analyses:
         """Centroid similarity and weight norms (if the model exposes them), and boundary distances."""
         sim = norms = None
-        if self.spec.analyses and geometry.has_geometry(self.model):
-            centroids = geometry.class_centroids(self.model, self.x, self.y, self.k, self.spec.batch_size)
-            sim, norms = geometry.centroid_similarity(centroids), geometry.class_weight_norms(self.model)
+        if self.spec.analyses and geometry.has_geometry(self.plain):
+            centroids = geometry.class_centroids(self.plain, self.x, self.y, self.k, self.spec.batch_size)
+            sim, norms = geometry.centroid_similarity(centroids), geometry.class_weight_norms(self.plain)
         boundary = self._boundary(headline.eps) if self.spec.boundary_per_class else None
         return Analyses(sim, norms, len(self.y) if sim is not None else 0, boundary)
 

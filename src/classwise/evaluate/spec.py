@@ -86,6 +86,7 @@ class EvalSpec:
         targeted: also attack every class toward this class (name or index) or ``"all"``.
         boundary_per_class: distance to the decision boundary of this many images per class.
         analyses: class-centroid similarity and classifier weight norms beside the evaluation.
+        precision: ``fp32`` (attacks are precision-sensitive), or ``bf16`` autocast when asked.
     """
 
     attacks: tuple[AttackSpec, ...] = (AttackSpec("pgd"),)
@@ -101,6 +102,7 @@ class EvalSpec:
     targeted: str | int | None = None
     boundary_per_class: int = 0
     analyses: bool = True
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         attacks = self.attacks if isinstance(self.attacks, list | tuple) else (self.attacks,)
@@ -130,6 +132,8 @@ class EvalSpec:
         for name in ("cascade", "early_stop", "analyses"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"evaluation.{name} must be true or false, got {getattr(self, name)!r}")
+        if self.precision not in ("fp32", "bf16"):
+            raise ConfigError(f"evaluation.precision must be fp32 or bf16, got {self.precision!r}")
         if not isinstance(self.split, str) or not self.split:
             raise ConfigError(f"evaluation.split must be a split name (test, val, train), got {self.split!r}")
         if self.targeted is not None and (isinstance(self.targeted, bool) or not isinstance(self.targeted, str | int)):

@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from classwise.errors import ClasswiseError, ConfigError
 from classwise.evaluate import Evaluation as EvalResult
 from classwise.evaluate import per_class_rows
+from classwise.progress import progress_bar
 from classwise.provenance import versions
 from classwise.study.spec import Run, Study
 from classwise.study.store import Store, worker_name
@@ -152,7 +152,7 @@ def outcome(store: Store, study: Study) -> Outcome:
 
 def _run_local(store: Store, study: Study, study_dir: Path, workers: int, device: str, progress: bool) -> None:
     todo = _todo(store, study)
-    bar = tqdm(total=len(todo), desc=f"study {study.name}", unit="run", disable=not progress)
+    bar = progress_bar(len(todo), f"study {study.name}", unit="run", enabled=progress)
     while todo:
         if workers <= 0:
             for run in todo:
@@ -224,7 +224,7 @@ def _run_ray(store: Store, study: Study, study_dir: Path, address: str | None, d
         raise ClasswiseError(f"cannot reach the Ray cluster at {address!r}: {exc}") from None
     remote = ray.remote(num_gpus=1 if device.startswith("cuda") else 0)(execute_run)
     todo = _todo(store, study)
-    bar = tqdm(total=len(todo), desc=f"study {study.name} (ray)", unit="run", disable=not progress)
+    bar = progress_bar(len(todo), f"study {study.name} (ray)", unit="run", enabled=progress)
     while todo:
         pending = {}
         for run in todo:

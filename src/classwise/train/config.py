@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from classwise.compute import PRECISIONS
 from classwise.errors import ConfigError
 from classwise.evaluate.spec import AttackSpec, EvalSpec
 
@@ -44,6 +45,8 @@ class TrainConfig:
             its options, e.g. ``focal`` with ``{"gamma": 2}`` or ``frl`` with ``{"mode": "both"}``.
         imbalance_ratio: subsample the training split to the exponential long-tail profile
             (head/tail count ratio, as in CIFAR-10-LT); validation and test stay balanced.
+        precision: ``auto`` (bf16 autocast on CUDA and on CPUs with AVX512-BF16 or AMX, fp32
+            elsewhere), ``fp32`` or ``bf16``; what a run used is in its ``history.json``.
     """
 
     dataset: str = "fashion-mnist"
@@ -74,6 +77,7 @@ class TrainConfig:
     balance: str = "none"
     balance_args: dict[str, Any] = field(default_factory=dict)
     imbalance_ratio: float | None = None
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -108,6 +112,8 @@ class TrainConfig:
         from classwise.train.balance import check_balancer
 
         check_balancer(self.balance, self.balance_args, self.method)
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"unknown precision {self.precision!r}; use one of {', '.join(PRECISIONS)}")
         if self.train_per_class is not None and self.train_per_class < 1:
             raise ConfigError(f"train_per_class must be >= 1, got {self.train_per_class}")
         if isinstance(self.evaluation, Mapping):
@@ -132,12 +138,21 @@ class TrainConfig:
         """The final evaluation's protocol, with its ε resolved to the run's."""
         return self.evaluation.resolved(self.threat_eps)
 
+    @property
+    def validates_robustness(self) -> bool:
+        """Whether validation attacks: for adversarial training, a robust selection metric or a
+        balancing technique (some follow validation robustness); a plain standard run selects on
+        clean accuracy and validates clean only."""
+        needed = self.method != "standard" or self.selection_metric.startswith("robust") or self.balance != "none"
+        return needed and self.eps > 0
+
     def validation_spec(self) -> EvalSpec:
-        """Per-class clean and PGD-``eval_steps`` accuracy on the validation split, at the training ε
-        (clean only at ε = 0), with the final evaluation's seed and PGD defaults (no analyses)."""
+        """Per-class clean and PGD-``eval_steps`` accuracy on the validation split at the training ε
+        (clean only where :attr:`validates_robustness` is false), with the final evaluation's seed
+        and PGD defaults (no analyses)."""
         return EvalSpec(
             attacks=(AttackSpec("pgd", {"steps": self.eval_steps}),),
-            eps=(self.eps,),
+            eps=(self.eps if self.validates_robustness else 0.0,),
             split="val",
             batch_size=512,
             seed=self.evaluation.seed,

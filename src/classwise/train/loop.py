@@ -7,7 +7,6 @@ with the same weights as an uninterrupted one (on the CPU)."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -16,8 +15,8 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
+from classwise.compute import autocast, channels_last_safe, resolve_precision
 from classwise.data import (
     Augment,
     BatchIterator,
@@ -37,6 +36,7 @@ from classwise.models import (
     model_from_spec,
     save_checkpoint,
 )
+from classwise.progress import progress_bar
 from classwise.train import rundir
 from classwise.train.balance import Balancer, make_balancer
 from classwise.train.config import TrainConfig
@@ -76,13 +76,6 @@ def prepare_data(cfg: TrainConfig) -> Dataset:
     return ds if cfg.imbalance_ratio is None else long_tailed(ds, cfg.imbalance_ratio, seed=cfg.seed)
 
 
-def autocast(device: torch.device) -> contextlib.AbstractContextManager[Any]:
-    """bf16 autocast on CUDA; full fp32 on the CPU."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 def train(
     cfg: TrainConfig | None,
     run_dir: str | Path,
@@ -108,7 +101,8 @@ def train(
     ds = prepare_data(cfg)
     torch.manual_seed(cfg.seed)
     model = create_model(cfg.model, ds.num_classes, ds.input_shape, ds.mean, ds.std, **cfg.model_args).to(dev)
-    if dev.type == "cuda":
+    compute = Compute(resolve_precision(cfg.precision, dev), channels_last_safe(model, dev))
+    if compute.channels_last:
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     optimizer = torch.optim.SGD(
         model.parameters(),
@@ -131,16 +125,16 @@ def train(
         seed=cfg.seed,
         device=dev,
         drop_last=True,
-        channels_last=dev.type == "cuda",
+        channels_last=compute.channels_last,
         sample_weights=balancer.sample_weights(ds.train.labels),
     )
     meta = {"dataset": ds.describe(), "class_names": list(ds.class_names), "config": cfg.to_dict()}
     graphs = cuda_graphs and dev.type == "cuda"
     if len(history) < cfg.epochs:
-        rundir.record_provenance(run_dir, dev, len(history))
+        rundir.record_provenance(run_dir, dev, len(history), compute.to_dict())
     for epoch in range(len(history), cfg.epochs):
         balancer.to(dev)
-        record = _train_epoch(model, optimizer, batches, cfg, epoch, ds, progress, history, balancer, graphs)
+        record = _train_epoch(model, optimizer, batches, cfg, epoch, ds, progress, history, balancer, graphs, compute)
         balancer.observe_training(epoch, torch.tensor(record["train_class_acc"], device=dev))
         predictor = model.with_logit_shift(balancer.posthoc_logit_shift())
         if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
@@ -221,6 +215,18 @@ class EpochTotals:
         return self.correct / self.seen.clamp_min(1)
 
 
+@dataclass(frozen=True)
+class Compute:
+    """How a run's arithmetic runs: ``precision`` (``fp32`` or ``bf16`` autocast) and whether the
+    model and batches are channels_last (see ``classwise.compute``)."""
+
+    precision: str
+    channels_last: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"precision": self.precision, "channels_last": self.channels_last}
+
+
 def step_body(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -229,6 +235,7 @@ def step_body(
     epoch: int,
     generator: torch.Generator,
     totals: EpochTotals,
+    precision: str = "fp32",
 ) -> Body:
     """One training step on a batch: the method's per-example loss under the technique's ε, β and
     criterion, the technique's reduction, backward and the optimizer update, added to ``totals``.
@@ -240,7 +247,7 @@ def step_body(
     def body(x: torch.Tensor, y: torch.Tensor) -> None:
         eps = cfg.eps if class_eps is None else class_eps[y]
         beta = cfg.trades_beta if class_beta is None else class_beta[y]
-        with autocast(x.device):
+        with autocast(x.device, precision):
             out = method(model, x, y, cfg, generator, Knobs(eps, beta, criterion))
         loss = balancer.reduce(out.loss, y, out.parts, epoch)
         loss.backward()
@@ -264,21 +271,26 @@ def _train_epoch(
     history: list[dict[str, Any]],
     balancer: Balancer,
     graphs: bool,
+    compute: Compute,
 ) -> dict[str, Any]:
     batches.set_epoch(epoch)
     g = torch.Generator(device=batches.device).manual_seed(cfg.seed * 1_000_003 + 7919 * (epoch + 1))
     totals = EpochTotals.zeros(ds.num_classes, batches.device)
-    body = step_body(model, optimizer, cfg, balancer, epoch, g, totals)
+    body = step_body(model, optimizer, cfg, balancer, epoch, g, totals, compute.precision)
     last_val = next((h["val"] for h in reversed(history) if "val" in h), None)
-    bar = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs} {cfg.method}", disable=not progress, leave=False)
+    desc = f"epoch {epoch + 1}/{cfg.epochs} {cfg.method}"
     model.train()
     start = time.perf_counter()
-    with TrainStep(body, optimizer, g, graph=graphs) as step:
-        for i, (x, y, _) in enumerate(bar):
+    with (
+        TrainStep(body, optimizer, g, graph=graphs) as step,
+        progress_bar(len(batches), desc, unit="batch", enabled=progress) as bar,
+    ):
+        for i, (x, y, _) in enumerate(batches):
             step(x, y, learning_rate(cfg, epoch + i / len(batches)))
             if progress and i % 10 == 0:
                 speed = x.shape[0] * (i + 1) / (time.perf_counter() - start)
                 bar.set_postfix(_postfix(speed, float(totals.loss) / (i + 1), totals, last_val, ds.class_names))
+            bar.update(1)
     acc = totals.class_accuracy().cpu().tolist()  # waits for the device: the time is real
     seconds = time.perf_counter() - start
     return {
@@ -290,6 +302,7 @@ def _train_epoch(
         "seconds": seconds,
         "images_per_s": len(batches) * cfg.batch_size / seconds,
         "graph_steps": step.replayed,  # steps replayed from a CUDA graph (the rest ran eagerly)
+        **compute.to_dict(),
     }
 
 
@@ -319,7 +332,7 @@ def _validate(model: ImageClassifier, ds: Dataset, cfg: TrainConfig) -> dict[str
         "clean_worst": clean.worst,
         "clean_worst_class": clean.worst_class,
     }
-    if cfg.eps > 0:
+    if cfg.validates_robustness:
         rob = ev.spread(ev.robust(ev.worst[0]))
         out.update(
             {
