@@ -38,8 +38,9 @@ from torch.utils.flop_counter import FlopCounterMode
 from classwise.compute import channels_last_safe, resolve_precision
 from classwise.models import create_model
 from classwise.train import TrainConfig, train
-from classwise.train.balance import make_balancer
-from classwise.train.loop import EpochTotals, step_body
+from classwise.train.balance import make_technique
+from classwise.train.epoch import EpochTotals, step_body
+from classwise.train.methods import METHODS
 from classwise.train.step import TrainStep
 
 
@@ -106,13 +107,15 @@ def step_rate(
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         x = x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch,), device=device)
-    cfg = TrainConfig(method=method, eps=8 / 255, attack_steps=steps)
+    cfg = TrainConfig.from_dict({"method": {"name": method, "args": {"steps": steps} if steps > 1 else {}}})
+    method_cls = METHODS.get(method)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, fused=device.type == "cuda")
     g = torch.Generator(device=device).manual_seed(0)
     model.train()
     flops = count_flops(model, x, y, False) + (steps * count_flops(model, x, y, True) if method != "standard" else 0)
-    balancer = make_balancer("none", {}, torch.full((10,), batch), 1, method)
-    body = step_body(model, opt, cfg, balancer, 0, g, EpochTotals.zeros(10, device), precision)
+    balance = make_technique("none", {}, torch.full((10,), batch), 1, method_cls)
+    trainer_method = method_cls(cfg.method.options(), cfg.threat.eps)
+    body = step_body(model, opt, trainer_method, balance, 0, g, EpochTotals.zeros(10, device), precision)
     warmup = 3
     with TrainStep(body, opt, g, graph=graph, warmup=warmup) as step:
         for _ in range(warmup + 1):  # eager warm-up steps, and the capture when graphed
@@ -129,14 +132,14 @@ def step_rate(
 def epoch_table(args: argparse.Namespace, device: torch.device) -> None:
     """Train the same PGD-AT run with graphs and eagerly (on the CPU only eagerly) in a scratch
     folder and print each epoch's training seconds and images/s."""
-    cfg = TrainConfig(
-        dataset=args.epochs_on,
-        model=args.epoch_model,
-        method="pgd-at",
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        train_per_class=args.train_per_class,
-        eval_every=args.epochs,  # validate once, at the end
+    cfg = TrainConfig.from_dict(
+        {
+            "data": {"dataset": args.epochs_on, "train_per_class": args.train_per_class},
+            "model": {"name": args.epoch_model},
+            "method": {"name": "pgd-at"},
+            "optim": {"epochs": args.epochs, "batch_size": args.batch_size},
+            "monitor": {"every": args.epochs},  # validate once, at the end
+        }
     )
     modes = (True, False) if device.type == "cuda" else (False,)
     history = {}

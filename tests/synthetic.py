@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import pickle
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
+
+from classwise.config import apply_overrides, flatten
 
 # images per split for every synthetic dataset; labels cycle 0..K-1
 N_TRAIN, N_TEST = 40, 20
@@ -156,32 +160,24 @@ WRITERS: dict[str, Callable[[Path], dict[str, np.ndarray]]] = {
 }
 
 
-# Training options for seconds-long runs on the synthetic 8×8 images (tests override what they vary).
-TINY_CONFIG: dict[str, object] = {
-    "model": "resnet20",
-    "model_args": {"width": 4},
-    "eps": 8 / 255,
-    "epochs": 1,
-    "batch_size": 8,
-    "val_per_class": 2,
-    "eval_steps": 1,
-    "evaluation": {"steps": 1},
-    "attack_steps": 1,
+# Training settings for seconds-long runs on the synthetic 8×8 images (tests override what they vary).
+TINY_CONFIG: dict[str, Any] = {
+    "model": {"name": "resnet20", "args": {"width": 4}},
+    "threat": {"eps": 8 / 255},
+    "method": {"name": "pgd-at", "args": {"steps": 1}},
+    "optim": {"epochs": 1, "batch_size": 8},
+    "data": {"val_per_class": 2},
+    "monitor": {"steps": 1},
+    "evaluation": {"attacks": [{"name": "pgd", "args": {"steps": 1}}]},
 }
 
 
-def tiny_train_args(**overrides: str) -> list[str]:
-    """Command-line options for a seconds-long training run on the synthetic 8×8 images."""
-    options = {
-        "model": "resnet20",
-        "model-arg": "width=4",
-        "epochs": "1",
-        "batch-size": "8",
-        "val-per-class": "2",
-        "eval-steps": "1",
-        "attack-steps": "1",
-        "evaluation": "{steps: 1}",
-        "eps": "8/255",
-        **overrides,
-    }
-    return [item for key, value in options.items() for item in (f"--{key}", value)]
+def tiny(settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    """TINY_CONFIG with dotted-key overrides (``{"data.dataset": path, "method.name": "trades"}``)."""
+    return apply_overrides(TINY_CONFIG, settings or {})
+
+
+def tiny_train_args(settings: dict[str, Any] | None = None) -> list[str]:
+    """``--set`` options for a seconds-long training run on the synthetic 8×8 images."""
+    tree = tiny(settings)
+    return [item for key, value in flatten(tree).items() for item in ("--set", f"{key}={json.dumps(value)}")]

@@ -138,11 +138,16 @@ def test_eps_parsing() -> None:
         ("pgd", {"eps": -0.1}, ConfigError, ">= 0"),
         ("pgd", {"eps": 8.0}, ConfigError, "absurd"),
         ("pgd", {"eps": 0.1, "norm": "L7"}, ConfigError, "unknown norm"),
-        ("pgd:steps=0", {"eps": 0.1}, ConfigError, "steps"),
-        ("pgd:loss=hinge", {"eps": 0.1}, ConfigError, "unknown loss"),
-        ("pgd:colour=red", {"eps": 0.1}, ConfigError, "takes no option"),
+        ({"name": "pgd", "args": {"steps": 0}}, {"eps": 0.1}, ConfigError, "steps"),
+        ({"name": "pgd", "args": {"loss": "hinge"}}, {"eps": 0.1}, ConfigError, "unknown loss"),
+        ({"name": "pgd", "args": {"colour": "red"}}, {"eps": 0.1}, ConfigError, "takes no option"),
         ("pdg", {"eps": 0.1}, UnknownNameError, "Did you mean: pgd"),
-        ("autoattack:version=custom,attacks=apgd-xx", {"eps": 0.1}, ConfigError, "unknown AutoAttack"),
+        (
+            "{name: autoattack, args: {version: custom, attacks: [apgd-xx]}}",
+            {"eps": 0.1},
+            ConfigError,
+            "unknown AutoAttack",
+        ),
     ],
 )
 def test_bad_attack_settings_are_clear_errors(spec: str, kwargs: dict, error: type, match: str) -> None:
@@ -154,14 +159,15 @@ def test_bad_attack_settings_are_clear_errors(spec: str, kwargs: dict, error: ty
 @pytest.mark.parametrize(
     ("spec", "match"),
     [
-        ("pgd:steps=abc", "option steps must be a whole number"),
-        ("pgd:steps=2.5", "option steps must be a whole number"),
-        ("pgd:random_start=maybe", "option random_start must be true or false"),
-        ("pgd:step_size=big", "option step_size must be a number"),
-        ({"name": "pgd", "steps": "ten"}, "option steps must be a whole number"),
-        ({"name": "pgd", "steps": True}, "option steps must be a whole number"),
-        ({"steps": 10}, "needs a name"),
-        ("pgd:steps", "must be key=value"),
+        ("{name: pgd, args: {steps: abc}}", "option steps must be a whole number"),
+        ("{name: pgd, args: {steps: 2.5}}", "option steps must be a whole number"),
+        ("{name: pgd, args: {random_start: maybe}}", "option random_start must be true or false"),
+        ("{name: pgd, args: {step_size: big}}", "option step_size must be a number"),
+        ({"name": "pgd", "args": {"steps": "ten"}}, "option steps must be a whole number"),
+        ({"name": "pgd", "args": {"steps": True}}, "option steps must be a whole number"),
+        ({"steps": 10}, "an attack is a name or a mapping"),
+        ("pgd:steps=10", "write attack options as a mapping"),
+        ("{name: pgd, args: [1]}", "args must be a mapping"),
     ],
 )
 def test_attack_options_are_typed_by_the_attack(spec: object, match: str) -> None:
@@ -173,7 +179,7 @@ def test_pgd_defaults_are_the_evaluation_protocol() -> None:
     a = PGD(eps=8 / 255)
     assert a.steps == 20 and a.restarts == 1 and a.random_start
     assert a.alpha == pytest.approx(2.5 * (8 / 255) / 20)
-    name, options = parse_attack_spec("pgd:loss=margin,steps=10,step_size=2/255")
+    name, options = parse_attack_spec("{name: pgd, args: {loss: margin, steps: 10, step_size: 2/255}}")
     b = build_attack(name, options, 8 / 255)
     assert isinstance(b, PGD) and (b.steps, b.loss, b.alpha) == (10, "margin", pytest.approx(2 / 255))
     assert b.step_at(16 / 255) == pytest.approx(4 / 255)  # the same fraction of ε at another budget

@@ -9,19 +9,18 @@ import torch.nn.functional as F
 
 from classwise.attacks import flat_norm, pgd
 from classwise.data import BatchIterator, LabeledImages
-from classwise.errors import ClasswiseError, ConfigError
-from classwise.gap import parse_variant
+from classwise.errors import ClasswiseError
 from classwise.models import create_model, load_checkpoint
-from classwise.train import TrainConfig, train
-from classwise.train.balance import BALANCERS, make_balancer
-from tests.synthetic import TINY_CONFIG, write_class_folders
+from classwise.train import METHODS, TECHNIQUES, TrainConfig, train
+from classwise.train.balance import Balance, make_technique
+from tests.synthetic import tiny, write_class_folders
 from tests.test_attacks import Linear
 
 COUNTS = torch.tensor([400, 100, 25])
 
 
-def _make(name: str, method: str = "pgd-at", **args: object):
-    return make_balancer(name, dict(args), COUNTS, 10, method)
+def _make(name: str, method: str = "pgd-at", **args: object):  # the technique, to call its roles directly
+    return make_technique(name, dict(args), COUNTS, 10, METHODS.get(method)).technique
 
 
 def _batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -32,7 +31,7 @@ def _batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 
 
 def test_every_technique_is_registered_and_builds() -> None:
-    assert set(BALANCERS.names()) == {
+    assert set(TECHNIQUES.names()) == {
         "none",
         "reweight",
         "adaptive-reweight",
@@ -48,8 +47,8 @@ def test_every_technique_is_registered_and_builds() -> None:
 
 def test_uniform_weights_give_exactly_the_plain_loss() -> None:
     _, y, loss = _batch()
-    for balancer in (_make("none"), _make("reweight", scheme="user", weights=[1.0, 1.0, 1.0])):
-        assert torch.equal(balancer.reduce(loss, y, {}, 0), loss.mean())
+    for technique in (_make("none"), _make("reweight", scheme="user", weights=[1.0, 1.0, 1.0])):
+        assert torch.equal(Balance(technique).reduce(loss, y, {}, 0), loss.mean())
 
 
 def test_inverse_and_effective_number_weights() -> None:
@@ -139,81 +138,69 @@ def test_frl_raises_the_weight_and_margin_of_the_class_with_the_largest_error() 
     _, y, loss = _batch()
     uniform = _make("frl", method="trades", mode="remargin")
     natural, boundary = loss, 2 * loss
-    assert uniform.reduce(loss, y, {"natural": natural, "boundary": boundary}, 0).item() == pytest.approx(
+    assert Balance(uniform).reduce(loss, y, {"natural": natural, "boundary": boundary}, 0).item() == pytest.approx(
         (natural + boundary).mean().item() / 2
     )
 
 
 def test_cfa_calibrates_eps_and_beta_from_training_robustness() -> None:
-    cfa = make_balancer("cfa", {"lambda1": 0.3, "lambda2": 0.5, "begin": 0.2}, COUNTS, 10, "trades")
+    cfa = _make("cfa", "trades", lambda1=0.3, lambda2=0.5, begin=0.2)
     cfa.observe_training(0, torch.tensor([0.6, 0.4, 0.2]))
     assert cfa.class_eps(1, 0.1) is None  # before ``begin``
     torch.testing.assert_close(cfa.class_eps(2, 0.1), torch.tensor([0.09, 0.07, 0.05]))
     torch.testing.assert_close(cfa.class_beta(2, 6.0), torch.tensor([6.6, 5.4, 4.2]))
     assert cfa.average_decay(torch.tensor([0.5, 0.3, 0.1])) is None
     assert cfa.average_decay(torch.tensor([0.5, 0.3, 0.25])) == pytest.approx(0.85)
+    weights = {"w": torch.tensor([1.0]), "steps": torch.tensor([3])}
+    assert not cfa.fold(weights, torch.tensor([0.5, 0.3, 0.1])) and cfa.average is None  # below the threshold
+    assert cfa.fold(weights, torch.tensor([0.5, 0.3, 0.25])) and cfa.fold(
+        {"w": torch.tensor([2.0]), "steps": torch.tensor([4])}, torch.tensor([0.3] * 3)
+    )
+    assert cfa.average is not None and cfa.average["w"].item() == pytest.approx(0.85 * 1 + 0.15 * 2)
+    assert cfa.average["steps"].item() == 4  # integer buffers are taken, not averaged
+    assert _make("cfa", "pgd-at").ccr is False and cfa.ccr is True  # CCR calibrates TRADES' β only
 
 
 @pytest.mark.parametrize(
     ("changes", "match"),
     [
-        ({"balance": "reweight", "balance_args": {"scheme": "user", "weights": [1, 2]}}, "one value per class"),
-        ({"balance": "reweight", "balance_args": {"scheme": "user", "weights": [1, -2, 1]}}, ">= 0"),
-        ({"imbalance_ratio": 0.5}, "imbalance_ratio"),
-        ({"balance": "frl", "method": "pgd-at"}, "works with method"),
-        ({"balance": "class-eps", "method": "standard", "balance_args": {"adaptive": True}}, "works with method"),
-        ({"balance": "focal", "balance_args": {"alpha": 1}}, "takes no option"),
-        ({"balance": "fokal"}, "Did you mean: focal"),
+        ({"balance.name": "reweight", "balance.args": {"scheme": "user", "weights": [1, 2]}}, "one value per class"),
+        ({"balance.name": "reweight", "balance.args": {"scheme": "user", "weights": [1, -2, 1]}}, ">= 0"),
+        ({"data.imbalance_ratio": 0.5}, "imbalance_ratio"),
+        ({"balance.name": "frl", "method.name": "pgd-at"}, "frl reweighs the natural and boundary parts.*trades"),
+        ({"balance.name": "class-eps", "method.name": "standard"}, "adversarial training only"),
+        ({"balance.name": "cfa", "balance.args.ccr": True}, "CCR calibrates TRADES"),
+        ({"balance.name": "focal", "balance.args.alpha": 1}, r"balance.args: focal takes no option\(s\) \['alpha'\]"),
+        ({"balance.name": "fokal"}, "Did you mean: focal"),
     ],
 )
 def test_bad_balancing_settings_fail_before_training(tmp_path: Path, changes: dict, match: str) -> None:
     data = str(write_class_folders(tmp_path, n=6))
     with pytest.raises(ClasswiseError, match=match):
-        cfg = TrainConfig.from_dict({**TrainConfig(dataset=data, val_per_class=2).to_dict(), **changes})
+        cfg = TrainConfig.from_dict(tiny({"data.dataset": data, **changes}))
         train(cfg, tmp_path / "run", progress=False)
     assert not (tmp_path / "run" / "state.pt").exists()
 
 
-def test_variant_syntax() -> None:
-    assert parse_variant("pgd-at") == {"method": "pgd-at"}
-    assert parse_variant("pgd-at+class-eps:values=[0.01, 0.02],adaptive=false") == {
-        "method": "pgd-at",
-        "balance": "class-eps",
-        "balance_args": {"values": [0.01, 0.02], "adaptive": False},
-    }
-    with pytest.raises(ConfigError, match="no technique"):
-        parse_variant("pgd-at:gamma=2")
-
-
 def test_cfa_run_evaluates_its_weight_average_and_resumes_its_state(tmp_path: Path) -> None:
     data = str(write_class_folders(tmp_path, n=10, as_tar=True))
-    cfg = TrainConfig(
-        **{**TINY_CONFIG, "attack_steps": 2, "epochs": 2, "eval_steps": 2, "evaluation": {"steps": 2}},
-        dataset=data,
-        method="trades",
-        balance="cfa",
-        balance_args={"fawa_threshold": 0.0, "begin": 0.0},
-        imbalance_ratio=2.0,
-    )
+    settings = {"data.dataset": data, "data.imbalance_ratio": 2.0, "method.name": "trades", "method.args.steps": 2}
+    settings |= {"optim.epochs": 2, "balance.name": "cfa", "balance.args": {"fawa_threshold": 0.0, "begin": 0.0}}
+    cfg = TrainConfig.from_dict(tiny(settings))
     result = train(cfg, tmp_path / "run", progress=False)
     assert (tmp_path / "run" / "fawa.pt").exists()
     source = json.loads((tmp_path / "run" / "eval" / "evaluation.json").read_text())["source"]["checkpoint"]
     assert source.endswith("fawa.pt")
     state = torch.load(tmp_path / "run" / "state.pt", weights_only=True)
-    assert state["balancer"]["train_robust"] is not None and state["average"] is not None
+    assert state["technique"]["train_robust"] is not None and state["technique"]["average"] is not None
     assert result.test.clean().n.tolist() == [10, 10, 10]
 
 
 def test_posthoc_adjusted_checkpoint_keeps_its_shift(tmp_path: Path) -> None:
     data = str(write_class_folders(tmp_path, n=10))
-    cfg = TrainConfig(
-        **TINY_CONFIG,
-        dataset=data,
-        method="standard",
-        balance="logit-adjust",
-        balance_args={"mode": "posthoc"},
-        imbalance_ratio=4.0,
-    )
+    settings = {"data.dataset": data, "data.imbalance_ratio": 4.0, "method.name": "standard"}
+    settings |= {"balance.name": "logit-adjust", "balance.args.mode": "posthoc"}
+    cfg = TrainConfig.from_dict(tiny(settings))
     train(cfg, tmp_path / "run", progress=False)
     model, _ = load_checkpoint(tmp_path / "run" / "best.pt")
     assert model.logit_shift is not None and model.logit_shift.argmax().item() == 2  # the rarest class

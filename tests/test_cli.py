@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from classwise.cli import build_parser, main
 from tests.synthetic import tiny_train_args, write_idx_dataset
@@ -126,23 +127,43 @@ def test_evaluate_refuses_a_class_count_mismatch(tmp_path: Path, capsys: pytest.
     assert code == 2 and "trained for 4 classes but the dataset has 3" in capsys.readouterr().err
 
 
-_TINY = tiny_train_args()
-
-
 def test_train_then_resume_then_refuse_changes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from tests.synthetic import write_class_folders
 
     data = str(write_class_folders(tmp_path, n=6))
     run = tmp_path / "run"
-    assert main(["train", "--dataset", data, "--method", "pgd-at", *_TINY, "--out", str(run)]) == 0
+    tiny = tiny_train_args({"data.dataset": data})
+    assert main(["train", *tiny, "--out", str(run)]) == 0
     assert "max-min" in capsys.readouterr().out
-    assert main(["train", "--resume", str(run)]) == 0  # finished: nothing to redo, evaluates again
-    assert main(["train", "--resume", str(run), "--lr", "0.5"]) == 2
-    assert "changed config" in capsys.readouterr().err
-    assert main(["train", "--dataset", data, *_TINY, "--out", str(run)]) == 2
-    assert main(["train", "--dataset", data, *_TINY, "--attack-steps", "0", "--out", str(tmp_path / "r2")]) == 2
-    assert "attack_steps must be >= 1" in capsys.readouterr().err
+    assert main(["train", "--resume", str(run)]) == 0  # finished: nothing to redo, the evaluation is reused
+    assert main(["train", "--resume", str(run), "--set", "optim.lr=0.5"]) == 2
+    assert "changed config (optim.lr: 0.1 → 0.5)" in capsys.readouterr().err
+    assert main(["train", *tiny, "--out", str(run)]) == 2
+    assert main(["train", *tiny, "--set", "method.args.steps=0", "--out", str(tmp_path / "r2")]) == 2
+    assert "steps must be >= 1" in capsys.readouterr().err
+    assert main(["train", *tiny, "--set", "optim.lr", "--out", str(tmp_path / "r2")]) == 2
+    assert "--set takes KEY=VALUE" in capsys.readouterr().err
     assert not (tmp_path / "r2").exists()
+
+
+def test_train_from_a_config_file_with_overrides(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.synthetic import tiny, write_class_folders
+
+    data = str(write_class_folders(tmp_path, n=6))
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(tiny({"data.dataset": data, "threat.eps": "4/255"})))
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(tmp_path / "c.yaml"), "--set", "optim.epochs=2", "--out", str(run)]) == 0
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["optim"]["epochs"] == 2 and saved["threat"]["eps"] == pytest.approx(4 / 255)
+    assert main(["train", "--config", str(tmp_path / "missing.yaml"), "--out", str(tmp_path / "r2")]) == 2
+    assert "missing.yaml does not exist" in capsys.readouterr().err
+
+
+def test_config_lists_every_setting(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["config"]) == 0
+    out = capsys.readouterr().out
+    for key in ("optim.lr", "threat.eps", "method.args.beta", "monitor.select", "evaluation.n_per_class", "cfa"):
+        assert key in out
 
 
 def test_gap_prints_both_models_side_by_side(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -150,15 +171,13 @@ def test_gap_prints_both_models_side_by_side(tmp_path: Path, capsys: pytest.Capt
 
     data = str(write_class_folders(tmp_path, n=6))
     out = tmp_path / "gap"
-    assert (
-        main(
-            [
-                *("gap", "--dataset", data, *_TINY, "--train-per-class", "4"),
-                *("--evaluation", "{steps: 1, n_per_class: 3}", "--out", str(out)),
-            ]
-        )
-        == 0
-    )
+    tiny = tiny_train_args({"data.dataset": data, "data.train_per_class": 4, "evaluation.n_per_class": 3})
+    assert main(["gap", *tiny, "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "standard" in printed and "pgd-at" in printed and "weakest" in printed
     assert (out / "standard" / "best.pt").exists() and (out / "pgd-at" / "eval" / "evaluation.json").exists()
+    focal = "{method.name: pgd-at, balance.name: focal, balance.args.gamma: 2}"
+    assert main(["gap", *tiny, "--variant", focal, "--out", str(out)]) == 0
+    assert (out / "pgd-at+focal+gamma=2" / "eval" / "evaluation.json").exists()
+    assert main(["gap", *tiny, "--variant", "pgd-at+focal:gamma=2", "--out", str(out)]) == 2
+    assert "--variant takes a mapping" in capsys.readouterr().err

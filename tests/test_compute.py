@@ -15,7 +15,7 @@ from classwise.errors import ConfigError
 from classwise.evaluate import EvalSpec, evaluate
 from classwise.models import create_model
 from classwise.train import TrainConfig, train
-from tests.synthetic import TINY_CONFIG, write_class_folders
+from tests.synthetic import tiny, write_class_folders
 from tests.test_attacks import Linear, as_split
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
@@ -31,7 +31,7 @@ def test_auto_precision_is_bf16_where_the_hardware_has_it(monkeypatch: pytest.Mo
     with pytest.raises(ConfigError, match="unknown precision 'half'"):
         compute.resolve_precision("half", CPU)
     with pytest.raises(ConfigError, match="unknown precision"):
-        TrainConfig(precision="fp16")
+        TrainConfig().with_overrides({"optim.precision": "fp16"})
 
 
 def _model(arch: str, **kw: int) -> torch.nn.Module:
@@ -62,7 +62,7 @@ def test_evaluation_is_fp32_unless_asked() -> None:
     with pytest.raises(ConfigError, match="precision must be fp32 or bf16"):
         EvalSpec(precision="fp16")
     data = as_split(torch.rand(30, 3, 2, 2, generator=torch.Generator().manual_seed(0)), torch.arange(30) % 3)
-    spec = EvalSpec(attacks=("pgd:steps=5",), eps=(0.05,))
+    spec = EvalSpec(attacks=({"name": "pgd", "args": {"steps": 5}},), eps=(0.05,))
     fp32 = evaluate(Linear(), data, spec, class_names="abc", progress=False)
     bf16 = evaluate(Linear(), data, replace(spec, precision="bf16"), class_names="abc", progress=False)
     assert bf16.spec.precision == "bf16" and fp32.spec.precision == "fp32"
@@ -72,7 +72,7 @@ def test_evaluation_is_fp32_unless_asked() -> None:
 
 def test_a_run_records_its_precision_and_layout(tmp_path: Path) -> None:
     data = str(write_class_folders(tmp_path, n=6))
-    cfg = TrainConfig.from_dict({**TINY_CONFIG, "dataset": data, "precision": "bf16", "model_args": {"width": 16}})
+    cfg = TrainConfig.from_dict(tiny({"data.dataset": data, "optim.precision": "bf16", "model.args.width": 16}))
     result = train(cfg, tmp_path / "run", progress=False)
     assert [(h["precision"], h["channels_last"]) for h in result.history] == [("bf16", True)]
     assert result.test.spec.precision == "fp32"  # the final evaluation stays fp32

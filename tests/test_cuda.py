@@ -22,7 +22,7 @@ from classwise.models import load_checkpoint
 from classwise.study import load_study, run_study
 from classwise.train import TrainConfig, train
 from classwise.train.step import TrainStep
-from tests.synthetic import TINY_CONFIG, tiny_train_args, write_class_folders
+from tests.synthetic import tiny, tiny_train_args, write_class_folders
 from tests.test_attacks import Linear, as_split
 
 DEVICE = os.environ.get("CLASSWISE_TEST_DEVICE", "cuda")
@@ -51,10 +51,9 @@ def _data(tmp_path: Path) -> str:
     ],
 )
 def test_training_runs_on_the_device(tmp_path: Path, method: str, balance: str, balance_args: dict) -> None:
-    cfg = TrainConfig.from_dict(
-        {**TINY_CONFIG, "dataset": _data(tmp_path), "method": method, "epochs": 2, "attack_steps": 2}
-        | {"balance": balance, "balance_args": balance_args}
-    )
+    settings = {"data.dataset": _data(tmp_path), "method.name": method, "optim.epochs": 2}
+    settings |= {"method.args": {"steps": 2} if method in ("pgd-at", "trades") else {}}
+    cfg = TrainConfig.from_dict(tiny(settings | {"balance.name": balance, "balance.args": balance_args}))
     result = train(cfg, tmp_path / "run", device=DEVICE, progress=True)
     assert [h["epoch"] for h in result.history] == [0, 1]
     assert all(np.isfinite(h["train_loss"]) for h in result.history)
@@ -118,7 +117,7 @@ def test_a_step_that_cannot_be_captured_is_one_clear_error() -> None:
 def test_graphed_training_follows_eager_training(tmp_path: Path) -> None:
     """A whole PGD-AT run with and without CUDA graphs: the same training, up to bf16 rounding."""
     data = str(write_class_folders(tmp_path, n=24, as_tar=True))
-    cfg = TrainConfig.from_dict({**TINY_CONFIG, "dataset": data, "method": "pgd-at", "attack_steps": 3, "epochs": 2})
+    cfg = TrainConfig.from_dict(tiny({"data.dataset": data, "method.args.steps": 3, "optim.epochs": 2}))
     runs = {}
     for graphs in (False, True):
         result = train(
@@ -137,9 +136,9 @@ def test_graphed_training_follows_eager_training(tmp_path: Path) -> None:
 
 
 def test_resume_on_the_device_keeps_the_history_whole(tmp_path: Path) -> None:
-    cfg = TrainConfig.from_dict({**TINY_CONFIG, "dataset": _data(tmp_path), "method": "pgd-at", "epochs": 1})
+    cfg = TrainConfig.from_dict(tiny({"data.dataset": _data(tmp_path), "optim.epochs": 1}))
     train(cfg, tmp_path / "run", device=DEVICE, progress=False, final_evaluation=False)
-    longer = TrainConfig.from_dict({**cfg.to_dict(), "epochs": 2})
+    longer = cfg.with_overrides({"optim.epochs": 2})
     (tmp_path / "run" / "config.yaml").write_text(yaml.safe_dump(longer.to_dict()))
     result = train(None, tmp_path / "run", resume=True, device=DEVICE, progress=False)
     assert [h["epoch"] for h in result.history] == [0, 1]
@@ -152,7 +151,7 @@ def test_evaluation_on_the_device_matches_the_cpu() -> None:
     y = Linear()(x).argmax(1).detach()
     y[::5] = (y[::5] + 1) % 3
     data = as_split(x, y)
-    spec = EvalSpec(attacks=("fgsm", "pgd:steps=10,random_start=false"), eps=(0.05,))
+    spec = EvalSpec(attacks=("fgsm", {"name": "pgd", "args": {"steps": 10, "random_start": False}}), eps=(0.05,))
     on_cpu = evaluate(Linear(), data, spec, class_names=("a", "b", "c"), progress=False)
     on_dev = evaluate(Linear().to(DEVICE), data, spec, class_names=("a", "b", "c"), progress=False)
     np.testing.assert_array_equal(on_dev.clean_pred, on_cpu.clean_pred)
@@ -174,7 +173,7 @@ def test_boundary_distance_on_the_device() -> None:
 def test_cli_train_and_evaluate_on_the_device(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = _data(tmp_path)
     run = tmp_path / "run"
-    assert main(["train", "--dataset", data, *tiny_train_args(), "--out", str(run), "--device", DEVICE]) == 0
+    assert main(["train", *tiny_train_args({"data.dataset": data}), "--out", str(run), "--device", DEVICE]) == 0
     out = tmp_path / "eval"
     args = ["evaluate", "--checkpoint", str(run / "best.pt"), "--dataset", data, "--device", DEVICE]
     args += ["--attack", "fgsm", "--attack", "pgd", "--eps", "0,4/255,8/255", "--steps", "3", "--cascade"]
@@ -186,9 +185,9 @@ def test_cli_train_and_evaluate_on_the_device(tmp_path: Path, capsys: pytest.Cap
 def test_study_on_the_device(tmp_path: Path) -> None:
     doc = {
         "name": "tiny",
-        "base": {**TINY_CONFIG, "method": "pgd-at", "dataset": _data(tmp_path)},
+        "base": tiny({"data.dataset": _data(tmp_path)}),
         "grid": {"seed": [0, 1]},
-        "evaluation": {"attacks": ["pgd"], "eps": ["8/255"], "steps": 2},
+        "evaluation": {"attacks": [{"name": "pgd", "args": {"steps": 2}}], "eps": ["8/255"]},
     }
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump(doc))

@@ -14,12 +14,12 @@ from classwise.data import (
     BatchIterator,
     LabeledImages,
     augment_batch,
-    catalog,
     class_subset,
     formats,
     load_dataset,
     long_tail_counts,
     long_tailed,
+    official,
     validation_split,
 )
 from classwise.data.files import RemoteFile, download
@@ -90,7 +90,7 @@ def test_archive_is_downloaded_then_extracted(tmp_path: Path) -> None:
         tar.add(staging / "cifar-10-batches-py", arcname="cifar-10-batches-py")
     md5 = hashlib.md5(archive.read_bytes()).hexdigest()
     fake = RemoteFile("cifar-10-python.tar.gz", (archive.as_uri(),), md5)
-    load = catalog._archive_loader("cifar10", fake, "cifar-10-batches-py", catalog._read_cifar10)
+    load = official._archive_loader("cifar10", fake, "cifar-10-batches-py", official._read_cifar10)
     splits = load(tmp_path / "root", True)
     assert splits["train"][0].shape == (N_TRAIN, 3, 32, 32)
     assert (tmp_path / "root" / "cifar-10-batches-py").is_dir()

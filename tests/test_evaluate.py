@@ -24,7 +24,7 @@ from classwise.evaluate import (
     wilson_interval,
     write_evaluation,
 )
-from classwise.evaluate.engine import sanity_warnings
+from classwise.evaluate.checks import sanity_warnings
 from tests.test_attacks import Linear, as_split
 
 CLASSES = ("a", "b", "c")
@@ -61,7 +61,7 @@ def test_spread_and_confusion_by_hand() -> None:
 
 def test_evaluate_per_class_invariants() -> None:
     model = Linear().train()
-    spec = EvalSpec.from_dict({"attacks": ["fgsm", "pgd"], "eps": [0.02, 0.1], "steps": 10})
+    spec = EvalSpec.from_dict({"attacks": ["fgsm", {"name": "pgd", "args": {"steps": 10}}], "eps": [0.02, 0.1]})
     ev = evaluate(model, _data(), spec, class_names=CLASSES, progress=False)
     assert model.training and all(p.requires_grad for p in model.parameters())  # mode restored
     clean = ev.clean()
@@ -88,7 +88,7 @@ def test_evaluate_per_class_invariants() -> None:
 
 def test_cascade_gives_the_same_worst_case_flags() -> None:
     data, model = _data(150), Linear()
-    spec = EvalSpec(attacks=("fgsm", "pgd:steps=8,random_start=false"), eps=(0.05,))
+    spec = EvalSpec(attacks=("fgsm", {"name": "pgd", "args": {"steps": 8, "random_start": False}}), eps=(0.05,))
     full = evaluate(model, data, spec, class_names=CLASSES, progress=False)
     fast = evaluate(model, data, replace(spec, cascade=True), class_names=CLASSES, progress=False)
     np.testing.assert_array_equal(full.worst[0].robust, fast.worst[0].robust)
@@ -154,7 +154,7 @@ def test_sanity_warnings_for_pgd_weaker_than_fgsm_and_rising_curves() -> None:
 
 def test_targeted_matrix_by_source_and_target() -> None:
     data = _data()
-    spec = EvalSpec(attacks=("pgd:steps=40,step_size=0.05",), eps=(1.0,), targeted="all")
+    spec = EvalSpec(attacks=({"name": "pgd", "args": {"steps": 40, "step_size": 0.05}},), eps=(1.0,), targeted="all")
     result = evaluate(Linear(), data, spec, class_names=CLASSES, progress=False).targeted
     assert result is not None
     counts = np.bincount(data.labels.numpy(), minlength=3)

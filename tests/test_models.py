@@ -55,13 +55,13 @@ def test_normalisation_is_the_first_layer() -> None:
 
 
 def test_presets_and_arguments() -> None:
-    assert _model("wrn_16_4").spec.kwargs == {"depth": 16, "widen": 4}
+    assert _model("wrn_16_4").spec.arch == "wrn_16_4" and _model("wrn_16_4").spec.kwargs == {}
     assert _model("resnet20", depth=32).spec.kwargs == {"depth": 32}
     with pytest.raises(ConfigError, match="no argument"):
         _model("resnet18", depth=3)
     with pytest.raises(ConfigError, match="6n\\+2"):
         _model("resnet20", depth=21)
-    with pytest.raises(ConfigError, match="fixes"):
+    with pytest.raises(ConfigError, match="has no argument"):
         _model("wrn_34_10", depth=28)
 
 

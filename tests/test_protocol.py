@@ -28,11 +28,15 @@ from classwise.evaluate.progress_state import STATE
 from classwise.report import collect, write_report
 from classwise.study import STORE, Store, load_study, run_study
 from classwise.train import TrainConfig, train
-from tests.synthetic import TINY_CONFIG, write_class_folders
+from tests.synthetic import tiny, tiny_train_args, write_class_folders
 from tests.test_attacks import Linear, as_split
 
 ROOT = Path(__file__).resolve().parents[1]
-SPEC = {"attacks": [{"name": "pgd", "steps": 2}, "fgsm"], "n_per_class": 6}
+SPEC = {"attacks": [{"name": "pgd", "args": {"steps": 2}}, "fgsm"], "n_per_class": 6}
+
+
+def _pgd(**args: object) -> dict:
+    return {"name": "pgd", "args": args}
 
 
 def _rows(ev_folder: Path) -> list[dict]:
@@ -42,9 +46,9 @@ def _rows(ev_folder: Path) -> list[dict]:
 def test_one_checkpoint_gives_identical_numbers_through_evaluate_a_run_and_a_study(tmp_path: Path) -> None:
     """A bf16-trained model, evaluated (in fp32) by its run, by ``classwise evaluate`` and by a study."""
     data = str(write_class_folders(tmp_path, n=8))
-    config = {**TINY_CONFIG, "dataset": data, "method": "pgd-at", "epochs": 2, "evaluation": SPEC, "precision": "bf16"}
+    config = tiny({"data.dataset": data, "optim.epochs": 2, "optim.precision": "bf16", "evaluation": SPEC})
     run = train(TrainConfig.from_dict(config), tmp_path / "run", progress=False)
-    args = ["evaluate", "--checkpoint", str(run.checkpoint), "--dataset", data, "--attack", "pgd:steps=2"]
+    args = ["evaluate", "--checkpoint", str(run.checkpoint), "--dataset", data, "--attack", "pgd", "--steps", "2"]
     assert main([*args, "--attack", "fgsm", "--n-per-class", "6", "--out", str(tmp_path / "cli")]) == 0
     study = tmp_path / "study.yaml"
     study.write_text(
@@ -72,7 +76,7 @@ def test_one_checkpoint_gives_identical_numbers_through_evaluate_a_run_and_a_stu
 
 def test_results_are_read_back_typed_and_record_what_ran(tmp_path: Path) -> None:
     data = as_split(torch.rand(30, 3, 2, 2, generator=torch.Generator().manual_seed(1)), torch.arange(30) % 3)
-    spec = EvalSpec(attacks=("pgd:steps=5",), eps=(3 / 255, 5 / 255), seed=4)
+    spec = EvalSpec(attacks=({"name": "pgd", "args": {"steps": 5}},), eps=(3 / 255, 5 / 255), seed=4)
     ev = run_evaluation(Linear(), data, spec, tmp_path / "ev", class_names=("a", "b", "c"), progress=False)
     back = read_evaluation(tmp_path / "ev")
     assert back.spec == spec.resolved() and back.spec.eps == (3 / 255, 5 / 255)
@@ -101,16 +105,18 @@ def test_images_first_n_in_dataset_order_or_first_n_per_class() -> None:
 @pytest.mark.parametrize(
     ("doc", "match"),
     [
-        ({"atacks": ["pgd"]}, r"evaluation.atacks: unknown field"),
-        ({"attacks": ["pgd:steps=abc"]}, "option steps must be a whole number"),
-        ({"attacks": [{"name": "pgd", "colour": "red"}]}, "takes no option 'colour'"),
+        ({"atacks": ["pgd"]}, r"evaluation.atacks: unknown setting"),
+        ({"attacks": [{"name": "pgd", "args": {"steps": "abc"}}]}, "option steps must be a whole number"),
+        ({"attacks": [{"name": "pgd", "args": {"colour": "red"}}]}, "takes no option 'colour'"),
+        ({"attacks": [{"name": "pgd", "steps": 10}]}, "put options under args"),
+        ({"attacks": ["pgd:steps=10"]}, "write attack options as a mapping"),
         ({"attacks": ["pgdd"]}, "Did you mean: pgd"),
         ({"attacks": []}, "at least one attack"),
         ({"eps": ["8/25x"]}, "cannot read ε"),
         ({"eps": [3.0]}, "absurd"),
         ({"n_per_class": 0}, "n_per_class must be a whole number >= 1"),
         ({"batch_size": "many"}, "batch_size must be a whole number"),
-        ({"steps": "ten"}, "steps must be a whole number"),
+        ({"steps": 10}, "steps: unknown setting"),
         ({"norm": "L3"}, "unknown norm"),
         ({"cascade": "yes"}, "cascade must be true or false"),
     ],
@@ -125,7 +131,7 @@ def test_bad_spec_on_the_command_line_fails_before_anything_loads(
 ) -> None:
     out = tmp_path / "out"
     args = ["evaluate", "--checkpoint", "missing.pt", "--dataset", "missing", "--out", str(out)]
-    assert main([*args, "--attack", "pgd:steps=abc"]) == 2
+    assert main([*args, "--attack", "{name: pgd, args: {steps: abc}}"]) == 2
     err = capsys.readouterr().err
     assert "option steps must be a whole number" in err and "Traceback" not in err and not out.exists()
 
@@ -153,7 +159,7 @@ def test_an_interrupted_evaluation_resumes_with_identical_records(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     data = as_split(torch.rand(60, 3, 2, 2, generator=torch.Generator().manual_seed(3)), torch.arange(60) % 3)
-    spec = EvalSpec(attacks=("pgd:steps=4", "pgd:steps=3,restarts=2"), eps=(0.05, 0.1), batch_size=7)
+    spec = EvalSpec(attacks=(_pgd(steps=4), _pgd(steps=3, restarts=2)), eps=(0.05, 0.1), batch_size=7)
     whole = run_evaluation(Linear(), data, spec, tmp_path / "whole", class_names="abc", progress=False)
     with monkeypatch.context() as m:
         _crash_after(m, 9)
@@ -197,7 +203,7 @@ def _class_folder_checkpoint(tmp_path: Path, classes: tuple[str, ...]) -> tuple[
 
 def test_killed_evaluate_resumes_from_its_last_batch_with_identical_records(tmp_path: Path) -> None:
     data, ckpt = _class_folder_checkpoint(tmp_path, ("cat", "dog", "ship"))
-    common = ["evaluate", "--checkpoint", str(ckpt), "--dataset", data, "--attack", "pgd:steps=300,restarts=2"]
+    common = ["evaluate", "--checkpoint", str(ckpt), "--dataset", data, "--steps", "300", "--restarts", "2"]
     common += ["--eps", "16/255", "--batch-size", "1"]
     assert main([*common, "--out", str(tmp_path / "whole")]) == 0
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
@@ -221,7 +227,8 @@ def test_progress_written_to_a_file_is_a_few_whole_lines(tmp_path: Path) -> None
     data, ckpt = _class_folder_checkpoint(tmp_path, ("cat", "dog", "ship"))
     log = tmp_path / "log.txt"
     cmd = [sys.executable, "-m", "classwise.cli", "evaluate", "--checkpoint", str(ckpt), "--dataset", data]
-    cmd += ["--attack", "pgd:steps=3", "--attack", "autoattack:version=custom,attacks=apgd-ce+square"]
+    cmd += ["--attack", "pgd", "--steps", "3"]
+    cmd += ["--attack", "{name: autoattack, args: {version: custom, attacks: [apgd-ce, square]}}"]
     cmd += ["--batch-size", "2", "--out", str(tmp_path / "ev")]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     with open(log, "w") as f:
@@ -266,9 +273,8 @@ def test_standard_autoattack_on_datasets_with_few_classes(tmp_path: Path, k: int
 def gap_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("gap")
     data = str(write_class_folders(tmp, n=8))
-    args = ["gap", "--dataset", data, "--model", "resnet20", "--model-arg", "width=4", "--epochs", "2"]
-    args += ["--batch-size", "8", "--val-per-class", "2", "--eval-steps", "1", "--attack-steps", "1"]
-    assert main([*args, "--eps", "8/255", "--evaluation", "{steps: 2}", "--out", str(tmp / "gap")]) == 0
+    settings = {"data.dataset": data, "optim.epochs": 2, "evaluation.attacks": [_pgd(steps=2)]}
+    assert main(["gap", *tiny_train_args(settings), "--out", str(tmp / "gap")]) == 0
     return tmp / "gap"
 
 

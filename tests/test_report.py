@@ -11,17 +11,17 @@ import yaml
 from classwise.cli import main
 from classwise.report import collect, write_report
 from classwise.study import load_study, run_study
-from tests.synthetic import TINY_CONFIG, tiny_train_args, write_class_folders
+from tests.synthetic import tiny, tiny_train_args, write_class_folders
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = tiny_train_args(epochs="2", evaluation="{steps: 2}")
+TINY = {"optim.epochs": 2, "evaluation.attacks": [{"name": "pgd", "args": {"steps": 2}}]}
 
 
 @pytest.fixture(scope="module")
 def gap_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("gap")
     data = str(write_class_folders(tmp, n=8))
-    assert main(["gap", "--dataset", data, *TINY, "--out", str(tmp / "gap")]) == 0
+    assert main(["gap", *tiny_train_args({**TINY, "data.dataset": data}), "--out", str(tmp / "gap")]) == 0
     return tmp / "gap"
 
 
@@ -57,9 +57,9 @@ def test_report_with_boundary_distances(gap_dir: Path, tmp_path: Path) -> None:
 def test_study_report_has_universality_hyperparameters_and_widening(tmp_path: Path) -> None:
     data = str(write_class_folders(tmp_path, n=8))
     doc = {
-        "base": {**TINY_CONFIG, "dataset": data},
-        "grid": {"method": ["standard", "pgd-at"], "seed": [0, 1]},
-        "evaluation": {"attacks": ["fgsm"], "eps": [0.03], "steps": 1},
+        "base": tiny({"data.dataset": data}),
+        "grid": {"method.name": ["standard", "pgd-at"], "seed": [0, 1]},
+        "evaluation": {"attacks": ["fgsm"], "eps": [0.03]},
     }
     path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump(doc))

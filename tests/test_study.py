@@ -17,19 +17,19 @@ import yaml
 from classwise.cli import main
 from classwise.errors import ClasswiseError, ConfigError
 from classwise.study import STORE, Store, export, load_study, run_study
-from tests.synthetic import TINY_CONFIG, write_class_folders
+from tests.synthetic import tiny, write_class_folders
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = {**TINY_CONFIG, "method": "standard"}
+TINY = tiny({"method.name": "standard"})
 
 
 def _study(tmp_path: Path, grid: dict, **extra: object) -> Path:
     data = str(write_class_folders(tmp_path, n=8))
     doc = {
         "name": "tiny",
-        "base": {**TINY, "dataset": data},
+        "base": tiny({"method.name": "standard", "data.dataset": data}),
         "grid": grid,
-        "evaluation": {"attacks": ["fgsm", "pgd"], "eps": ["4/255"], "steps": 2},
+        "evaluation": {"attacks": ["fgsm", {"name": "pgd", "args": {"steps": 2}}], "eps": ["4/255"]},
         **extra,
     }
     path = tmp_path / "study.yaml"
@@ -41,12 +41,14 @@ def _study(tmp_path: Path, grid: dict, **extra: object) -> Path:
     ("doc", "match"),
     [
         ({"grd": {}}, r"study.yaml.grd: unknown field"),
-        ({"grid": {"learning_rate": [0.1]}}, "grid.learning_rate: unknown config field"),
-        ({"grid": {"model_args.width": 3}}, "grid.model_args.width: give a non-empty list"),
+        ({"grid": {"learning_rate": [0.1]}}, "grid.learning_rate: unknown setting"),
+        ({"grid": {"optim.learning_rate": [0.1]}}, r"run \[optim.learning_rate=0.1\]: optim.learning_rate: unknown"),
+        ({"grid": {"model.args.width": 3}}, "grid.model.args.width: give a non-empty list"),
         ({"grid": {"seed": []}}, "grid.seed: give a non-empty list"),
         ({"base": {"epochz": 3}}, "base.epochz: unknown field"),
-        ({"grid": {"method": ["pgd-at", "madry"]}}, r"run \[method=madry\]: unknown method"),
-        ({"grid": {"epochs": ["many"]}}, "wrong type|must be"),
+        ({"grid": {"method.name": ["pgd-at", "madry"]}}, r"run \[method.name=madry\]: .*unknown training method"),
+        ({"grid": {"optim.epochs": ["many"]}}, "optim.epochs: expected a whole number, got 'many'"),
+        ({"grid": {"with": [{"optim.lr": 0.1}, {"optimm.lr": 0.1}]}}, "grid.optimm.lr: unknown setting"),
         ({"evaluation": {"attacks": ["pgd"], "eps": [-1]}}, "evaluation: ε must be >= 0"),
     ],
 )
@@ -58,10 +60,12 @@ def test_bad_study_files_name_the_offending_path(tmp_path: Path, doc: dict, matc
 
 
 def test_expansion_counts_hashes_and_dotted_keys(tmp_path: Path) -> None:
-    path = _study(tmp_path, {"seed": [0, 1], "model_args.width": [4, 8], "variant": ["standard", "pgd-at"]})
+    together = [{"method.name": "standard"}, {"method.name": "pgd-at", "method.args.steps": 2}]
+    path = _study(tmp_path, {"seed": [0, 1], "model.args.width": [4, 8], "with": together})
     study = load_study(path)
     assert len(study.runs) == 8 and len({r.run_id for r in study.runs}) == 8
-    assert {r.config.model_args["width"] for r in study.runs} == {4, 8}
+    assert {r.config.model.args["width"] for r in study.runs} == {4, 8}
+    assert {r.config.method.options().steps for r in study.runs if r.config.method.name == "pgd-at"} == {2}
     again = load_study(path)
     assert [r.run_id for r in again.runs] == [r.run_id for r in study.runs]
 
@@ -84,7 +88,7 @@ def test_local_run_records_every_class_and_skips_finished_runs(tmp_path: Path) -
 
 
 def test_failures_are_recorded_retried_and_do_not_stop_the_others(tmp_path: Path) -> None:
-    path = _study(tmp_path, {"dataset": ["MISSING", str(tmp_path / "images")]}, retries=1)
+    path = _study(tmp_path, {"data.dataset": ["MISSING", str(tmp_path / "images")]}, retries=1)
     study = load_study(path)
     out = run_study(study, tmp_path / "s", progress=False)
     assert (out.done, out.failed) == (1, 1)
@@ -102,7 +106,7 @@ def test_worker_processes_take_each_run_exactly_once(tmp_path: Path) -> None:
 def test_killed_study_resumes_and_completes_every_run_exactly_once(tmp_path: Path) -> None:
     path = _study(tmp_path, {"seed": [0, 1, 2]})
     base = yaml.safe_load(path.read_text())
-    base["base"]["epochs"] = 3
+    base["base"]["optim"]["epochs"] = 3
     path.write_text(yaml.safe_dump(base))
     cmd = [sys.executable, "-m", "classwise.cli", "study", "run", str(path), "--dir", str(tmp_path / "s")]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
@@ -157,7 +161,7 @@ def test_status_export_and_confirmation(tmp_path: Path, capsys: pytest.CaptureFi
     assert "done 1" in capsys.readouterr().out
     assert main(["study", "export", str(path), "--dir", str(tmp_path / "s"), "--out", str(tmp_path / "t.csv")]) == 0
     lines = (tmp_path / "t.csv").read_text().splitlines()
-    assert len(lines) == 1 + 4 * 3 and "config.method" in lines[0] and "class_name" in lines[0]
+    assert len(lines) == 1 + 4 * 3 and "config.method.name" in lines[0] and "class_name" in lines[0]
     if importlib.util.find_spec("pyarrow"):
         import pyarrow.parquet as pq
 

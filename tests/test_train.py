@@ -12,10 +12,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from classwise.config import apply_overrides
 from classwise.errors import ConfigError
 from classwise.models import create_model, load_checkpoint
 from classwise.train import METHODS, TrainConfig, train
-from classwise.train.methods import Knobs
+from classwise.train.methods import Knobs, Method
 from classwise.train.schedules import learning_rate
 from tests.synthetic import write_class_folders
 
@@ -26,73 +27,108 @@ def _data(tmp_path: Path, n: int = 12) -> str:
     return str(write_class_folders(tmp_path, ("cat", "dog", "ship"), n=n, as_tar=True))
 
 
-def _cfg(data: str, **kw: object) -> TrainConfig:
+def _cfg(data: str, settings: dict | None = None) -> TrainConfig:
     base = {
-        "dataset": data,
-        "model": "resnet20",
-        "model_args": {"width": 4},
-        "method": "pgd-at",
-        "eps": 8 / 255,
-        "attack_steps": 2,
-        "epochs": 2,
-        "batch_size": 8,
-        "lr": 0.05,
-        "val_per_class": 2,
-        "eval_steps": 2,
-        "evaluation": {"steps": 2},
+        "data": {"dataset": data, "val_per_class": 2},
+        "model": {"name": "resnet20", "args": {"width": 4}},
+        "threat": {"eps": 8 / 255},
+        "method": {"name": "pgd-at", "args": {"steps": 2}},
+        "optim": {"epochs": 2, "batch_size": 8, "lr": 0.05},
+        "monitor": {"steps": 2},
+        "evaluation": {"attacks": [{"name": "pgd", "args": {"steps": 2}}]},
     }
-    return TrainConfig.from_dict({**base, **kw})
+    return TrainConfig.from_dict(apply_overrides(base, settings or {}))
 
 
 @pytest.mark.parametrize(
     ("changes", "match"),
     [
-        ({"eps": -0.1}, "eps must be in"),
-        ({"attack_steps": 0}, "attack_steps must be >= 1"),
-        ({"method": "madry"}, "unknown method"),
-        ({"schedule": "linear"}, "unknown schedule"),
-        ({"method": "trades", "eps": 0.0}, "needs eps > 0"),
-        ({"milestones": [1.5]}, "milestones"),
-        ({"colour": "red"}, "unknown training option"),
+        ({"threat.eps": -0.1}, "threat: eps must be in"),
+        ({"method.args.steps": 0}, "method.args: steps must be >= 1"),
+        ({"method.args.steps": "ten"}, "method.args.steps: expected a whole number, got 'ten'"),
+        ({"method.name": "madry"}, "unknown training method 'madry'"),
+        ({"optim.schedule": "linear"}, "unknown schedule 'linear'"),
+        ({"method.name": "trades", "threat.eps": 0.0}, "trades needs threat.eps > 0"),
+        ({"optim.milestones": [1.5]}, "milestones"),
+        ({"optim.lr": "fast"}, "optim.lr: expected a number or a fraction"),
+        ({"colour": "red"}, "colour: unknown setting"),
+        ({"optim.colour": "red"}, "optim.colour: unknown setting"),
+        ({"method.args.beta": 6}, "method.args.beta: unknown setting"),
+        ({"monitor.select": "best"}, "unknown selection metric 'best'"),
+        ({"optim.precision": "fp16"}, "unknown precision"),
+        ({"seed": -1}, "seed must be a whole number >= 0"),
     ],
 )
-def test_impossible_settings_are_refused(changes: dict, match: str) -> None:
+def test_impossible_settings_are_refused_naming_the_setting(changes: dict, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
-        TrainConfig.from_dict({**TrainConfig().to_dict(), **changes})
+        TrainConfig().with_overrides(changes)
+
+
+def test_overrides_use_one_syntax_and_fractions_work_everywhere(tmp_path: Path) -> None:
+    cfg = TrainConfig().with_overrides(["threat.eps=8/255", "optim.lr=0.05", "balance.name=focal"])
+    assert cfg.threat.eps == pytest.approx(8 / 255) and cfg.optim.lr == 0.05 and cfg.balance.name == "focal"
+    assert cfg.with_overrides({"balance.args.gamma": 3}).balance.args == {"gamma": 3}
+    (tmp_path / "c.yaml").write_text("threat: {eps: 8/255}\nmethod: {name: trades, args: {beta: 1}}\n")
+    loaded = TrainConfig.load(tmp_path / "c.yaml")
+    assert loaded.threat.eps == pytest.approx(8 / 255) and loaded.method.options().beta == 1.0
+    # a piece's args belong to it: switching the method starts its args afresh
+    assert loaded.with_overrides({"method.name": "pgd-at"}).method.args == {}
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
 
 
 def test_step_size_defaults_follow_the_papers() -> None:
-    assert TrainConfig(method="pgd-at", eps=8 / 255, attack_steps=10).step_size == pytest.approx(2 / 255)
-    assert TrainConfig(method="fgsm-rs", eps=8 / 255).step_size == pytest.approx(10 / 255)
+    pgd_at = METHODS.get("pgd-at")(TrainConfig().method.options(), 8 / 255)
+    x, y = torch.zeros(2, 3, 8, 8), torch.tensor([0, 1])
+    assert pgd_at.options.steps == 10 and pgd_at.options.step_size is None  # 2.5·ε/10 = 2/255 in the loss
+    calls: list[float] = []
+
+    def spy(*args: object, step_size: float, **kwargs: object) -> tuple[torch.Tensor, torch.Tensor]:
+        calls.append(float(step_size))
+        return x, torch.zeros(2, dtype=torch.bool)
+
+    model = create_model("resnet20", 3, (3, 8, 8), (0.5,) * 3, (0.25,) * 3, width=4)
+    import classwise.train.methods as methods
+
+    original = methods.pgd
+    methods.pgd = spy  # type: ignore[assignment]
+    try:
+        pgd_at.loss(model, x, y, torch.Generator(), Knobs(8 / 255))
+        fgsm = METHODS.get("fgsm-rs")(TrainConfig.from_dict({"method": {"name": "fgsm-rs"}}).method.options(), 8 / 255)
+        fgsm.loss(model, x, y, torch.Generator(), Knobs(8 / 255))
+    finally:
+        methods.pgd = original
+    assert calls == pytest.approx([2 / 255, 10 / 255])
 
 
 def test_schedules() -> None:
-    cfg = TrainConfig(lr=0.1, epochs=200, schedule="piecewise", milestones=(0.5, 0.75))
-    assert [learning_rate(cfg, t) for t in (0, 99.9, 100, 150)] == pytest.approx([0.1, 0.1, 0.01, 0.001])
-    cyc = TrainConfig(lr=0.2, epochs=15, schedule="onecycle")
-    assert [learning_rate(cyc, t) for t in (0, 6, 15)] == pytest.approx([0.0, 0.2, 0.0])
-    cos = TrainConfig(lr=0.1, epochs=10, schedule="cosine")
-    assert learning_rate(cos, 5) == pytest.approx(0.05)
+    cfg = TrainConfig().with_overrides({"optim.lr": 0.1, "optim.epochs": 200, "optim.schedule": "piecewise"})
+    assert [learning_rate(cfg.optim, t) for t in (0, 99.9, 100, 150)] == pytest.approx([0.1, 0.1, 0.01, 0.001])
+    cyc = TrainConfig().with_overrides({"optim.lr": 0.2, "optim.epochs": 15, "optim.schedule": "onecycle"})
+    assert [learning_rate(cyc.optim, t) for t in (0, 6, 15)] == pytest.approx([0.0, 0.2, 0.0])
+    cos = TrainConfig().with_overrides({"optim.lr": 0.1, "optim.epochs": 10, "optim.schedule": "cosine"})
+    assert learning_rate(cos.optim, 5) == pytest.approx(0.05)
+
+
+def _method(name: str, eps: float = 8 / 255, **args: object) -> Method:
+    cfg = TrainConfig.from_dict({"method": {"name": name, "args": args}, "threat": {"eps": eps}})
+    return METHODS.get(name)(cfg.method.options(), eps)
 
 
 def test_trades_with_beta_zero_is_clean_cross_entropy() -> None:
     model = create_model("resnet20", 3, (3, 8, 8), (0.5,) * 3, (0.25,) * 3, width=4).eval()
     x, y = torch.rand(6, 3, 8, 8), torch.tensor([0, 1, 2, 0, 1, 2])
-    g = torch.Generator().manual_seed(0)
-    cfg = TrainConfig(method="trades", trades_beta=0.0)
-    out = METHODS.get("trades")(model, x, y, cfg, g, Knobs.plain(cfg))
+    out = _method("trades", beta=0.0).loss(model, x, y, torch.Generator().manual_seed(0), Knobs(8 / 255))
     torch.testing.assert_close(out.loss, F.cross_entropy(model(x), y, reduction="none"))
 
 
 def test_adversarial_methods_raise_the_loss() -> None:
     model = create_model("resnet20", 3, (3, 8, 8), (0.5,) * 3, (0.25,) * 3, width=4).eval()
     x, y = torch.rand(16, 3, 8, 8), torch.randint(0, 3, (16,))
-    plain = TrainConfig(method="standard")
-    clean = METHODS.get("standard")(model, x, y, plain, torch.Generator(), Knobs.plain(plain)).loss
+    clean = _method("standard").loss(model, x, y, torch.Generator(), Knobs(16 / 255)).loss
     for method in ("pgd-at", "fgsm-rs"):
-        cfg = TrainConfig(method=method, eps=16 / 255, attack_steps=5)
-        adv = METHODS.get(method)(model, x, y, cfg, torch.Generator().manual_seed(0), Knobs.plain(cfg)).loss
-        assert adv.mean() > clean.mean()
+        args = {"steps": 5} if method == "pgd-at" else {}
+        adv = _method(method, 16 / 255, **args).loss(model, x, y, torch.Generator().manual_seed(0), Knobs(16 / 255))
+        assert adv.loss.mean() > clean.mean()
 
 
 @pytest.mark.parametrize(("method", "passes"), [("standard", 1), ("pgd-at", 4), ("fgsm-rs", 2), ("trades", 6)])
@@ -103,34 +139,32 @@ def test_methods_run_the_model_only_as_often_as_the_method_needs(method: str, pa
     model = create_model("resnet20", 3, (3, 8, 8), (0.5,) * 3, (0.25,) * 3, width=4).train()
     calls: list[int] = []
     model.register_forward_hook(lambda *_: calls.append(1))
-    cfg = TrainConfig(method=method, eps=8 / 255, attack_steps=3)
-    METHODS.get(method)(
-        model, torch.rand(4, 3, 8, 8), torch.tensor([0, 1, 2, 0]), cfg, torch.Generator(), Knobs.plain(cfg)
-    )
+    m = _method(method, **({"steps": 3} if method in ("pgd-at", "trades") else {}))
+    m.loss(model, torch.rand(4, 3, 8, 8), torch.tensor([0, 1, 2, 0]), torch.Generator(), Knobs(8 / 255))
     assert len(calls) == passes
 
 
 def test_trades_restores_the_model_mode_when_its_attack_fails() -> None:
     model = create_model("resnet20", 3, (3, 8, 8), (0.5,) * 3, (0.25,) * 3, width=4).train()
     model.register_forward_hook(lambda module, *_: None if module.training else 1 / 0)  # fails in eval mode
-    cfg = TrainConfig(method="trades", eps=8 / 255, attack_steps=2)
     with pytest.raises(ZeroDivisionError):
-        METHODS.get("trades")(
-            model, torch.rand(4, 3, 8, 8), torch.tensor([0, 1, 2, 0]), cfg, torch.Generator(), Knobs.plain(cfg)
+        _method("trades", steps=2).loss(
+            model, torch.rand(4, 3, 8, 8), torch.tensor([0, 1, 2, 0]), torch.Generator(), Knobs(8 / 255)
         )
     assert model.training
 
 
 def test_training_run_leaves_its_artifacts(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    result = train(_cfg(_data(tmp_path), method="fgsm-rs", best_metric="robust_worst"), run, progress=False)
+    cfg = _cfg(_data(tmp_path), {"method.name": "fgsm-rs", "monitor.select": "robust_worst"})
+    result = train(cfg, run, progress=False)
     assert {p.name for p in run.iterdir()} >= {"config.yaml", "state.pt", "model.pt", "best.pt", "history.json", "eval"}
     history = json.loads((run / "history.json").read_text())
     assert [h["epoch"] for h in history] == [0, 1]
     assert len(history[0]["val"]["robust"]) == 3 and "co_pgd_acc" in history[0]
     assert result.best_epoch in (0, 1)
     _, meta = load_checkpoint(run / "best.pt")
-    assert meta["class_names"] == ["cat", "dog", "ship"] and meta["config"]["method"] == "fgsm-rs"
+    assert meta["class_names"] == ["cat", "dog", "ship"] and meta["config"]["method"]["name"] == "fgsm-rs"
     assert (run / "eval" / "evaluation.json").exists()
     assert result.test.clean().n.tolist() == [12, 12, 12]
 
@@ -138,13 +172,13 @@ def test_training_run_leaves_its_artifacts(tmp_path: Path) -> None:
 def test_run_folders_are_never_overwritten(tmp_path: Path) -> None:
     data = _data(tmp_path)
     run = tmp_path / "run"
-    train(_cfg(data, epochs=1), run, progress=False)
+    train(_cfg(data, {"optim.epochs": 1}), run, progress=False)
     with pytest.raises(ConfigError, match="already holds this run"):
-        train(_cfg(data, epochs=1), run, progress=False)
+        train(_cfg(data, {"optim.epochs": 1}), run, progress=False)
     with pytest.raises(ConfigError, match="different run"):
-        train(_cfg(data, epochs=1, lr=0.01), run, progress=False)
-    with pytest.raises(ConfigError, match="changed config"):
-        train(_cfg(data, epochs=1, lr=0.01), run, resume=True, progress=False)
+        train(_cfg(data, {"optim.epochs": 1, "optim.lr": 0.01}), run, progress=False)
+    with pytest.raises(ConfigError, match=r"changed config \(optim.lr: 0.05 → 0.01\)"):
+        train(_cfg(data, {"optim.epochs": 1, "optim.lr": 0.01}), run, resume=True, progress=False)
     with pytest.raises(ConfigError, match="no run to resume"):
         train(None, tmp_path / "empty", resume=True, progress=False)
 
@@ -165,7 +199,7 @@ def test_resume_after_kill_9_matches_an_uninterrupted_run(
     tmp_path: Path, precision: str, width: int, channels_last: bool
 ) -> None:
     data = _data(tmp_path, n=40)
-    cfg = _cfg(data, epochs=4, method="pgd-at", precision=precision, model_args={"width": width})
+    cfg = _cfg(data, {"optim.epochs": 4, "optim.precision": precision, "model.args.width": width})
     cfg_file = tmp_path / "cfg.yaml"
     cfg.dump(cfg_file)
     killed = tmp_path / "killed"

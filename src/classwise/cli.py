@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from classwise.errors import ClasswiseError
 
@@ -17,76 +17,69 @@ if TYPE_CHECKING:
 Command = Callable[[argparse.Namespace], int]
 
 
-def _add_data_root(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--data-root",
-        default=None,
-        help="folder holding (or receiving) official dataset files; default $CLASSWISE_DATA or ~/.cache/classwise/data",
-    )
+def _table(rows: Sequence[Sequence[object]]) -> str:
+    text = [[str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in text) for i in range(len(text[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in text]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def resolve_device(name: str | None) -> str:
+    """``auto`` → ``cuda`` when a GPU is visible, else ``cpu``; a named device must exist."""
+    from classwise.compute import resolve_device as resolve
+
+    return resolve(name)
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:
-    from classwise.data import DATASETS, data_root
+    from classwise.data import data_root, dataset_rows
 
     root = data_root(args.data_root)
+    rows = dataset_rows(root)
     print(f"data root: {root}")
-    rows = [("name", "classes", "input", "train", "test", "local", "class names")]
-    for entry in DATASETS:
-        spec = entry.factory
-        names = ", ".join(spec.classes[:6]) + (", ..." if len(spec.classes) > 6 else "")
-        rows.append(
-            (
-                spec.name,
-                str(len(spec.classes)),
-                "×".join(map(str, spec.input_shape)),
-                str(spec.sizes[0]),
-                str(spec.sizes[1]),
-                "yes" if spec.available(root) else "no",
-                names,
-            )
-        )
-    print(_table(rows))
     print(
-        "Any folder or .tar/.tar.gz of train/<class>/* and test/<class>/* images is a dataset too "
-        "(pass its path as --dataset)."
+        _table(
+            [list(rows[0]), *([("yes" if v is True else "no" if v is False else v) for v in r.values()] for r in rows)]
+        )
     )
+    print("Any folder or .tar/.tar.gz of train/<class>/* and test/<class>/* images is a dataset too (give its path).")
     return 0
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from classwise.models import MODELS, count_parameters, create_model
+    from classwise.models import model_rows
 
-    shape = tuple(int(v) for v in args.input_shape.split("x"))
-    rows = [("name", f"params ({args.num_classes} classes, {args.input_shape})", "description")]
-    for entry in MODELS:
-        model = create_model(entry.name, args.num_classes, shape, (0.5,) * shape[0], (0.25,) * shape[0])  # type: ignore[arg-type]
-        rows.append((entry.name, f"{count_parameters(model) / 1e6:.2f}M", entry.description))
-    print(_table(rows))
+    rows = model_rows(args.num_classes, args.input_shape)
+    print(_table([list(rows[0]), *(list(r.values()) for r in rows)]))
     return 0
 
 
-def resolve_device(name: str | None) -> str:
-    import torch
+def cmd_config(args: argparse.Namespace) -> int:
+    from classwise.train.config import setting_rows
 
-    if name in (None, "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return name
+    print(_table([("setting", "default", "meaning"), *setting_rows()]))
+    print("\nOverride any setting with --set KEY=VALUE (train, gap), or by its key in a study grid.")
+    return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from classwise.attacks import parse_eps_list
-    from classwise.data import load_dataset
-    from classwise.evaluate import format_eps_curve, format_flows, format_table, format_targeted, run_evaluation
-    from classwise.evaluate import spec_from_options as make_spec
-    from classwise.models import load_checkpoint
+    from classwise.evaluate import (
+        evaluate_checkpoint,
+        format_eps_curve,
+        format_flows,
+        format_table,
+        format_targeted,
+        spec_from_options,
+    )
 
-    spec = make_spec(  # every attack, option and value checked before any data or model is loaded
+    spec = spec_from_options(  # every attack, option and value is checked before any data or model is loaded
         args.attack,
         steps=args.steps,
         step_size=args.step_size,
         restarts=args.restarts,
         loss=args.loss,
-        eps=tuple(parse_eps_list(args.eps)) if args.eps else None,
+        eps=args.eps,
         norm=args.norm,
         split=args.split,
         n_per_class=args.n_per_class,
@@ -97,159 +90,72 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         targeted=args.targeted,
         boundary_per_class=args.boundary_per_class,
     )
-    ds = load_dataset(args.dataset, root=args.data_root)
-    model, meta = load_checkpoint(args.checkpoint, num_classes=ds.num_classes, device=resolve_device(args.device))
-    trained_on = meta.get("class_names")
-    if trained_on and list(trained_on) != list(ds.class_names):
-        print(
-            f"warning: checkpoint classes {trained_on} differ from dataset classes {list(ds.class_names)}",
-            file=sys.stderr,
-        )
-    trained_eps = (meta.get("config") or {}).get("eps")  # the threat model the checkpoint was trained for
-    spec = spec.resolved(float(trained_eps) if trained_eps else None)
-    source = {"checkpoint": str(Path(args.checkpoint).resolve()), "dataset": ds.describe()}
-    ev = run_evaluation(model, ds, spec, args.out, source=source)
+    ev = evaluate_checkpoint(args.checkpoint, args.dataset, spec, args.out, root=args.data_root, device=args.device)
     print(format_table(ev, f"{ev.title} [{ev.spec.images}] {args.checkpoint}"))
-    print()
-    print(format_flows(ev, ev.headline))
+    print("\n" + format_flows(ev, ev.headline))
     if len(ev.worst) > 1:
-        print()
-        print(format_eps_curve(ev))
+        print("\n" + format_eps_curve(ev))
     if ev.targeted is not None:
-        print()
-        print(format_targeted(ev.targeted))
+        print("\n" + format_targeted(ev.targeted))
     for w in ev.warnings:
         print(f"warning: {w}", file=sys.stderr)
     print(f"\nresults in {args.out} (evaluation.json, per_class.csv, samples.csv, analyses.json)")
     return 0
 
 
-TRAIN_HELP = {
-    "dataset": "dataset name or path to class folders",
-    "model": "architecture (classwise models)",
-    "method": "standard, pgd-at, trades or fgsm-rs",
-    "eps": "training/evaluation ε (L∞, pixel units, e.g. 8/255)",
-    "attack_steps": "attack steps while training (PGD-AT, TRADES)",
-    "attack_step_size": "attack step size (default 2.5·ε/steps; 1.25ε for fgsm-rs)",
-    "schedule": "piecewise, cosine, onecycle or constant",
-    "milestones": "piecewise decay points as fractions of the epochs, e.g. 0.5,0.75",
-    "best_metric": "robust_mean, robust_worst, clean_mean, clean_worst or robust_mean_plus_worst",
-    "train_per_class": "train on the first N images of each class",
-    "val_per_class": "validation images held out per class",
-    "evaluation": "final test evaluation as YAML, e.g. '{attacks: [pgd, autoattack], n_per_class: 100}' "
-    "(default: PGD-20 at the training ε on the whole test set)",
-}
-
-
-def add_train_options(p: argparse.ArgumentParser, defaults: dict[str, object] | None = None) -> None:
-    """One ``--option`` per :class:`TrainConfig` field (default: the config's own, or the file's)."""
-    import dataclasses
-
+def train_config(args: argparse.Namespace, base: dict[str, Any] | None = None) -> TrainConfig:
+    """The config of ``--config`` (or ``base``) with every ``--set`` applied."""
+    from classwise.config import load_yaml
     from classwise.train import TrainConfig
 
-    p.add_argument("--config", default=None, help="YAML file of training options (command-line options override)")
-    for f in dataclasses.fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
-        default = (defaults or {}).get(f.name, f.default if f.default is not dataclasses.MISSING else "{}")
-        help_ = f"{TRAIN_HELP.get(f.name, f.name.replace('_', ' '))} (default {default})"
-        if f.name == "model_args":
-            p.add_argument("--model-arg", dest="model_args", action="append", metavar="KEY=VALUE", help=help_)
-        else:
-            p.add_argument(flag, dest=f.name, default=None, help=help_)
-
-
-def train_config_from_args(args: argparse.Namespace, base: dict[str, object] | None = None) -> TrainConfig:
-    import dataclasses
-
-    import yaml
-
-    from classwise.train import TrainConfig
-
-    values: dict[str, object] = dict(base or {})
-    if args.config:
-        values.update(TrainConfig.load(Path(args.config)).to_dict())
-    types = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
-    for name in types:
-        raw = getattr(args, name, None)
-        if raw is None:
-            continue
-        if name == "model_args":
-            values[name] = {k: yaml.safe_load(v) for k, _, v in (item.partition("=") for item in raw)}
-        elif name == "milestones":
-            values[name] = [float(v) for v in str(raw).split(",")]
-        elif name in ("eps", "attack_step_size"):
-            values[name] = _fraction(raw)
-        elif name == "evaluation":
-            before = values.get(name)
-            values[name] = {**(before if isinstance(before, dict) else {}), **_yaml_mapping(raw, "--evaluation")}
-        else:
-            values[name] = yaml.safe_load(raw)  # ints, floats, booleans and names as YAML reads them
-    return TrainConfig.from_dict(values)
-
-
-def _yaml_mapping(text: str, option: str) -> dict[str, object]:
-    import yaml
-
-    from classwise.errors import ConfigError
-
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{option}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    if not isinstance(value, dict):
-        raise ConfigError(f"{option}: give a mapping like '{{n_per_class: 100}}', got {text!r}")
-    return value
+    cfg = TrainConfig.from_dict(load_yaml(args.config, "training settings") if args.config else base or {})
+    return cfg.with_overrides(args.set or [])
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from classwise.evaluate import format_table
     from classwise.train import train
+    from classwise.train.rundir import saved_config
 
     device, graphs = resolve_device(args.device), not args.no_cuda_graphs
     if args.resume:
-        given = [n for n in vars(args) if n not in _NON_CONFIG and getattr(args, n) is not None]
-        cfg = train_config_from_args(args) if given else None
+        saved = saved_config(Path(args.resume))  # --set alone changes the saved config (and is refused)
+        base = saved.to_dict() if saved is not None and not args.config else None
+        cfg = train_config(args, base) if (args.config or args.set) else None
         result = train(cfg, Path(args.resume), resume=True, device=device, cuda_graphs=graphs)
     else:
         if not args.out:
             raise ClasswiseError("give --out RUN_DIR for a new run, or --resume RUN_DIR")
-        cfg = train_config_from_args(args)
-        result = train(cfg, Path(args.out), device=device, cuda_graphs=graphs)
+        result = train(train_config(args), Path(args.out), device=device, cuda_graphs=graphs)
     ev = result.test
-    print(
-        format_table(ev, f"{result.run_dir}: {result.config.method}, best epoch {result.best_epoch}, {ev.dataset} test")
-    )
+    title = f"{result.run_dir}: {result.config.method.name}, best epoch {result.best_epoch}, {ev.dataset} test"
+    print(format_table(ev, title))
     print(f"\nrun folder: {result.run_dir}")
     return 0
-
-
-_NON_CONFIG = {"command", "func", "verbose", "resume", "out", "device", "no_cuda_graphs"}
 
 
 def cmd_gap(args: argparse.Namespace) -> int:
     import time
 
     from classwise.evaluate import format_comparison, format_flows, format_side_by_side
-    from classwise.gap import GAP_DEFAULTS, measure_gap
-
-    start = time.perf_counter()
-    cfg = train_config_from_args(args, GAP_DEFAULTS)
-    results = measure_gap(
-        cfg, Path(args.out), args.variant or ["standard", "pgd-at"], device=resolve_device(args.device)
-    )
-    evals = {m: r.test for m, r in results.items()}
-    first = next(iter(results.values()))
-    title = f"{first.test.title}, {cfg.model}, {cfg.epochs} epochs; evaluation: {first.test.spec.describe()}"
-    if len(evals) <= 3:
-        print(format_side_by_side(evals, title))
-        for variant, ev in evals.items():
-            print(f"\n{variant}: " + format_flows(ev, ev.headline))
-        print()
-    print(format_comparison(evals, None if len(evals) <= 3 else title))
+    from classwise.gap import DEFAULT_VARIANTS, GAP_DEFAULTS, measure_gap, parse_variant
     from classwise.report import write_report
 
-    page, _ = write_report(first.run_dir.parent, first.run_dir.parent / "report")
-    print(f"\nruns in {first.run_dir.parent} ({time.perf_counter() - start:.0f} s); report: {page}")
+    start = time.perf_counter()
+    cfg = train_config(args, GAP_DEFAULTS)
+    variants = [parse_variant(v) for v in args.variant] if args.variant else list(DEFAULT_VARIANTS)
+    results = measure_gap(cfg, Path(args.out), variants, device=resolve_device(args.device))
+    evals = {label: r.test for label, r in results.items()}
+    first = next(iter(evals.values()))
+    title = f"{first.title}, {cfg.model.name}, {cfg.optim.epochs} epochs; evaluation: {first.spec.describe()}"
+    if len(evals) <= 3:
+        print(format_side_by_side(evals, title))
+        for label, ev in evals.items():
+            print(f"\n{label}: " + format_flows(ev, ev.headline))
+        print()
+    print(format_comparison(evals, None if len(evals) <= 3 else title))
+    page, _ = write_report(args.out, Path(args.out) / "report")
+    print(f"\nruns in {args.out} ({time.perf_counter() - start:.0f} s); report: {page}")
     return 0
 
 
@@ -273,10 +179,8 @@ def cmd_study_run(args: argparse.Namespace) -> int:
 
     study = load_study(args.file)
     n = len(study.runs)
-    print(
-        f"study {study.name}: {n} runs ({' × '.join(f'{k}: {len(v)}' for k, v in study.grid.items()) or 'base only'})"
-        f" in {_study_dir(args)}"
-    )
+    axes = " × ".join(f"{k}: {len(v)}" for k, v in study.grid.items()) or "base only"
+    print(f"study {study.name}: {n} runs ({axes}) in {_study_dir(args)}")
     if n > CONFIRM_ABOVE and not args.yes:
         if not sys.stdin.isatty():
             raise ClasswiseError(f"{n} runs is a lot; pass --yes to run them all")
@@ -296,102 +200,84 @@ def cmd_study_run(args: argparse.Namespace) -> int:
 
 
 def cmd_study_status(args: argparse.Namespace) -> int:
-    import json
-
-    from classwise.study import STORE, Store, load_study
+    from classwise.study import load_study, study_status
 
     study = load_study(args.file)
-    path = _study_dir(args) / STORE
-    state = {r["run_id"]: r for r in Store(path).runs()} if path.exists() else {}
-    rows = [("run", "grid values", "status", "attempts", "seconds", "error")]
-    counts: dict[str, int] = {}
-    for run in study.runs:
-        r = state.get(run.run_id, {})
-        status = r.get("status", "pending")
-        counts[status] = counts.get(status, 0) + 1
-        error = (r.get("error") or "").strip().splitlines()
-        rows.append(
-            (
-                run.run_id,
-                json.dumps(run.overrides)[:60],
-                status,
-                str(r.get("attempts", 0)),
-                f"{r['seconds']:.0f}" if r.get("seconds") else "",
-                error[-1][:80] if error else "",
-            )
-        )
-    print(
-        f"study {study.name}: " + ", ".join(f"{k} {counts.get(k, 0)}" for k in ("done", "running", "failed", "pending"))
-    )
-    print(_table(rows))
+    rows = study_status(study, _study_dir(args))
+    counts = {s: sum(r.status == s for r in rows) for s in ("done", "running", "failed", "pending")}
+    print(f"study {study.name}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    print(_table([("run", "grid values", "status", "attempts", "seconds", "error"), *(r.cells() for r in rows)]))
     return 0
 
 
 def cmd_study_export(args: argparse.Namespace) -> int:
-    from classwise.study import STORE, Store, export
+    from classwise.study import export_study
 
-    path = _study_dir(args) / STORE
-    if not path.exists():
-        raise ClasswiseError(f"no results at {path}; run the study first (classwise study run {args.file})")
-    out = Path(args.out or _study_dir(args) / f"per_class.{args.format}")
-    print(f"wrote {export(Store(path), out, args.format)}")
+    print(f"wrote {export_study(_study_dir(args), args.out, args.format)}")
     return 0
 
 
-def _table(rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+def _fraction(text: str) -> float:
+    from classwise.attacks import parse_eps
+
+    return parse_eps(text)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="classwise", description=__doc__.split(":")[0] if __doc__ else None)
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
-    sub = parser.add_subparsers(dest="command", required=True)
+def _eps_list(text: str) -> tuple[float, ...]:
+    from classwise.attacks import parse_eps_list
 
-    p = sub.add_parser("datasets", help="list datasets, their classes and sizes, and which are available locally")
-    _add_data_root(p)
-    p.set_defaults(func=cmd_datasets)
+    return tuple(parse_eps_list(text))
 
-    p = sub.add_parser("models", help="list architectures with parameter counts")
-    p.add_argument("--num-classes", type=int, default=10)
-    p.add_argument("--input-shape", default="3x32x32", help="CxHxW used to count parameters (default 3x32x32)")
-    p.set_defaults(func=cmd_models)
 
+def _add_data_root(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data-root",
+        default=None,
+        help="folder holding (or receiving) official dataset files; default $CLASSWISE_DATA or ~/.cache/classwise/data",
+    )
+
+
+def _add_config_options(p: argparse.ArgumentParser, base: str) -> None:
+    p.add_argument("--config", default=None, help=f"YAML file of training settings (default: {base})")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=None,
+        metavar="KEY=VALUE",
+        help="override one setting by its dotted key, repeatable: --set optim.lr=0.05 --set threat.eps=8/255 "
+        "--set balance.name=focal --set balance.args.gamma=2 (classwise config lists every setting)",
+    )
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+
+
+def _add_evaluate(sub: Any) -> None:
     p = sub.add_parser("evaluate", help="per-class clean and robust accuracy of a checkpoint under attack")
-    p.add_argument("--checkpoint", required=True, help="a classwise checkpoint (RUN/model.pt)")
+    p.add_argument("--checkpoint", required=True, help="a classwise checkpoint (RUN/best.pt)")
     p.add_argument("--dataset", required=True, help="dataset name (classwise datasets) or path to class folders")
     _add_data_root(p)
     p.add_argument(
         "--attack",
         action="append",
         default=None,
-        help="attack name or spec, repeatable: fgsm, pgd, pgd:loss=margin,restarts=5, autoattack, "
-        "autoattack:version=custom,attacks=apgd-ce+square (default pgd)",
+        help="attack to run, repeatable: fgsm, pgd, autoattack, or one with options as a YAML mapping: "
+        "'{name: autoattack, args: {version: custom, attacks: [apgd-ce, square]}}' (default pgd)",
     )
     p.add_argument(
         "--eps",
+        type=_eps_list,
         default=None,
-        help="ε in pixel units, or a comma list: 0,2/255,4/255,8/255 (default: the ε the checkpoint was "
+        help="attack budget in pixel units, or a comma list: 0,2/255,8/255 (default: the ε the checkpoint was "
         "trained at, else 8/255 for Linf and 0.5 for L2)",
     )
     p.add_argument("--norm", default="Linf", help="threat model: Linf or L2 (default Linf)")
-    p.add_argument("--steps", type=int, default=None, help="PGD iterations (default 20)")
-    p.add_argument(
-        "--step-size", type=_fraction, default=None, help="PGD step size in pixel units (default 2.5·ε/steps)"
-    )
+    p.add_argument("--steps", type=int, default=None, help="iterations of every PGD attack (default 20)")
+    p.add_argument("--step-size", type=_fraction, default=None, help="PGD step in pixel units (default 2.5·ε/steps)")
     p.add_argument("--restarts", type=int, default=None, help="PGD random restarts (default 1)")
-    p.add_argument(
-        "--loss", choices=["ce", "margin"], default=None, help="PGD loss: cross-entropy or CW margin (default ce)"
-    )
+    p.add_argument("--loss", choices=["ce", "margin"], default=None, help="PGD loss: cross-entropy or CW margin")
     images = p.add_mutually_exclusive_group()
     images.add_argument("--n-per-class", type=int, default=None, help="evaluate the first N images of each class")
     images.add_argument(
-        "--first-n",
-        type=int,
-        default=None,
-        help="evaluate the first N images in dataset order (RobustBench's n_examples)",
+        "--first-n", type=int, default=None, help="evaluate the first N images in dataset order (RobustBench)"
     )
     p.add_argument("--split", default="test", help="the split to evaluate (default test)")
     p.add_argument(
@@ -401,15 +287,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="also measure the distance to the decision boundary of N evaluated images per class",
     )
     p.add_argument(
-        "--cascade",
-        action="store_true",
-        help="attack only samples earlier attacks left robust (worst case only, faster)",
+        "--cascade", action="store_true", help="attack only images earlier attacks left robust (worst case only)"
     )
     p.add_argument(
         "--targeted",
         default=None,
         metavar="CLASS|all",
-        help="also attack every class toward CLASS (or toward every class): source × target matrix",
+        help="also attack every class toward CLASS (or toward every class): source × target success matrix",
     )
     p.add_argument("--batch-size", type=int, default=256, help="images per attacked batch (default 256)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
@@ -421,11 +305,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_evaluate)
 
+
+def _add_training(sub: Any) -> None:
     p = sub.add_parser("train", help="train a model (standard or adversarial) with class-wise monitoring")
-    add_train_options(p)
+    _add_config_options(p, "the defaults of classwise config")
     p.add_argument("--out", default=None, help="new run folder (never overwritten)")
     p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue the run in RUN_DIR")
-    p.add_argument("--device", default="auto", help="cpu, cuda, ... (default: cuda when available)")
     p.add_argument(
         "--no-cuda-graphs",
         action="store_true",
@@ -433,26 +318,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_train)
 
-    from classwise.gap import GAP_DEFAULTS
-
     p = sub.add_parser("gap", help="main job: standard vs adversarial training, per-class tables side by side")
-    add_train_options(p, GAP_DEFAULTS)
+    _add_config_options(p, "a ResNet-20 on 1,000 Fashion-MNIST images per class, 4 epochs, ε = 0.1")
     p.add_argument(
         "--variant",
         action="append",
         default=None,
-        help="a method to compare, optionally with a balancing technique, repeatable: standard, pgd-at, "
-        "pgd-at+focal:gamma=2, trades+frl:mode=both (default: standard and pgd-at)",
+        help="a model to compare, as settings that differ from the base, repeatable: '{method.name: pgd-at}', "
+        "'{method.name: pgd-at, balance.name: focal, balance.args.gamma: 2}' (default: standard and pgd-at)",
     )
     p.add_argument("--out", default="runs/gap", help="folder for the runs; re-running resumes (default runs/gap)")
-    p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_gap)
 
-    p = sub.add_parser("report", help="HTML page and Markdown summary for a run, a gap folder or a study")
-    p.add_argument("path", help="a run folder, a folder of runs (classwise gap --out) or a study folder")
-    p.add_argument("--out", required=True, help="folder for report.html and report.md")
-    p.set_defaults(func=cmd_report)
 
+def _add_study(sub: Any) -> None:
     study = sub.add_parser("study", help="run a grid of trainings and evaluations from a YAML study file")
     study_sub = study.add_subparsers(dest="study_command", required=True)
     for name, func, text in (
@@ -465,21 +344,45 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--dir", default=None, help="study folder (default runs/<file name>)")
         p.set_defaults(func=func)
         if name == "run":
-            p.add_argument("--executor", choices=["local", "ray"], default="local")
-            p.add_argument("--workers", type=int, default=0, help="local worker processes (0: in this process)")
-            p.add_argument("--address", default=None, help="Ray cluster address (default: a local Ray instance)")
-            p.add_argument("--device", default="auto")
+            p.add_argument("--executor", default="local", help="where runs execute: local or ray (default local)")
+            p.add_argument(
+                "--workers", type=int, default=0, help="local worker processes (default 0: runs in this process)"
+            )
+            p.add_argument("--address", default=None, help="Ray cluster address host:port (default: a local Ray)")
+            p.add_argument("--device", default="auto", help="cpu, cuda, ... (default: cuda when available)")
             p.add_argument("--yes", action="store_true", help=f"run more than {CONFIRM_ABOVE} runs without asking")
         if name == "export":
-            p.add_argument("--format", choices=["csv", "parquet"], default="csv")
+            p.add_argument("--format", default="csv", help="csv or parquet (parquet needs pyarrow; default csv)")
             p.add_argument("--out", default=None, help="output file (default <study folder>/per_class.<format>)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="classwise", description=__doc__.split(":")[0] if __doc__ else None)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("datasets", help="list datasets, their classes and sizes, and which are available locally")
+    _add_data_root(p)
+    p.set_defaults(func=cmd_datasets)
+
+    p = sub.add_parser("models", help="list architectures with parameter counts")
+    p.add_argument("--num-classes", type=int, default=10, help="classes to count parameters for (default 10)")
+    p.add_argument("--input-shape", default="3x32x32", help="CxHxW used to count parameters (default 3x32x32)")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("config", help="every training setting with its default and meaning")
+    p.set_defaults(func=cmd_config)
+
+    _add_evaluate(sub)
+    _add_training(sub)
+
+    p = sub.add_parser("report", help="HTML page and Markdown summary for a run, a gap folder or a study")
+    p.add_argument("path", help="a run folder, a folder of runs (classwise gap --out), a study or an evaluation folder")
+    p.add_argument("--out", required=True, help="folder for report.html and report.md")
+    p.set_defaults(func=cmd_report)
+
+    _add_study(sub)
     return parser
-
-
-def _fraction(text: str) -> float:
-    from classwise.attacks import parse_eps
-
-    return parse_eps(text)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -137,3 +137,21 @@ def fused_for_inference(model: nn.Module, example: torch.Tensor) -> nn.Module:
     if is_channels_last(model):
         folded.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     return folded
+
+
+def resolve_device(name: str | None) -> str:
+    """``auto`` (or None) → ``cuda`` when a GPU is visible, else ``cpu``; a named device must exist."""
+    if name in (None, "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {name!r} asked for, but no CUDA GPU is visible here; use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"device {name!r}: only {torch.cuda.device_count()} GPU(s) are visible")
+    elif device.type != "cpu":
+        raise ConfigError(f"device {name!r} is not supported; use auto, cpu, cuda or cuda:N")
+    return str(device)

@@ -10,7 +10,11 @@ class ClasswiseError(Exception):
     """Base class: the message says what went wrong and what to do."""
 
 
-class UnknownNameError(ClasswiseError, KeyError):
+class ConfigError(ClasswiseError, ValueError):
+    """An impossible or inconsistent setting."""
+
+
+class UnknownNameError(ConfigError, KeyError):
     """A registry lookup with a name that is not registered."""
 
     def __str__(self) -> str:  # KeyError quotes its message; we want it plain
@@ -23,7 +27,3 @@ class DatasetNotFoundError(ClasswiseError, FileNotFoundError):
 
 class CheckpointError(ClasswiseError):
     """A checkpoint is corrupt or does not match what was asked for."""
-
-
-class ConfigError(ClasswiseError, ValueError):
-    """An impossible or inconsistent setting."""

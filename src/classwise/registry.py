@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import typing
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -24,6 +25,7 @@ from typing import Generic, TypeVar
 from classwise.errors import UnknownNameError
 
 T = TypeVar("T")
+S = TypeVar("S")
 
 
 @dataclass(frozen=True)
@@ -43,16 +45,18 @@ class Registry(Generic[T]):
     kind: str
     _entries: dict[str, Entry[T]] = field(default_factory=dict)
 
-    def register(self, name: str, *, description: str = "", tags: tuple[str, ...] = ()) -> Callable[[T], T]:
-        """Decorator: register ``factory`` under ``name`` (lowercase, unique)."""
+    def register(self, name: str, *, description: str = "", tags: tuple[str, ...] = ()) -> Callable[[S], S]:
+        """Decorator: register ``factory`` under ``name`` (lowercase, unique), where it is defined;
+        the decorated function or class keeps its own type."""
         if name != name.lower():
             raise ValueError(f"{self.kind} names are lowercase: {name!r}")
 
-        def add(factory: T) -> T:
+        def add(factory: S) -> S:
             if name in self._entries:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
-            doc = description or _first_line(getattr(factory, "__doc__", None))
-            self._entries[name] = Entry(name, factory, doc, tags)
+            own = getattr(factory, "description", None)  # an object that describes itself (a dataset spec)
+            doc = description or (own if isinstance(own, str) else _first_line(getattr(factory, "__doc__", None)))
+            self._entries[name] = Entry(name, typing.cast(T, factory), doc, tags)
             return factory
 
         return add
@@ -85,4 +89,9 @@ class Registry(Generic[T]):
 
 
 def _first_line(doc: str | None) -> str:
-    return doc.strip().splitlines()[0] if doc and doc.strip() else ""
+    """The first sentence of a docstring's first paragraph (its lines joined)."""
+    if not doc or not doc.strip():
+        return ""
+    paragraph = " ".join(line.strip() for line in doc.strip().split("\n\n")[0].splitlines())
+    sentence, dot, _ = paragraph.partition(". ")
+    return sentence + ("." if dot else "")

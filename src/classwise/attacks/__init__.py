@@ -1,62 +1,24 @@
 """Attacks that return per-sample outcomes: FGSM, PGD (L∞/L2, CE/margin, targeted, restarts),
 and AutoAttack through its reference implementation.
 
-An attack is named with its options (``"pgd:steps=50,loss=margin"`` on the command line, or
-``{"name": "pgd", "steps": 50}`` in YAML); :func:`build_attack` is the one way to make one at a
-budget ε. Options are typed by the attack's own annotations, so ``pgd:steps=abc`` is refused
-with the option's name before anything runs."""
+An attack is a registered piece with options, written like every other one: a name, or
+``{name: pgd, args: {steps: 50, loss: margin}}``; :func:`build_attack` is the one way to make
+one at a budget ε. Options are typed by the attack's own annotations, so ``steps: abc`` is
+refused with the option's name before anything runs."""
 
 from __future__ import annotations
 
 import dataclasses
 import inspect
 import typing
-from collections.abc import Callable, Mapping
-from typing import Any, Protocol
-
-import torch
-from torch import nn
+from collections.abc import Mapping
+from typing import Any
 
 from classwise.attacks.autoattack import AutoAttack
+from classwise.attacks.base import ATTACKS, Attack
 from classwise.attacks.pgd import PGD, fgsm, pgd
 from classwise.attacks.threat import check_eps, check_norm, flat_norm, format_eps, parse_eps, parse_eps_list, project
 from classwise.errors import ConfigError
-from classwise.registry import Registry
-
-
-class Attack(Protocol):
-    """What evaluation needs of an attack: its name and ball, the components it runs one after
-    the other on the samples still robust (one for PGD; APGD-CE, APGD-T, FAB-T, Square for
-    AutoAttack), and a batch ``run`` of one component."""
-
-    @property
-    def name(self) -> str: ...
-    @property
-    def eps(self) -> float: ...
-    @property
-    def norm(self) -> str: ...
-
-    def plan(self, num_classes: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        """(components to run for a ``num_classes``-way classifier, notes on what was adapted)."""
-        ...
-
-    def run(
-        self,
-        model: nn.Module,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        *,
-        component: str | None = ...,
-        targeted: bool = ...,
-        early_stop: bool = ...,
-        generator: torch.Generator | None = ...,
-    ) -> tuple[torch.Tensor, torch.Tensor]: ...
-
-
-ATTACKS: Registry[Callable[..., Attack]] = Registry("attack")
-ATTACKS.register("fgsm", description="FGSM: one signed-gradient step of size ε (Goodfellow et al. 2015)")(fgsm)
-ATTACKS.register("pgd", description="PGD with random start, restarts, CE or margin loss (Madry et al. 2018)")(PGD)
-ATTACKS.register("autoattack", description="AutoAttack, reference implementation (Croce & Hein 2020)")(AutoAttack)
 
 _NOT_OPTIONS = {"eps", "norm", "name"}  # set by the evaluation, not by the attack's options
 
@@ -120,29 +82,40 @@ def coerce_option(attack: str, key: str, value: Any, kind: str) -> Any:
 
 
 def parse_attack_spec(spec: str | Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
-    """``"pgd:steps=50,loss=margin"`` or ``{"name": "pgd", "steps": 50}`` → ("pgd", {"steps": 50, ...}),
-    with the name checked against the registry and each option against the attack's annotations."""
-    if isinstance(spec, Mapping):
-        raw = dict(spec)
-        name = raw.pop("name", None)
-        if not isinstance(name, str):
-            raise ConfigError(f"an attack given as a mapping needs a name, e.g. {{name: pgd, steps: 20}}; got {spec}")
-        items = [(str(k), v) for k, v in raw.items()]
-    elif isinstance(spec, str):
-        name, _, rest = spec.partition(":")
-        items = []
-        for item in filter(None, (p.strip() for p in rest.split(","))):
-            key, sep, value = item.partition("=")
-            if not sep:
-                raise ConfigError(f"attack option {item!r} in {spec!r} must be key=value")
-            items.append((key.strip(), value.strip()))
-    else:
-        raise ConfigError(f"an attack is a name like 'pgd:steps=20' or a mapping, got {spec!r}")
-    name = name.strip().lower()
+    """An attack and its options, as written in YAML or on the command line: a name (``"pgd"``) or a
+    mapping ``{name: pgd, args: {steps: 50, loss: margin}}`` (also as YAML text), with the name
+    checked against the registry and each option against the attack's annotations."""
+    if isinstance(spec, str):
+        text = spec.strip()
+        if text.startswith("{"):
+            import yaml
+
+            try:
+                spec = yaml.safe_load(text)
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"attack {text!r} is not a valid YAML mapping ({str(exc).splitlines()[0]})") from None
+        elif ":" in text or "=" in text:
+            name = text.partition(":")[0]
+            raise ConfigError(
+                f"write attack options as a mapping: '{{name: {name}, args: {{steps: 50}}}}', not {text!r}"
+            )
+        else:
+            spec = {"name": text}
+    if not isinstance(spec, Mapping) or not isinstance(spec.get("name"), str):
+        raise ConfigError(f"an attack is a name or a mapping like {{name: pgd, args: {{steps: 20}}}}; got {spec!r}")
+    extra = sorted(set(spec) - {"name", "args"})
+    if extra:
+        raise ConfigError(
+            f"attack {spec['name']!r}: put options under args ({{name: ..., args: {{...}}}}), got {extra}"
+        )
+    args = spec.get("args") or {}
+    if not isinstance(args, Mapping):
+        raise ConfigError(f"attack {spec['name']!r}: args must be a mapping of options, got {args!r}")
+    name = spec["name"].strip().lower()
     known = attack_options(name)  # unknown names raise here, with close matches
     options: dict[str, Any] = {}
-    for key, value in items:
-        key = key.replace("-", "_")
+    for key, value in args.items():
+        key = str(key).replace("-", "_")
         if key not in known:
             raise ConfigError(f"attack {name!r} takes no option {key!r}; it takes {', '.join(sorted(known))}")
         options[key] = coerce_option(name, key, value, known[key])

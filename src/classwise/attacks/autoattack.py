@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from classwise.attacks.base import ATTACKS
 from classwise.attacks.threat import check_eps, check_norm
 from classwise.errors import ConfigError
 
@@ -27,6 +28,7 @@ STANDARD = ("apgd-ce", "apgd-t", "fab-t", "square")
 MIN_CLASSES = {"apgd-ce": 2, "apgd-dlr": 3, "apgd-t": 4, "fab": 2, "fab-t": 2, "square": 2}
 
 
+@ATTACKS.register("autoattack", description="AutoAttack, reference implementation (Croce & Hein 2020)")
 @dataclass(frozen=True)
 class AutoAttack:
     """AutoAttack settings: ``version`` ``standard`` (APGD-CE, APGD-T, FAB-T, Square) or ``custom``
@@ -71,6 +73,10 @@ class AutoAttack:
         if num_classes - 1 < 9 and any(c in run for c in ("apgd-t", "fab-t")):
             notes += (f"AutoAttack: targeted components attack {num_classes - 1} target classes (9 with 10+ classes)",)
         return run, notes
+
+    def preflight(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> list[str]:
+        """The reference's start-up checks (see :func:`reference_checks`)."""
+        return reference_checks(model, x, y)
 
     def reference(self, model: nn.Module, num_classes: int, device: torch.device) -> object:
         """The reference AutoAttack object with this attack's settings."""

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from classwise.attacks.base import ATTACKS
 from classwise.attacks.threat import Budget, check_eps, check_norm, flat_norm, per_sample, project
 from classwise.errors import ConfigError
 
@@ -93,44 +94,78 @@ def pgd(
         (x_adv inside the ε-ball ∩ [0,1], fooled flags).
     """
     x = x.detach()
-    if x_init is not None:
-        x_adv = project(x_init.detach(), x, eps, norm)
-    else:
-        x_adv = random_init(x, eps, norm, generator) if random_start else x.clone()
+    x_adv = _start(x, eps, norm, random_start, generator, x_init)
     done = torch.zeros(len(x), dtype=torch.bool, device=x.device)
     for _ in range(steps):
         active = (~done).nonzero().squeeze(1) if early_stop else None
         if active is not None and active.numel() == 0:
             break
-        xa = (x_adv if active is None else x_adv[active]).detach().requires_grad_(True)
-        ya = y if active is None else y[active]
-        logits = model(xa)
-        if objective is None:
-            value = attack_loss(logits.float(), ya, loss, targeted)
-        else:
-            value = objective(logits.float(), torch.arange(len(x), device=x.device) if active is None else active)
-        (grad,) = torch.autograd.grad(value.sum(), xa)
-        with torch.no_grad():
-            x_a = x if active is None else x[active]
-            eps_a, step_a = (
-                v if active is None or not isinstance(v, torch.Tensor) else v[active] for v in (eps, step_size)
-            )
-            stepped = project(ascent_step(xa, grad, step_a, norm), x_a, eps_a, norm)
-            if active is None:
-                x_adv = stepped
-            else:
-                hit = fooled_by(logits, ya, targeted)
-                done[active[hit]] = True  # keep the iterate that fooled it
-                keep = active[~hit]
-                x_adv[keep] = stepped[~hit]
-    if judge:
-        with torch.no_grad():  # judge the last iterate of every sample not already fooled on the way
-            left = (~done).nonzero().squeeze(1)
-            if left.numel():
-                done[left] = fooled_by(model(x_adv[left]), y[left], targeted)
+        x_adv = _step(model, x, x_adv, y, done, active, eps, step_size, norm, loss, targeted, objective)
+    if judge:  # the last iterate of every sample not already fooled on the way
+        _judge(model, x_adv, y, done, targeted)
     return x_adv.detach(), done
 
 
+def _step(
+    model: nn.Module,
+    x: torch.Tensor,
+    x_adv: torch.Tensor,
+    y: torch.Tensor,
+    done: torch.Tensor,
+    active: torch.Tensor | None,
+    eps: Budget,
+    step_size: Budget,
+    norm: str,
+    loss: str,
+    targeted: bool,
+    objective: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None,
+) -> torch.Tensor:
+    """One ascent step of the ``active`` samples (all when None); with early stop a sample the
+    current iterate already fools is marked ``done`` and keeps that iterate."""
+    xa = (x_adv if active is None else x_adv[active]).detach().requires_grad_(True)
+    ya = y if active is None else y[active]
+    logits = model(xa)
+    if objective is None:
+        value = attack_loss(logits.float(), ya, loss, targeted)
+    else:
+        value = objective(logits.float(), torch.arange(len(x), device=x.device) if active is None else active)
+    (grad,) = torch.autograd.grad(value.sum(), xa)
+    with torch.no_grad():
+        x_a = x if active is None else x[active]
+        eps_a, step_a = (
+            v if active is None or not isinstance(v, torch.Tensor) else v[active] for v in (eps, step_size)
+        )
+        stepped = project(ascent_step(xa, grad, step_a, norm), x_a, eps_a, norm)
+        if active is None:
+            return stepped
+        hit = fooled_by(logits, ya, targeted)
+        done[active[hit]] = True  # keep the iterate that fooled it
+        keep = active[~hit]
+        x_adv[keep] = stepped[~hit]
+        return x_adv
+
+
+def _start(
+    x: torch.Tensor,
+    eps: Budget,
+    norm: str,
+    random_start: bool,
+    generator: torch.Generator | None,
+    x_init: torch.Tensor | None,
+) -> torch.Tensor:
+    if x_init is not None:
+        return project(x_init.detach(), x, eps, norm)
+    return random_init(x, eps, norm, generator) if random_start else x.clone()
+
+
+@torch.no_grad()
+def _judge(model: nn.Module, x_adv: torch.Tensor, y: torch.Tensor, done: torch.Tensor, targeted: bool) -> None:
+    left = (~done).nonzero().squeeze(1)
+    if left.numel():
+        done[left] = fooled_by(model(x_adv[left]), y[left], targeted)
+
+
+@ATTACKS.register("pgd", description="PGD with random start, restarts, CE or margin loss (Madry et al. 2018)")
 @dataclass(frozen=True)
 class PGD:
     """PGD attack settings: 20 steps from a uniform random start, step size 2.5·ε/steps (Madry et
@@ -175,6 +210,9 @@ class PGD:
 
     def plan(self, num_classes: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
         return (self.name,), ()
+
+    def preflight(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> list[str]:
+        return []
 
     def run(
         self,
@@ -223,6 +261,7 @@ class PGD:
         )
 
 
+@ATTACKS.register("fgsm", description="FGSM: one signed-gradient step of size ε (Goodfellow et al. 2015)")
 def fgsm(eps: float, norm: str = "Linf", loss: str = "ce") -> PGD:
     """Fast gradient sign method: one step of size ε from the clean image."""
     return PGD(eps=eps, norm=norm, steps=1, step_size=eps, random_start=False, loss=loss, name="fgsm")

@@ -1,6 +1,6 @@
 """Datasets as uint8 tensors with class names; official loaders, splits, and device-side batching."""
 
-from classwise.data.catalog import DATASETS, DatasetSpec, load_dataset
+from classwise.data.catalog import dataset_rows, load_dataset
 from classwise.data.dataset import (
     Dataset,
     LabeledImages,
@@ -12,6 +12,7 @@ from classwise.data.dataset import (
 )
 from classwise.data.files import data_root
 from classwise.data.loader import Augment, BatchIterator, augment_batch
+from classwise.data.official import DATASETS, DatasetSpec
 
 __all__ = [
     "DATASETS",
@@ -23,6 +24,7 @@ __all__ = [
     "augment_batch",
     "class_subset",
     "data_root",
+    "dataset_rows",
     "load_dataset",
     "long_tail_counts",
     "long_tailed",

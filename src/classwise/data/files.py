@@ -140,3 +140,15 @@ def cached_arrays(key: str, build: Callable[[], dict[str, np.ndarray]]) -> dict[
     except OSError as exc:  # a read-only cache is not fatal: we just decode next time
         log.warning("could not write array cache %s: %s", path, exc)
     return arrays
+
+
+def listing_digest(folder: Path) -> str:
+    """A digest of a folder's file names, sizes and modification times (cheap content key)."""
+    import hashlib
+
+    h = hashlib.sha1()
+    for p in sorted(folder.rglob("*")):
+        if p.is_file():
+            st = p.stat()
+            h.update(f"{p.relative_to(folder)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:20]

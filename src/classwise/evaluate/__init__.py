@@ -1,6 +1,7 @@
 """Class-wise evaluation: one protocol (:class:`EvalSpec`), per-sample outcomes under attack, the
 analyses measured on the model, and one writer and reader of the results."""
 
+from classwise.evaluate.checkpoint import evaluate_checkpoint
 from classwise.evaluate.engine import evaluate, fingerprint, select_images
 from classwise.evaluate.geometry import boundary_distance, centroid_similarity, class_weight_norms, frozen_eval
 from classwise.evaluate.metrics import ClassAccuracy, Spread, confusion_matrix, row_shares, wilson_interval
@@ -35,6 +36,7 @@ __all__ = [
     "class_weight_norms",
     "confusion_matrix",
     "evaluate",
+    "evaluate_checkpoint",
     "fingerprint",
     "format_comparison",
     "format_eps_curve",

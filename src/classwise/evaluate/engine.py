@@ -15,7 +15,6 @@ evaluation resumes where it stopped and ends with the records of an uninterrupte
 from __future__ import annotations
 
 import hashlib
-import itertools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -26,14 +25,14 @@ import torch
 from torch import nn
 
 from classwise.attacks import PGD, Attack, flat_norm, format_eps
-from classwise.attacks.autoattack import reference_checks
 from classwise.compute import Autocast, fast_layout, fused_for_inference
 from classwise.data.dataset import Dataset, LabeledImages, per_class_positions
 from classwise.errors import ConfigError
 from classwise.evaluate import geometry
+from classwise.evaluate.checks import check_ball, check_logits, gradient_warnings, sanity_warnings
 from classwise.evaluate.geometry import frozen_eval
 from classwise.evaluate.progress_state import EvalState
-from classwise.evaluate.records import Analyses, AttackRecord, Boundary, Evaluation, TargetedResult
+from classwise.evaluate.records import Analyses, AttackRecord, Boundary, Evaluation, TargetedResult, merge, worst_case
 from classwise.evaluate.spec import EvalSpec
 from classwise.progress import progress_bar
 from classwise.provenance import provenance
@@ -106,9 +105,7 @@ def evaluate(
     Returns:
         An :class:`Evaluation`; ``classwise.evaluate.tables`` turns it into per-class tables.
 
-    Example:
-        >>> ev = evaluate(model, load_dataset("cifar10"), EvalSpec(attacks=("pgd",), n_per_class=100))
-        ... # doctest: +SKIP
+    Example: ``evaluate(model, load_dataset("cifar10"), EvalSpec(n_per_class=100))``.
     """
     spec = (spec or EvalSpec()).resolved()
     sel = select_images(data, spec, class_names)
@@ -126,15 +123,15 @@ def evaluate(
         targeted = run.targeted(max(spec.eps or ())) if spec.targeted is not None else None
         analyses = run.analyses(worst[-1]) if spec.analyses or spec.boundary_per_class else None
     ev = Evaluation(
-        class_names=sel.class_names,
-        dataset=sel.dataset,
-        split=spec.split,
-        index=sel.index.numpy(),
-        labels=sel.samples.labels.numpy(),
-        clean_pred=run.clean_pred.cpu().numpy(),
-        records=tuple(records),
-        worst=tuple(worst),
-        spec=spec,
+        sel.class_names,
+        sel.dataset,
+        spec.split,
+        sel.index.numpy(),
+        sel.samples.labels.numpy(),
+        run.clean_pred.cpu().numpy(),
+        tuple(records),
+        tuple(worst),
+        spec,
         dataset_notes=sel.notes,
         analyses=analyses,
         targeted=targeted,
@@ -179,8 +176,9 @@ class _Run:
         batch = slice(0, self.spec.batch_size)
         x, y = self.x[batch].float() / 255.0, self.y[batch]
         warnings = gradient_warnings(self.model, x, y)
-        if any(a.name == "autoattack" for a in self.spec.attacks):
-            warnings += reference_checks(self.model, x, y)
+        _, attacks = self.spec.build()[0]
+        for attack in attacks:  # each attack's own start-up checks (AutoAttack's reference checks)
+            warnings += [w for w in attack.preflight(self.model, x, y) if w not in warnings]
         return warnings
 
     def group(self, g: int, attacks: list[Attack]) -> tuple[list[AttackRecord], list[str]]:
@@ -328,97 +326,3 @@ def target_classes(targeted: str | int | None, names: tuple[str, ...]) -> list[i
     if isinstance(targeted, str) and targeted.isdigit() and int(targeted) < len(names):
         return [int(targeted)]
     raise ConfigError(f"evaluation.targeted takes 'all', a class name or an index; classes: {', '.join(names)}")
-
-
-def check_logits(logits: torch.Tensor, num_classes: int) -> None:
-    """The model must return (batch, classes) logits, not probabilities."""
-    if logits.ndim != 2:
-        raise ConfigError(f"the model must return logits (batch, classes), got shape {tuple(logits.shape)}")
-    if logits.shape[1] != num_classes:
-        raise ConfigError(
-            f"the model returns {logits.shape[1]} logits but the data has {num_classes} classes; "
-            "evaluate it on the data it was trained for"
-        )
-    inside = bool(((logits >= 0) & (logits <= 1)).all())
-    sums_to_one = bool(
-        torch.allclose(logits.float().sum(1), logits.new_ones(len(logits), dtype=torch.float32), atol=1e-3)
-    )
-    if inside and sums_to_one:
-        raise ConfigError(
-            "the model returns probabilities (rows in [0,1] summing to 1), not logits; attacks on softmax "
-            "outputs mask gradients. Remove the final softmax."
-        )
-
-
-def gradient_warnings(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> list[str]:
-    """AutoAttack's zero-gradient check: inputs whose loss gradient is exactly zero."""
-    x = x.clone().requires_grad_(True)
-    loss = torch.nn.functional.cross_entropy(model(x), y, reduction="sum")
-    (grad,) = torch.autograd.grad(loss, x)
-    zero = (grad.flatten(1).abs().amax(1) == 0).float().mean().item()
-    if zero > 0:
-        return [
-            f"{zero:.1%} of the checked inputs have exactly zero loss gradient: a sign of gradient masking; "
-            "gradient-based robust accuracy may be overestimated (try autoattack, whose Square attack needs none)"
-        ]
-    return []
-
-
-def check_ball(x_adv: torch.Tensor, x: torch.Tensor, attack: Attack) -> None:
-    tol = 1e-5 if attack.norm == "Linf" else 1e-4
-    worst = float(flat_norm(x_adv - x, attack.norm).max()) if len(x) else 0.0
-    if worst > attack.eps + tol:
-        raise RuntimeError(f"{attack.name} left the {attack.norm} ball: ‖δ‖ = {worst:.6f} > ε = {attack.eps:.6f}")
-    if len(x) and (float(x_adv.min()) < -1e-6 or float(x_adv.max()) > 1 + 1e-6):
-        raise RuntimeError(f"{attack.name} produced images outside [0,1]")
-
-
-def merge(first: AttackRecord, then: AttackRecord, name: str) -> AttackRecord:
-    """Samples broken by ``first`` keep its outcome; ``then`` adds those it broke among the rest."""
-    take = ~first.robust & (first.broken_by != "")
-    return AttackRecord(
-        attack=name,
-        eps=first.eps,
-        norm=first.norm,
-        robust=first.robust & then.robust,
-        adv_pred=np.where(take, first.adv_pred, then.adv_pred),
-        perturbation=np.where(take, first.perturbation, then.perturbation),
-        broken_by=np.where(take, first.broken_by, then.broken_by),
-    )
-
-
-def worst_case(records: list[AttackRecord], eps: float, norm: str) -> AttackRecord:
-    """A sample is robust only if every attack left it robust; its adversarial outcome is the
-    first attack (in the given order) that broke it."""
-    merged = records[0]
-    for r in records[1:]:
-        merged = r if "→" in r.attack else merge(merged, r, "worst")
-    return replace(merged, attack="worst", eps=eps, norm=norm)
-
-
-def sanity_warnings(ev: Evaluation) -> list[str]:
-    """Warnings in the spirit of AutoAttack's checks: robust ≤ clean per class, PGD not weaker than
-    FGSM, robust accuracy not rising with ε."""
-    out = []
-    clean = ev.clean().correct
-    for r in (*ev.records, *ev.worst):
-        if (ev.robust(r).correct > clean).any():
-            raise RuntimeError(f"{r.label}: robust accuracy above clean accuracy for a class (a bug)")
-    by_eps: dict[float, dict[str, float]] = {}
-    for r in ev.records:
-        by_eps.setdefault(r.eps, {})[r.attack] = float(r.robust.mean())
-    for e, accs in by_eps.items():
-        if "pgd" in accs and "fgsm" in accs and accs["pgd"] > accs["fgsm"] + 1e-9:
-            out.append(
-                f"PGD is weaker than FGSM at ε={format_eps(e)} ({accs['pgd']:.1%} vs {accs['fgsm']:.1%} robust): "
-                "a sign of gradient masking or a too-small step size"
-            )
-    for name in sorted({r.attack for r in ev.records}):
-        curve = sorted((r.eps, float(r.robust.mean())) for r in ev.records if r.attack == name)
-        for (e0, a0), (e1, a1) in itertools.pairwise(curve):
-            if a1 > a0 + 0.01:
-                out.append(
-                    f"{name}: robust accuracy rises from {a0:.1%} at ε={format_eps(e0)} to {a1:.1%} at "
-                    f"ε={format_eps(e1)}: the attack is failing at larger ε (gradient masking?)"
-                )
-    return out

@@ -4,7 +4,7 @@ them, and everything derived from them. Results are always read back into these 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -209,3 +209,26 @@ class Evaluation:
     def flows(self, record: AttackRecord | None = None) -> np.ndarray:
         """Where the attacked images of each class go: row shares of the confusion under attack."""
         return row_shares(self.confusion_adv(record or self.headline))
+
+
+def merge(first: AttackRecord, then: AttackRecord, name: str) -> AttackRecord:
+    """Samples broken by ``first`` keep its outcome; ``then`` adds those it broke among the rest."""
+    take = ~first.robust & (first.broken_by != "")
+    return AttackRecord(
+        attack=name,
+        eps=first.eps,
+        norm=first.norm,
+        robust=first.robust & then.robust,
+        adv_pred=np.where(take, first.adv_pred, then.adv_pred),
+        perturbation=np.where(take, first.perturbation, then.perturbation),
+        broken_by=np.where(take, first.broken_by, then.broken_by),
+    )
+
+
+def worst_case(records: list[AttackRecord], eps: float, norm: str) -> AttackRecord:
+    """A sample is robust only if every attack left it robust; its adversarial outcome is the
+    first attack (in the given order) that broke it."""
+    merged = records[0]
+    for r in records[1:]:
+        merged = r if "→" in r.attack else merge(merged, r, "worst")
+    return replace(merged, attack="worst", eps=eps, norm=norm)

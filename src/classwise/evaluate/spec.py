@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from classwise.attacks import Attack, attack_options, build_attack, check_eps, check_norm, parse_attack_spec, parse_eps
+from classwise.config import field_help
 from classwise.errors import ConfigError, UnknownNameError
 
 DEFAULT_EPS = {"Linf": 8 / 255, "L2": 0.5}  # RobustBench's CIFAR-10 budgets
@@ -34,7 +35,7 @@ DEFAULT_EPS = {"Linf": 8 / 255, "L2": 0.5}  # RobustBench's CIFAR-10 budgets
 
 @dataclass(frozen=True)
 class AttackSpec:
-    """An attack by registry name with typed options (``AttackSpec.parse("pgd:steps=50")``)."""
+    """An attack by registry name with typed options (``AttackSpec.parse({"name": "pgd", "args": {"steps": 50}})``)."""
 
     name: str
     options: Mapping[str, Any] = field(default_factory=dict)
@@ -56,10 +57,10 @@ class AttackSpec:
         return AttackSpec(self.name, {**self.options, key: value})
 
     def to_value(self) -> str | dict[str, Any]:
-        """Plain data: the name alone, or a mapping ``{name: pgd, steps: 50}``."""
+        """Plain data: the name alone, or a mapping ``{name: pgd, args: {steps: 50}}``."""
         if not self.options:
             return self.name
-        return {"name": self.name, **{k: list(v) if isinstance(v, tuple) else v for k, v in self.options.items()}}
+        return {"name": self.name, "args": {k: list(v) if isinstance(v, tuple) else v for k, v in self.options.items()}}
 
     @property
     def label(self) -> str:
@@ -75,7 +76,7 @@ class EvalSpec:
     """How a model is evaluated; see the module docstring for the defaults.
 
     Attributes:
-        attacks: attacks run at every ε (names, ``"pgd:steps=50"`` specs, mappings or AttackSpecs).
+        attacks: attacks run at every ε: names, ``{name: pgd, args: {steps: 50}}`` mappings or AttackSpecs.
         eps: budgets in pixel units; None takes the threat model's (see :meth:`resolved`).
         norm: ``Linf`` or ``L2``.
         split: the split evaluated (``test``; runs validate on ``val``).
@@ -89,20 +90,23 @@ class EvalSpec:
         precision: ``fp32`` (attacks are precision-sensitive), or ``bf16`` autocast when asked.
     """
 
-    attacks: tuple[AttackSpec, ...] = (AttackSpec("pgd"),)
-    eps: tuple[float, ...] | None = None
-    norm: str = "Linf"
-    split: str = "test"
-    n_per_class: int | None = None
-    first_n: int | None = None
-    batch_size: int = 256
-    seed: int = 0
-    cascade: bool = False
-    early_stop: bool = True
-    targeted: str | int | None = None
-    boundary_per_class: int = 0
-    analyses: bool = True
-    precision: str = "fp32"
+    attacks: tuple[AttackSpec, ...] = field_help(
+        "attacks run at every ε: pgd, fgsm, autoattack, or {name: pgd, args: {steps: 50}}",
+        default=(AttackSpec("pgd"),),
+    )
+    eps: tuple[float, ...] | None = field_help("budgets in pixel units (null: the threat model's)", default=None)
+    norm: str = field_help("threat model: Linf or L2", default="Linf")
+    split: str = field_help("the split evaluated", default="test")
+    n_per_class: int | None = field_help("evaluate the first N images of each class (null: all)", default=None)
+    first_n: int | None = field_help("evaluate the first N images in dataset order (RobustBench)", default=None)
+    batch_size: int = field_help("images per attacked batch", default=256)
+    seed: int = field_help("seed of the attacks' randomness", default=0)
+    cascade: bool = field_help("each attack sees only images the earlier ones left robust", default=False)
+    early_stop: bool = field_help("an image fooled at any PGD iterate counts as broken", default=True)
+    targeted: str | int | None = field_help("also attack toward this class (name, index or all)", default=None)
+    boundary_per_class: int = field_help("distance to the decision boundary of N images per class", default=0)
+    analyses: bool = field_help("class-centroid similarity and classifier weight norms", default=True)
+    precision: str = field_help("fp32, or bf16 autocast when asked", default="fp32")
 
     def __post_init__(self) -> None:
         attacks = self.attacks if isinstance(self.attacks, list | tuple) else (self.attacks,)
@@ -185,8 +189,7 @@ class EvalSpec:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None, where: str = "evaluation") -> EvalSpec:
-        """From plain data (YAML, JSON). ``steps`` is a shorthand: it becomes the option of every
-        attack that takes steps and does not set them. Errors name ``where`` and the field."""
+        """From plain data (YAML, JSON); errors name ``where`` and the field."""
         if data is None:
             return cls()
         if isinstance(data, EvalSpec):
@@ -194,23 +197,18 @@ class EvalSpec:
         if not isinstance(data, Mapping):
             raise ConfigError(f"{where}: expected a mapping of evaluation settings, got {data!r}")
         values = dict(data)
-        steps = values.pop("steps", None)
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ConfigError(f"{where}.{unknown[0]}: unknown field; known: {', '.join(sorted(known | {'steps'}))}")
+            prefix = f"{where}." if where else ""
+            raise ConfigError(f"{prefix}{unknown[0]}: unknown setting; known: {', '.join(sorted(known))}")
         try:
             if "attacks" in values:
                 raw = values["attacks"]
                 values["attacks"] = tuple(raw) if isinstance(raw, list | tuple) else (raw,)
-            spec = cls(**values)
-            if steps is not None:
-                if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-                    raise ConfigError(f"steps must be a whole number >= 1, got {steps!r}")
-                spec = replace(spec, attacks=tuple(a.with_default("steps", steps) for a in spec.attacks))
-            return spec
+            return cls(**values)
         except (ConfigError, UnknownNameError) as exc:
-            raise ConfigError(f"{where}: {exc}") from None
+            raise ConfigError(f"{where}: {exc}" if where else str(exc)) from None
 
     def fingerprint(self) -> str:
         """sha256 of the spec's plain data (identical specs, identical fingerprints)."""

@@ -1,12 +1,11 @@
 """Architectures that take [0,1] images (normalisation inside), their registry and checkpoints."""
 
-from classwise.models.base import Backbone, ImageClassifier, ModelSpec, Normalize
+from classwise.models.base import MODELS, Backbone, ImageClassifier, ModelSpec, Normalize
 from classwise.models.checkpoint import atomic_torch_save, load_checkpoint, read_checkpoint, save_checkpoint
-from classwise.models.factory import MODELS, PRESETS, count_parameters, create_model, model_from_spec
+from classwise.models.factory import count_parameters, create_model, model_from_spec, model_rows
 
 __all__ = [
     "MODELS",
-    "PRESETS",
     "Backbone",
     "ImageClassifier",
     "ModelSpec",
@@ -16,6 +15,7 @@ __all__ = [
     "create_model",
     "load_checkpoint",
     "model_from_spec",
+    "model_rows",
     "read_checkpoint",
     "save_checkpoint",
 ]

@@ -7,11 +7,14 @@ Every architecture is a :class:`Backbone` (``forward_features`` → penultimate 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import torch
 from torch import nn
+
+from classwise.registry import Registry
 
 
 class Normalize(nn.Module):
@@ -105,3 +108,7 @@ class ImageClassifier(nn.Module):
     @property
     def head(self) -> nn.Linear:
         return self.backbone.head
+
+
+ArchFactory = Callable[..., Backbone]
+MODELS: Registry[ArchFactory] = Registry("model")  # filled where each architecture is defined

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from classwise.models.base import Backbone
+from classwise.models.base import MODELS, Backbone
 
 VGG_CONFIGS: dict[str, list[int | str]] = {
     "vgg11": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
@@ -35,11 +35,13 @@ class VGG(Backbone):
         return F.adaptive_avg_pool2d(self.features(x), 1).flatten(1)
 
 
+@MODELS.register("vgg11_bn")
 def vgg11_bn(num_classes: int, in_channels: int) -> VGG:
     """VGG-11 with batch norm."""
     return VGG(VGG_CONFIGS["vgg11"], num_classes, in_channels)
 
 
+@MODELS.register("vgg16_bn")
 def vgg16_bn(num_classes: int, in_channels: int) -> VGG:
     """VGG-16 with batch norm."""
     return VGG(VGG_CONFIGS["vgg16"], num_classes, in_channels)
@@ -86,6 +88,7 @@ class MobileNetV2(Backbone):
         return F.adaptive_avg_pool2d(self.last(self.blocks(self.stem(x))), 1).flatten(1)
 
 
+@MODELS.register("mobilenet_v2")
 def mobilenet_v2(num_classes: int, in_channels: int) -> MobileNetV2:
     """MobileNetV2, CIFAR form."""
     return MobileNetV2(num_classes, in_channels)
@@ -131,6 +134,7 @@ class DenseNet(Backbone):
         return F.adaptive_avg_pool2d(F.relu(self.bn(self.dense(self.stem(x)))), 1).flatten(1)
 
 
+@MODELS.register("densenet121")
 def densenet121(num_classes: int, in_channels: int) -> DenseNet:
     """DenseNet-121 (growth 32), CIFAR form."""
     return DenseNet((6, 12, 24, 16), 32, num_classes, in_channels)
@@ -160,6 +164,7 @@ class SmallCNN(Backbone):
         return self.fc(F.adaptive_avg_pool2d(self.convs(x), 4).flatten(1))
 
 
+@MODELS.register("small_cnn", tags=("small",))
 def small_cnn(num_classes: int, in_channels: int, width: int = 32) -> SmallCNN:
     """SmallCNN of the TRADES MNIST experiments (four 3×3 convolutions, two 200-unit layers)."""
     return SmallCNN(num_classes, in_channels, width)

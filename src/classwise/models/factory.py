@@ -3,44 +3,16 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from classwise.errors import ConfigError
 from classwise.models import classic, resnet, wide_resnet
-from classwise.models.base import Backbone, ImageClassifier, ModelSpec
-from classwise.registry import Registry
+from classwise.models.base import MODELS, ImageClassifier, ModelSpec
 
-ArchFactory = Callable[..., Backbone]
-MODELS: Registry[ArchFactory] = Registry("model")
-
-for _name, _factory, _tags in (
-    ("preact_resnet18", resnet.preact_resnet18, ("paper",)),
-    ("resnet18", resnet.resnet18, ("paper",)),
-    ("resnet34", resnet.resnet34, ()),
-    ("resnet50", resnet.resnet50, ()),
-    ("resnet20", resnet.cifar_resnet, ("small",)),
-    ("wide_resnet", wide_resnet.wide_resnet, ()),
-    ("vgg11_bn", classic.vgg11_bn, ()),
-    ("vgg16_bn", classic.vgg16_bn, ()),
-    ("mobilenet_v2", classic.mobilenet_v2, ()),
-    ("densenet121", classic.densenet121, ()),
-    ("small_cnn", classic.small_cnn, ("small",)),
-):
-    MODELS.register(_name, tags=_tags)(_factory)
-
-# Named presets: registry name → (architecture, fixed arguments).
-PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
-    "wrn_28_10": ("wide_resnet", {"depth": 28, "widen": 10}),
-    "wrn_34_10": ("wide_resnet", {"depth": 34, "widen": 10}),
-    "wrn_16_4": ("wide_resnet", {"depth": 16, "widen": 4}),
-    "resnet18_w16": ("resnet18", {"width": 16}),
-    "preact_resnet18_w16": ("preact_resnet18", {"width": 16}),
-}
-for _preset, (_arch, _kw) in PRESETS.items():
-    MODELS.register(_preset, description=f"{_arch} with {_kw}", tags=("preset",))(MODELS.get(_arch))
+# The architectures register themselves where they are defined; importing them fills MODELS.
+_ARCHITECTURES = (classic, resnet, wide_resnet)
 
 
 def create_model(
@@ -54,8 +26,8 @@ def create_model(
     """Build a registered architecture behind a normalisation layer.
 
     Args:
-        name: registry name (``classwise models`` lists them; presets such as ``wrn_34_10`` fix
-            arguments).
+        name: registry name (``classwise models`` lists them; presets such as ``wrn_34_10`` take
+            no arguments).
         num_classes: size of the output layer.
         input_shape: (C, H, W); H and W may be anything ≥ 8 since every network pools adaptively.
         mean, std: per-channel normalisation (the dataset's), applied inside the model.
@@ -70,11 +42,7 @@ def create_model(
         torch.Size([2, 10])
     """
     entry = MODELS.entry(name)
-    arch, fixed = PRESETS.get(entry.name, (entry.name, {}))
-    clash = set(fixed) & set(kwargs)
-    if clash:
-        raise ConfigError(f"model {name!r} fixes {sorted(clash)}; use {arch!r} to choose them")
-    args = {**fixed, **kwargs}
+    arch, args = entry.name, dict(kwargs)
     allowed = set(inspect.signature(entry.factory).parameters) - {"num_classes", "in_channels"}
     unknown = set(args) - allowed
     if unknown:
@@ -99,3 +67,22 @@ def model_from_spec(spec: ModelSpec) -> ImageClassifier:
 
 def count_parameters(model: ImageClassifier) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def model_rows(num_classes: int, input_shape: str) -> list[dict[str, object]]:
+    """One row per registered architecture: name, parameter count for ``num_classes`` classes and a
+    ``CxHxW`` input, and its description (what ``classwise models`` prints)."""
+    try:
+        shape = tuple(int(v) for v in input_shape.lower().split("x"))
+    except ValueError:
+        shape = ()
+    if len(shape) != 3 or min(shape) < 1:
+        raise ConfigError(f"input shape is CxHxW with positive sizes, e.g. 3x32x32; got {input_shape!r}")
+    c = shape[0]
+    rows: list[dict[str, object]] = []
+    params = f"params ({num_classes} classes, {input_shape})"
+    for entry in MODELS:
+        model = create_model(entry.name, num_classes, (shape[0], shape[1], shape[2]), (0.5,) * c, (0.25,) * c)
+        size = f"{count_parameters(model) / 1e6:.2f}M"
+        rows.append({"name": entry.name, params: size, "description": entry.description})
+    return rows

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from classwise.models.base import Backbone
+from classwise.models.base import MODELS, Backbone
 
 
 def _conv3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
@@ -115,29 +115,46 @@ def _widths(width: int, stages: int = 4) -> tuple[int, ...]:
     return tuple(width * 2**i for i in range(stages))
 
 
+@MODELS.register("resnet18", tags=("paper",))
 def resnet18(num_classes: int, in_channels: int, width: int = 64) -> ResNet:
     """ResNet-18 (CIFAR stem), 11.2M parameters at width 64."""
     return ResNet(BasicBlock, (2, 2, 2, 2), num_classes, in_channels, _widths(width))
 
 
+@MODELS.register("resnet34")
 def resnet34(num_classes: int, in_channels: int, width: int = 64) -> ResNet:
     """ResNet-34 (CIFAR stem)."""
     return ResNet(BasicBlock, (3, 4, 6, 3), num_classes, in_channels, _widths(width))
 
 
+@MODELS.register("resnet50")
 def resnet50(num_classes: int, in_channels: int, width: int = 64) -> ResNet:
     """ResNet-50 with bottleneck blocks (CIFAR stem)."""
     return ResNet(Bottleneck, (3, 4, 6, 3), num_classes, in_channels, _widths(width))
 
 
+@MODELS.register("preact_resnet18", tags=("paper",))
 def preact_resnet18(num_classes: int, in_channels: int, width: int = 64) -> ResNet:
     """PreActResNet-18, the standard adversarial-training model (Madry/Rice/CFA setups)."""
     return ResNet(PreActBlock, (2, 2, 2, 2), num_classes, in_channels, _widths(width), preact=True)
 
 
+@MODELS.register("resnet20", tags=("small",))
 def cifar_resnet(num_classes: int, in_channels: int, depth: int = 20, width: int = 16) -> ResNet:
     """The original CIFAR ResNet of depth 6n+2 (ResNet-20: 0.27M parameters), three stages."""
     if (depth - 2) % 6:
         raise ValueError(f"CIFAR ResNet depth must be 6n+2 (20, 32, 44, 56, 110), got {depth}")
     n = (depth - 2) // 6
     return ResNet(BasicBlock, (n, n, n), num_classes, in_channels, _widths(width, 3))
+
+
+@MODELS.register("resnet18_w16", tags=("preset",))
+def resnet18_w16(num_classes: int, in_channels: int) -> ResNet:
+    """ResNet-18 at width 16 (0.7M parameters): CPU-scale runs."""
+    return resnet18(num_classes, in_channels, width=16)
+
+
+@MODELS.register("preact_resnet18_w16", tags=("preset",))
+def preact_resnet18_w16(num_classes: int, in_channels: int) -> ResNet:
+    """PreActResNet-18 at width 16 (0.7M parameters): CPU-scale runs."""
+    return preact_resnet18(num_classes, in_channels, width=16)

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from classwise.models.base import Backbone
+from classwise.models.base import MODELS, Backbone
 
 
 class WideBlock(nn.Module):
@@ -53,8 +53,27 @@ class WideResNet(Backbone):
         return F.adaptive_avg_pool2d(out, 1).flatten(1)
 
 
+@MODELS.register("wide_resnet")
 def wide_resnet(
     num_classes: int, in_channels: int, depth: int = 28, widen: int = 10, dropout: float = 0.0
 ) -> WideResNet:
     """Wide ResNet with ``depth`` (6n+4) and widening factor ``widen``."""
     return WideResNet(num_classes, in_channels, depth, widen, dropout)
+
+
+@MODELS.register("wrn_28_10", tags=("preset", "paper"))
+def wrn_28_10(num_classes: int, in_channels: int) -> WideResNet:
+    """WRN-28-10 (36.5M parameters), the RobustBench CIFAR workhorse."""
+    return wide_resnet(num_classes, in_channels, depth=28, widen=10)
+
+
+@MODELS.register("wrn_34_10", tags=("preset", "paper"))
+def wrn_34_10(num_classes: int, in_channels: int) -> WideResNet:
+    """WRN-34-10 (46.2M parameters), as in Madry et al., TRADES and FAAL."""
+    return wide_resnet(num_classes, in_channels, depth=34, widen=10)
+
+
+@MODELS.register("wrn_16_4", tags=("preset",))
+def wrn_16_4(num_classes: int, in_channels: int) -> WideResNet:
+    """WRN-16-4 (2.7M parameters)."""
+    return wide_resnet(num_classes, in_channels, depth=16, widen=4)

@@ -3,52 +3,22 @@ offline) and a Markdown summary, both pure functions of the stored results."""
 
 from __future__ import annotations
 
-import base64
 import html
-from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import jinja2
 import numpy as np
 
-from classwise import analysis
-from classwise.evaluate import Boundary, class_columns
+from classwise.evaluate import class_columns
 from classwise.evaluate.store import write_files_atomically
 from classwise.report import figures
 from classwise.report.collect import ModelResult, ReportData, collect
+from classwise.report.page import Section, fig, table
+from classwise.report.universality import study_sections
+from classwise.report.why import why_section
 
 MAX_DETAILED = 6
-
-
-@dataclass
-class Figure:
-    png: str
-    caption: str
-    table: str = ""
-
-
-@dataclass
-class Section:
-    title: str
-    text: str = ""
-    figures: list[Figure] = field(default_factory=list)
-    tables: list[str] = field(default_factory=list)
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    def cell(v: object) -> str:
-        return html.escape(f"{100 * v:.1f}" if isinstance(v, float) and 0 <= v <= 1 else str(v))
-
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in r) + "</tr>" for r in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
-
-
-def _fig(png: bytes, caption: str, tbl: str = "") -> Figure:
-    return Figure(base64.b64encode(png).decode(), caption, tbl)
 
 
 def summary_rows(models: Sequence[ModelResult]) -> list[list[object]]:
@@ -102,7 +72,7 @@ def model_section(m: ModelResult) -> Section:
     )
     shares = m.evaluation.flows()
     s.figures.append(
-        _fig(
+        fig(
             figures.heatmap(
                 100 * shares,
                 m.class_names,
@@ -118,7 +88,7 @@ def model_section(m: ModelResult) -> Section:
     eps, curve = m.eps_curve()
     if len(eps) > 1:
         s.figures.append(
-            _fig(
+            fig(
                 figures.eps_curves(m),
                 "Per-class robust accuracy against ε.",
                 table(
@@ -128,206 +98,9 @@ def model_section(m: ModelResult) -> Section:
             )
         )
     if any("val" in h for h in m.history):
-        s.figures.append(_fig(figures.training_curves(m), "Per-class validation accuracy over training epochs."))
+        s.figures.append(fig(figures.training_curves(m), "Per-class validation accuracy over training epochs."))
     s.tables.append(per_class_table(m))
     return s
-
-
-def why_section(m: ModelResult) -> Section | None:
-    """Class similarity, classifier weight norms and boundary distances, as stored with the evaluation."""
-    a = m.evaluation.analyses
-    if a is None or (a.centroid_similarity is None and a.boundary is None):
-        return None
-    names = m.class_names
-    robust = m.robust[0]
-    conf_sim = analysis.confusion_similarity(m.evaluation.confusion_adv(m.headline))
-    s = Section(
-        f"Why: class similarity and geometry ({m.name})",
-        "Classes whose penultimate-layer centroids are close, and classes the attack confuses, tend to "
-        "be the weak ones; the norm of each class's classifier weights is set against its robustness.",
-    )
-    s.figures.append(
-        _fig(
-            figures.heatmap(100 * conf_sim, names, f"{m.name}: confusion similarity under attack (%)"),
-            f"Symmetric confusion share under attack ({m.headline.label}): (P[i→j] + P[j→i]) / 2.",
-        )
-    )
-    if a.centroid_similarity is not None and a.weight_norms is not None:
-        sim, norms = a.centroid_similarity, a.weight_norms
-        k = len(names)
-        nearest = [float(np.max(np.delete(sim[i], i))) for i in range(k)]
-        s.figures += [
-            _fig(
-                figures.heatmap(sim, names, "cosine similarity of class feature centroids", "{:.2f}", "viridis"),
-                f"Penultimate-layer centroid similarity over the {a.feature_images} evaluated images.",
-            ),
-            _fig(
-                figures.scatter(
-                    np.array(nearest),
-                    100 * robust,
-                    names,
-                    "similarity to the nearest class",
-                    "robust accuracy (%)",
-                    "robustness against class similarity",
-                ),
-                "Each class: its highest centroid similarity to another class against its robustness.",
-            ),
-            _fig(
-                figures.scatter(
-                    norms,
-                    100 * robust,
-                    names,
-                    "classifier weight norm",
-                    "robust accuracy (%)",
-                    "robustness against weight norm",
-                ),
-                "Per-class weight norm of the last layer.",
-                table(
-                    ["class", "weight norm", "nearest similarity", "robust %"],
-                    [
-                        [n, f"{w:.3f}", f"{c:.3f}", f"{100 * r:.1f}"]
-                        for n, w, c, r in zip(names, norms, nearest, robust, strict=True)
-                    ],
-                ),
-            ),
-        ]
-    if a.boundary is not None:
-        s.figures.append(_boundary_figure(m, a.boundary, robust))
-    return s
-
-
-def _boundary_figure(m: ModelResult, boundary: Boundary, robust: np.ndarray) -> Figure:
-    """Median distance to the decision boundary per class against the class's robustness."""
-    k = len(m.class_names)
-    med = boundary.per_class_median(k)
-    png = figures.scatter(
-        med,
-        100 * robust,
-        m.class_names,
-        f"median {boundary.norm} distance to the boundary",
-        "robust accuracy (%)",
-        "robustness against boundary distance",
-    )
-    caption = (
-        f"Smallest ε (up to {boundary.eps_max:.3g}) at which {boundary.attack} flips each of the first "
-        f"{len(boundary.labels) // k} evaluated images per class (binary search; 0 for misclassified images), "
-        "median per class."
-    )
-    rows = [[n, f"{d:.4f}"] for n, d in zip(m.class_names, med, strict=True)]
-    return _fig(png, caption, table(["class", "median distance"], rows))
-
-
-def headline_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each run's per-class rows of its headline robustness: the worst case (or its one attack) at
-    its largest ε."""
-    robust = [r for r in rows if r["attack"] != "clean"]
-    best: dict[str, tuple[bool, float]] = {}
-    for r in robust:
-        rank = (r["attack"] == "worst", r["eps"])
-        best[r["run_id"]] = max(best.get(r["run_id"], rank), rank)
-    return [r for r in robust if (r["attack"] == "worst", r["eps"]) == best[r["run_id"]]]
-
-
-def study_sections(data: ReportData) -> list[Section]:
-    """Universality across runs, hyper-parameter effects and whether adversarial training widens the gap."""
-    rows = headline_rows(data.study_rows)
-    if not rows:
-        return []
-    by_run: dict[str, dict[int, float]] = defaultdict(dict)
-    names: dict[int, str] = {}
-    runs: dict[str, dict[str, Any]] = {}
-    for r in rows:
-        by_run[r["run_id"]][r["class_index"]] = r["accuracy"]
-        names[r["class_index"]] = r["class_name"]
-        runs[r["run_id"]] = r
-    ids = list(by_run)
-    class_names = tuple(names[i] for i in sorted(names))
-    acc = np.array([[by_run[i].get(k, np.nan) for k in sorted(names)] for i in ids])
-    out = []
-    uni = Section(
-        "Universality: do the same classes stay weak?",
-        "Spearman rank correlation of per-class robust accuracy between runs (1: the same ordering).",
-    )
-    rho = analysis.class_rank_agreement(acc)
-    labels = [ids[i][:6] for i in range(len(ids))]
-    uni.figures.append(
-        _fig(
-            figures.heatmap(rho, labels, "rank correlation of class orderings", "{:.1f}", "RdBu"),
-            "Runs are labelled by their id (see the runs table).",
-        )
-    )
-    uni.tables.append(
-        table(
-            ["weakest classes (mean over runs)", "robust %"],
-            [[c, f"{100 * a:.1f}"] for c, a in analysis.weakest_classes(acc, class_names, 5)],
-        )
-    )
-    out.append(uni)
-    grid_keys = sorted({k for r in rows for k in r if k.startswith("grid.")})
-    hyper = Section("Robustness against each hyper-parameter", "Per-class robust accuracy, mean over the other axes.")
-    for key in grid_keys:
-        values = sorted({runs[i][key] for i in ids if key in runs[i]}, key=str)
-        if len(values) < 2:
-            continue
-        per_value = np.array(
-            [np.nanmean(acc[[j for j, i in enumerate(ids) if runs[i].get(key) == v]], axis=0) for v in values]
-        )
-        hyper.figures.append(
-            _fig(
-                figures.hyperparameter_plot(key.removeprefix("grid."), values, per_value, class_names),
-                f"Against {key.removeprefix('grid.')}.",
-            )
-        )
-    if hyper.figures:
-        out.append(hyper)
-    out += _widening(ids, runs, acc)
-    return out
-
-
-def _widening(ids: list[str], runs: dict[str, dict[str, Any]], acc: np.ndarray) -> list[Section]:
-    """Standard vs PGD-AT pairs that share every other setting but the seed: paired test of the spread."""
-    groups: dict[tuple[Any, ...], dict[str, dict[Any, int]]] = defaultdict(lambda: defaultdict(dict))
-    for j, i in enumerate(ids):
-        r = runs[i]
-        rest = tuple(
-            (k, v)
-            for k, v in sorted(r.items())
-            if k.startswith(("config.", "grid."))
-            and k not in ("config.method", "grid.method", "config.seed", "grid.seed")
-        )
-        groups[rest][r["config.method"]][r["config.seed"]] = j
-    rows = []
-    for rest, methods in groups.items():
-        if "standard" not in methods or "pgd-at" not in methods:
-            continue
-        seeds = sorted(set(methods["standard"]) & set(methods["pgd-at"]))
-        if not seeds:
-            continue
-        a = acc[[methods["standard"][s] for s in seeds]]
-        b = acc[[methods["pgd-at"][s] for s in seeds]]
-        for stat in ("std", "gap", "worst"):
-            cmp = analysis.compare_gaps(a, b, stat)
-            label = ", ".join(f"{k.split('.')[1]}={v}" for k, v in rest if k.startswith("grid.")) or "all"
-            rows.append(
-                [
-                    label,
-                    stat,
-                    len(seeds),
-                    f"{100 * cmp.a.mean():.1f}",
-                    f"{100 * cmp.b.mean():.1f}",
-                    f"{100 * cmp.mean_difference:+.1f}",
-                    "-" if np.isnan(cmp.p_value) else f"{cmp.p_value:.3f}",
-                ]
-            )
-    if not rows:
-        return []
-    return [
-        Section(
-            "Does adversarial training widen the gap?",
-            "Spread of per-class robust accuracy, standard vs PGD-AT with the same seeds (paired t-test).",
-            tables=[table(["setting", "statistic", "seeds", "standard", "pgd-at", "difference", "p"], rows)],
-        )
-    ]
 
 
 def provenance_section(models: Sequence[ModelResult]) -> Section:
@@ -362,7 +135,7 @@ def render(data: ReportData) -> tuple[str, str]:
             "Per-class accuracy and robustness",
             "Light bars: clean accuracy; dark bars: worst-case robust accuracy; whiskers: 95% intervals.",
             [
-                _fig(
+                fig(
                     figures.class_bars(models[:4]),
                     "Per-class clean and robust accuracy.",
                     table(SUMMARY_HEADERS, summary_rows(models[:4])),
@@ -376,7 +149,7 @@ def render(data: ReportData) -> tuple[str, str]:
                 "Mean robustness against the worst class",
                 "",
                 [
-                    _fig(
+                    fig(
                         figures.method_comparison(models),
                         "Each point is a model: a method that only raises the mean "
                         "moves right, one that helps the weakest class moves up.",

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import logging
 import multiprocessing as mp
 import socket
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,13 +29,14 @@ from classwise.evaluate import Evaluation as EvalResult
 from classwise.evaluate import per_class_rows
 from classwise.progress import progress_bar
 from classwise.provenance import versions
+from classwise.registry import Registry
 from classwise.study.spec import Run, Study
-from classwise.study.store import Store, worker_name
+from classwise.study.store import STORE_FILE, Store, worker_name
 from classwise.train import train
 from classwise.train.rundir import CONFIG
 
 log = logging.getLogger(__name__)
-STORE = "results.sqlite"
+STORE = STORE_FILE
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,22 @@ def _todo(store: Store, study: Study) -> list[Run]:
     ]
 
 
+@dataclass(frozen=True)
+class Execution:
+    """What an executor is given: the store, the study and its folder, and how to run."""
+
+    store: Store
+    study: Study
+    study_dir: Path
+    device: str
+    progress: bool
+    workers: int = 0
+    address: str | None = None
+
+
+EXECUTORS: Registry[Callable[[Execution], None]] = Registry("executor")
+
+
 def run_study(
     study: Study,
     study_dir: str | Path,
@@ -110,8 +128,9 @@ def run_study(
     progress: bool = True,
 ) -> Outcome:
     """Run every unfinished run of ``study``; finished runs (same id) are skipped."""
-    if executor not in ("local", "ray"):
-        raise ConfigError(f"unknown executor {executor!r}; use local or ray")
+    execute = EXECUTORS.get(executor)
+    if workers < 0:
+        raise ConfigError(f"workers must be >= 0, got {workers}")
     study_dir = Path(study_dir)
     store = Store(study_dir / STORE)
     with exclusive(study_dir):
@@ -119,10 +138,7 @@ def run_study(
         released = store.release_stale()
         if released:
             log.warning("%d run(s) of an interrupted study resume from their checkpoints", released)
-        if executor == "local":
-            _run_local(store, study, study_dir, workers, device, progress)
-        else:
-            _run_ray(store, study, study_dir, address, device, progress)
+        execute(Execution(store, study, study_dir, device, progress, workers, address))
     return outcome(store, study)
 
 
@@ -150,7 +166,47 @@ def outcome(store: Store, study: Study) -> Outcome:
     return Outcome(status.count("done"), status.count("failed"), status.count("pending") + status.count("running"))
 
 
-def _run_local(store: Store, study: Study, study_dir: Path, workers: int, device: str, progress: bool) -> None:
+@dataclass(frozen=True)
+class RunStatus:
+    """One run of a study as ``study status`` shows it."""
+
+    run_id: str
+    overrides: dict[str, Any]
+    status: str
+    attempts: int
+    seconds: float | None
+    error: str
+
+    def cells(self) -> tuple[str, ...]:
+        seconds = f"{self.seconds:.0f}" if self.seconds else ""
+        return (self.run_id, json.dumps(self.overrides)[:60], self.status, str(self.attempts), seconds, self.error)
+
+
+def study_status(study: Study, study_dir: str | Path) -> list[RunStatus]:
+    """Every run of ``study`` with its state in the folder's store (pending if never started)."""
+    path = Path(study_dir) / STORE
+    state = {r["run_id"]: r for r in Store(path).runs()} if path.exists() else {}
+    rows = []
+    for run in study.runs:
+        r = state.get(run.run_id, {})
+        error = (r.get("error") or "").strip().splitlines()
+        rows.append(
+            RunStatus(
+                run.run_id,
+                run.overrides,
+                r.get("status", "pending"),
+                r.get("attempts", 0),
+                r.get("seconds"),
+                error[-1][:80] if error else "",
+            )
+        )
+    return rows
+
+
+@EXECUTORS.register("local", description="in this process, or --workers N processes (one per GPU on CUDA)")
+def run_local(e: Execution) -> None:
+    """Runs claimed one by one from the store, in this process or in N worker processes."""
+    store, study, study_dir, workers, device, progress = e.store, e.study, e.study_dir, e.workers, e.device, e.progress
     todo = _todo(store, study)
     bar = progress_bar(len(todo), f"study {study.name}", unit="run", enabled=progress)
     while todo:
@@ -211,7 +267,10 @@ def check_reachable(address: str, timeout: float = 5.0) -> None:
         ) from None
 
 
-def _run_ray(store: Store, study: Study, study_dir: Path, address: str | None, device: str, progress: bool) -> None:
+@EXECUTORS.register("ray", description="a Ray cluster at --address, or a local Ray instance")
+def run_ray(e: Execution) -> None:
+    """Runs as Ray tasks; the study folder must be on a filesystem the workers share."""
+    store, study, study_dir, address, device, progress = e.store, e.study, e.study_dir, e.address, e.device, e.progress
     try:
         import ray
     except ImportError:

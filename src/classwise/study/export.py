@@ -5,13 +5,27 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from classwise.config import flatten
 from classwise.errors import ClasswiseError
-from classwise.study.store import Store
+from classwise.registry import Registry
+from classwise.study.store import STORE_FILE, Store
 
-CONFIG_COLUMNS = ("dataset", "model", "method", "balance", "eps", "lr", "weight_decay", "batch_size", "epochs", "seed")
+CONFIG_COLUMNS = (
+    "data.dataset",
+    "model.name",
+    "method.name",
+    "balance.name",
+    "threat.eps",
+    "optim.lr",
+    "optim.weight_decay",
+    "optim.batch_size",
+    "optim.epochs",
+    "seed",
+)
 
 
 def tidy_rows(store: Store) -> list[dict[str, Any]]:
@@ -21,7 +35,8 @@ def tidy_rows(store: Store) -> list[dict[str, Any]]:
         run = runs[m["run_id"]]
         config, overrides = json.loads(run["config"]), json.loads(run["overrides"])
         row: dict[str, Any] = {"run_id": m["run_id"]}
-        row.update({f"config.{k}": config[k] for k in CONFIG_COLUMNS})
+        flat = flatten(config)
+        row.update({f"config.{k}": flat.get(k) for k in CONFIG_COLUMNS})
         row.update(
             {f"grid.{k}": v if isinstance(v, int | float | str) else json.dumps(v) for k, v in overrides.items()}
         )
@@ -47,25 +62,51 @@ def tidy_rows(store: Store) -> list[dict[str, Any]]:
     return rows
 
 
+Writer = Callable[[Path, list[str], list[dict[str, Any]]], None]
+FORMATS: Registry[Writer] = Registry("export format")
+
+
+@FORMATS.register("csv")
+def write_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
+    """Comma-separated values with a header row."""
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+@FORMATS.register("parquet")
+def write_parquet(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
+    """Apache Parquet (needs pyarrow)."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ClasswiseError("parquet export needs pyarrow: pip install pyarrow (or use --format csv)") from None
+    pq.write_table(pa.Table.from_pylist([{c: r.get(c) for c in columns} for r in rows]), path)
+
+
 def export(store: Store, path: str | Path, fmt: str = "csv") -> Path:
-    """Write the tidy table to ``path`` as ``csv`` or ``parquet`` (which needs pyarrow)."""
+    """Write the tidy table to ``path`` in a registered format (``csv``, ``parquet``), atomically."""
+    write = FORMATS.get(fmt)
     rows = tidy_rows(store)
     if not rows:
         raise ClasswiseError(f"{store.path} holds no finished run yet; run the study first")
     path = Path(path)
     columns = list(dict.fromkeys(k for r in rows for k in r))
-    if fmt == "csv":
-        with open(path, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(rows)
-    elif fmt == "parquet":
-        try:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-        except ImportError:
-            raise ClasswiseError("parquet export needs pyarrow: pip install pyarrow (or use --format csv)") from None
-        pq.write_table(pa.Table.from_pylist([{c: r.get(c) for c in columns} for r in rows]), path)
-    else:
-        raise ClasswiseError(f"unknown export format {fmt!r}; use csv or parquet")
+    tmp = path.with_name(f".{path.name}.part")
+    try:
+        write(tmp, columns, rows)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
+
+
+def export_study(study_dir: str | Path, out: str | Path | None = None, fmt: str = "csv") -> Path:
+    """The study folder's per-class results as one tidy table (default ``<folder>/per_class.<fmt>``)."""
+    FORMATS.get(fmt)
+    path = Path(study_dir) / STORE_FILE
+    if not path.exists():
+        raise ClasswiseError(f"no results at {path}; run the study first (classwise study run FILE --dir {study_dir})")
+    return export(Store(path), Path(out) if out else Path(study_dir) / f"per_class.{fmt}", fmt)

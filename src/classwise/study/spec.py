@@ -1,24 +1,24 @@
-"""Study files: a base training config, grid axes over any config field, and the evaluation.
+"""Study files: a base training config, grid axes over any setting, and the evaluation.
 
 ```yaml
 name: gap-universality
-base: {dataset: fashion-mnist, model: resnet20, epochs: 4, eps: 0.1}
+base: {data: {dataset: fashion-mnist}, model: {name: resnet20}, optim: {epochs: 4}, threat: {eps: 0.1}}
 grid:
-  method: [standard, pgd-at]
-  model: [resnet20, small_cnn]
-  model_args.width: [8, 16]        # a key inside a dict field
-  variant: [pgd-at, pgd-at+focal:gamma=2]   # method + balancing technique in one axis
-  with: [{dataset: fashion-mnist, eps: 0.1}, {dataset: cifar10, eps: 0.0314}]  # fields set together
+  method.name: [standard, pgd-at]
+  model.args.width: [8, 16]                  # any setting, by its dotted key
+  with:                                      # several settings set together
+    - {data.dataset: fashion-mnist, threat.eps: 0.1}
+    - {data.dataset: cifar10, threat.eps: 8/255}
   seed: [0, 1, 2]
-evaluation: {attacks: [pgd], eps: [0.1], steps: 20, n_per_class: 100}
+evaluation: {attacks: [pgd], eps: [0.1], n_per_class: 100}
 retries: 1
 ```
 
-``evaluation`` is the runs' final evaluation (an :class:`~classwise.evaluate.EvalSpec`, the same
-as ``classwise evaluate`` and a training run use): each run is evaluated once, by its own
-training run. Every run is the base with one value per axis; its id is a hash of its resolved
-config (evaluation included), so a study can be re-run, extended or resumed and finished runs
-are recognised.
+Grid keys are the same dotted keys as ``--set`` on the command line. ``evaluation`` is the runs'
+final evaluation (an :class:`~classwise.evaluate.EvalSpec`, the same as ``classwise evaluate`` and
+a training run use): each run is evaluated once, by its own training run. Every run is the base
+with one value per axis; its id is a hash of its resolved config (evaluation included), so a
+study can be re-run, extended or resumed and finished runs are recognised.
 """
 
 from __future__ import annotations
@@ -30,15 +30,13 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from classwise.config import apply_overrides, load_yaml
 from classwise.errors import ConfigError
 from classwise.evaluate import EvalSpec
-from classwise.gap import parse_variant
 from classwise.train import TrainConfig
 
 TOP_LEVEL = {"name", "base", "grid", "evaluation", "retries", "description"}
-DICT_FIELDS = {"model_args", "balance_args"}
+SETTINGS = tuple(f.name for f in fields(TrainConfig))
 
 
 @dataclass(frozen=True)
@@ -63,28 +61,22 @@ class Study:
 def load_study(path: str | Path) -> Study:
     """Read, validate and expand a study file; every error names the offending path."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"study file {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a study file is a mapping with keys {sorted(TOP_LEVEL)}")
+    data = load_yaml(path, f"study settings ({', '.join(sorted(TOP_LEVEL))})")
     _no_unknown(data, TOP_LEVEL, str(path))
     base = _mapping(data.get("base", {}), f"{path}: base")
     grid = _mapping(data.get("grid", {}), f"{path}: grid")
-    known = {f.name for f in fields(TrainConfig)} | {"variant", "with"}
     for key, values in grid.items():
-        root = key.split(".")[0]
-        if root not in known or ("." in key and root not in DICT_FIELDS):
-            raise ConfigError(f"{path}: grid.{key}: unknown config field; fields: {', '.join(sorted(known))}")
         if not isinstance(values, list) or not values:
             raise ConfigError(f"{path}: grid.{key}: give a non-empty list of values")
-        if key == "with":
-            for i, value in enumerate(values):
-                _no_unknown(_mapping(value, f"{path}: grid.with[{i}]"), known - {"with"}, f"{path}: grid.with[{i}]")
-    _no_unknown(base, {f.name for f in fields(TrainConfig)}, f"{path}: base")
+        keys = (
+            [key]
+            if key != "with"
+            else [k for i, v in enumerate(values) for k in _mapping(v, f"{path}: grid.with[{i}]")]
+        )
+        for k in keys:
+            if k.split(".")[0] not in SETTINGS:
+                raise ConfigError(f"{path}: grid.{k}: unknown setting; settings start with {', '.join(SETTINGS)}")
+    _no_unknown(base, set(SETTINGS), f"{path}: base")
     given = {  # the top-level block completes (and overrides) an evaluation in base
         **_mapping(base.get("evaluation") or {}, f"{path}: base.evaluation"),
         **_mapping(data.get("evaluation") or {}, f"{path}: evaluation"),
@@ -116,18 +108,10 @@ def expand(study: Study, where: str = "study") -> list[Run]:
 
 
 def _resolve(base: dict[str, Any], overrides: dict[str, Any], where: str) -> TrainConfig:
-    values = json.loads(json.dumps(base))  # a deep copy of plain data
+    assignments: dict[str, Any] = {}
     for key, value in overrides.items():
-        if key == "variant":
-            values.update(parse_variant(str(value)))
-        elif key == "with":
-            for k, v in value.items():
-                values.update(parse_variant(str(v)) if k == "variant" else {k: v})
-        elif "." in key:
-            root, sub = key.split(".", 1)
-            values.setdefault(root, {})[sub] = value
-        else:
-            values[key] = value
+        assignments.update(value if key == "with" else {key: value})
+    values = apply_overrides(base, assignments)
     try:
         return TrainConfig.from_dict(values)
     except ConfigError as exc:

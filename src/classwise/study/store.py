@@ -21,6 +21,7 @@ from typing import Any
 from classwise.provenance import git_commit
 from classwise.study.spec import Run
 
+STORE_FILE = "results.sqlite"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY,

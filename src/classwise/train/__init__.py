@@ -1,7 +1,21 @@
 """Standard and adversarial training with class-wise monitoring and exact resume."""
 
+from classwise.train import fairness, longtail  # noqa: F401 - techniques register themselves where defined
+from classwise.train.balance import TECHNIQUES
 from classwise.train.config import TrainConfig
 from classwise.train.loop import TrainResult, prepare_data, train
 from classwise.train.methods import METHODS, MethodOutput
+from classwise.train.schedules import SCHEDULES
+from classwise.train.selection import SELECTION
 
-__all__ = ["METHODS", "MethodOutput", "TrainConfig", "TrainResult", "prepare_data", "train"]
+__all__ = [
+    "METHODS",
+    "SCHEDULES",
+    "SELECTION",
+    "TECHNIQUES",
+    "MethodOutput",
+    "TrainConfig",
+    "TrainResult",
+    "prepare_data",
+    "train",
+]

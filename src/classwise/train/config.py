@@ -1,238 +1,293 @@
-"""The training configuration: one frozen dataclass, validated on creation, saved as YAML next to
-the run so the run can be resumed, compared and reproduced."""
+"""The training configuration: nested frozen sections, validated on creation, written as YAML next
+to the run so it can be resumed, compared and reproduced.
+
+```yaml
+seed: 0
+data: {dataset: cifar10, val_per_class: 100}
+model: {name: preact_resnet18, args: {}}
+threat: {eps: 8/255}
+method: {name: trades, args: {beta: 6}}
+optim: {epochs: 100, lr: 0.1, schedule: piecewise, milestones: [0.5, 0.75]}
+monitor: {every: 1, steps: 10, select: robust_mean}
+balance: {name: cfa, args: {lambda1: 0.3}}
+evaluation: {attacks: [pgd, autoattack], n_per_class: 100}
+```
+
+Any setting is overridden with one syntax, ``--set optim.lr=0.05`` on the command line and the
+same dotted keys in study grids; ``classwise config`` lists every setting with its default and
+meaning. A method's and a technique's ``args`` are checked against the options that method or
+technique declares. A piece written ``{name: ..., args: {...}}`` (model, method, balance) owns its
+args: switching its name by an override starts its args afresh unless the override sets them.
+"""
 
 from __future__ import annotations
 
-import os
-import tempfile
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from classwise.compute import PRECISIONS
+from classwise.config import apply_overrides, describe, dump_yaml, field_help, from_plain, load_yaml, to_plain
 from classwise.errors import ConfigError
 from classwise.evaluate.spec import AttackSpec, EvalSpec
+from classwise.train.balance import TECHNIQUES, check_combination
+from classwise.train.methods import METHODS
+from classwise.train.schedules import SCHEDULES
+from classwise.train.selection import SELECTION
 
-METHODS = ("standard", "pgd-at", "trades", "fgsm-rs")
-SCHEDULES = ("piecewise", "cosine", "onecycle", "constant")
-BEST_METRICS = ("robust_mean", "robust_worst", "clean_mean", "clean_worst", "robust_mean_plus_worst")
+
+@dataclass(frozen=True)
+class DataConfig:
+    """What the model learns from."""
+
+    dataset: str = field_help("dataset name (classwise datasets) or path to class folders", default="fashion-mnist")
+    root: str | None = field_help("folder holding official dataset files (default $CLASSWISE_DATA)", default=None)
+    train_per_class: int | None = field_help("train on the first N images of each class (all: null)", default=None)
+    val_per_class: int = field_help("validation images held out of training, per class", default=100)
+    imbalance_ratio: float | None = field_help(
+        "make the training split long-tailed (CIFAR-10-LT profile), head/tail count ratio", default=None
+    )
+    augment: bool | None = field_help("random crop and flip (null: when the images are 32 px or more)", default=None)
+
+    def __post_init__(self) -> None:
+        _positive("train_per_class", self.train_per_class, optional=True)
+        _positive("val_per_class", self.val_per_class)
+        if self.imbalance_ratio is not None and self.imbalance_ratio < 1:
+            raise ConfigError(f"imbalance_ratio must be >= 1 (head/tail count), got {self.imbalance_ratio}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The architecture."""
+
+    name: str = field_help("architecture name (classwise models)", default="small_cnn")
+    args: dict[str, Any] = field_help("the architecture's arguments, e.g. {width: 16}", default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ThreatConfig:
+    """The training threat model (L∞, pixel units)."""
+
+    eps: float = field_help("attack budget in pixel units, e.g. 8/255 (0 for none)", default=8 / 255)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.eps <= 1:
+            raise ConfigError(f"eps must be in [0, 1] (pixel units, e.g. 8/255), got {self.eps}")
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    """The training method and its options (``classwise config`` lists each method's)."""
+
+    name: str = field_help("standard, pgd-at, trades or fgsm-rs", default="pgd-at")
+    args: dict[str, Any] = field_help("the method's options, e.g. {steps: 10} or {beta: 6}", default_factory=dict)
+
+    def options(self) -> Any:
+        """The method's options, typed and checked (``method.args.steps`` etc.)."""
+        return from_plain(METHODS.get(self.name).Options, self.args, "method.args")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """How the weights are optimised."""
+
+    epochs: int = field_help("passes over the training split", default=10)
+    batch_size: int = field_help("images per training step", default=128)
+    lr: float = field_help("peak learning rate of SGD with momentum", default=0.1)
+    schedule: str = field_help("learning-rate schedule: piecewise, cosine, onecycle or constant", default="piecewise")
+    milestones: tuple[float, ...] = field_help(
+        "piecewise: decay ×0.1 at these fractions of the epochs", default=(0.5, 0.75)
+    )
+    momentum: float = field_help("SGD momentum", default=0.9)
+    weight_decay: float = field_help("L2 weight decay", default=5e-4)
+    precision: str = field_help(
+        "auto (bf16 autocast on CUDA and on CPUs with AVX512-BF16 or AMX, else fp32), fp32 or bf16", default="auto"
+    )
+
+    def __post_init__(self) -> None:
+        _positive("epochs", self.epochs)
+        _positive("batch_size", self.batch_size)
+        if self.lr <= 0 or self.momentum < 0 or self.weight_decay < 0:
+            raise ConfigError("lr must be > 0; momentum and weight_decay >= 0")
+        SCHEDULES.get(self.schedule)
+        if any(not 0 < m < 1 for m in self.milestones):
+            raise ConfigError(f"milestones are fractions of the epochs in (0, 1), got {list(self.milestones)}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"unknown precision {self.precision!r}; use one of {', '.join(PRECISIONS)}")
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    """Validation during training and which checkpoint is kept as ``best.pt``."""
+
+    every: int = field_help("validate every N epochs (and after the last)", default=1)
+    steps: int = field_help("PGD iterations of the validation attack", default=10)
+    select: str | None = field_help(
+        "metric that picks best.pt (null: clean_mean for standard training, robust_mean otherwise)", default=None
+    )
+
+    def __post_init__(self) -> None:
+        _positive("every", self.every)
+        _positive("steps", self.steps)
+        if self.select is not None:
+            SELECTION.get(self.select)
+
+
+@dataclass(frozen=True)
+class BalanceConfig:
+    """A long-tail or robust-fairness technique and its options (``classwise config`` lists them)."""
+
+    name: str = field_help(
+        "none, reweight, resample, focal, ldam, logit-adjust, class-eps, frl, cfa, ...", default="none"
+    )
+    args: dict[str, Any] = field_help("the technique's options, e.g. {gamma: 2}", default_factory=dict)
+
+
+SECTIONS = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "threat": ThreatConfig,
+    "method": MethodConfig,
+    "optim": OptimConfig,
+    "monitor": MonitorConfig,
+    "balance": BalanceConfig,
+}
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything that determines a training run.
+    """Everything that determines a training run, in sections; see the module docstring.
 
-    Attributes (the ones a study varies):
-        dataset: registry name or path; ``data_root`` where official files live.
-        model / model_args: architecture and its arguments (``{"width": 16}``).
-        method: ``standard``, ``pgd-at`` (Madry et al.), ``trades`` (Zhang et al., ``beta``),
-            ``fgsm-rs`` (Wong et al.'s fast FGSM with random start).
-        eps, attack_steps, attack_step_size: the training threat model (L∞, pixel units); the
-            step size defaults to 2.5·ε/steps for PGD-AT and TRADES (Madry et al.: 2/255 for 8/255
-            and 10 steps), 1.25ε for FGSM-RS (Wong et al.).
-        lr, schedule, momentum, weight_decay, batch_size, epochs, seed: the optimisation.
-        val_per_class: validation images held out per class; ``eval_every`` epochs the per-class
-            clean and PGD-``eval_steps`` accuracy on it is recorded; ``best_metric`` picks ``best.pt``
-            (default: clean mean for standard training, robust mean otherwise).
-        train_per_class: use only the first N training images of each class (CPU-scale runs).
-        evaluation: the final class-wise test evaluation (:class:`EvalSpec`; its ε defaults to
-            ``eps``): PGD-20 on the whole test set unless set, e.g. ``{attacks: [pgd, autoattack],
-            n_per_class: 100}`` in YAML.
-        balance / balance_args: a long-tail or fairness technique (``classwise.train.balance``) and
-            its options, e.g. ``focal`` with ``{"gamma": 2}`` or ``frl`` with ``{"mode": "both"}``.
-        imbalance_ratio: subsample the training split to the exponential long-tail profile
-            (head/tail count ratio, as in CIFAR-10-LT); validation and test stay balanced.
-        precision: ``auto`` (bf16 autocast on CUDA and on CPUs with AVX512-BF16 or AMX, fp32
-            elsewhere), ``fp32`` or ``bf16``; what a run used is in its ``history.json``.
+    Example:
+        >>> cfg = TrainConfig.from_dict({"data": {"dataset": "cifar10"}, "threat": {"eps": "8/255"}})
+        >>> cfg.with_overrides(["optim.lr=0.05"]).optim.lr
+        0.05
     """
 
-    dataset: str = "fashion-mnist"
-    data_root: str | None = None
-    model: str = "small_cnn"
-    model_args: dict[str, Any] = field(default_factory=dict)
-    method: str = "pgd-at"
-    eps: float = 8 / 255
-    attack_steps: int = 10
-    attack_step_size: float | None = None
-    trades_beta: float = 6.0
-    epochs: int = 10
-    batch_size: int = 128
-    lr: float = 0.1
-    schedule: str = "piecewise"
-    milestones: tuple[float, ...] = (0.5, 0.75)
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    seed: int = 0
-    augment: bool | None = None
-    train_per_class: int | None = None
-    val_per_class: int = 100
-    eval_every: int = 1
-    eval_steps: int = 10
-    best_metric: str | None = None
-    evaluation: EvalSpec = field(default_factory=EvalSpec)
-    co_check: bool = True
-    balance: str = "none"
-    balance_args: dict[str, Any] = field(default_factory=dict)
-    imbalance_ratio: float | None = None
-    precision: str = "auto"
+    seed: int = field_help("seed of the validation split, initial weights, shuffling and attack noise", default=0)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    threat: ThreatConfig = field(default_factory=ThreatConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    balance: BalanceConfig = field(default_factory=BalanceConfig)
+    evaluation: EvalSpec = field_help(
+        "the final test evaluation (default: PGD-20 at the training ε on the whole test set)",
+        default_factory=EvalSpec,
+    )
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ConfigError(f"unknown method {self.method!r}; use one of {', '.join(METHODS)}")
-        if self.schedule not in SCHEDULES:
-            raise ConfigError(f"unknown schedule {self.schedule!r}; use one of {', '.join(SCHEDULES)}")
-        if self.best_metric is not None and self.best_metric not in BEST_METRICS:
-            raise ConfigError(f"unknown best metric {self.best_metric!r}; use one of {', '.join(BEST_METRICS)}")
-        if not 0 <= self.eps <= 1:
-            raise ConfigError(f"eps must be in [0, 1] (pixel units, e.g. 8/255), got {self.eps}")
-        if self.method != "standard" and self.eps == 0:
-            raise ConfigError(f"{self.method} needs eps > 0; use method standard for eps 0")
-        positive = {
-            "attack_steps": self.attack_steps,
-            "epochs": self.epochs,
-            "batch_size": self.batch_size,
-            "eval_every": self.eval_every,
-            "eval_steps": self.eval_steps,
-            "val_per_class": self.val_per_class,
-        }
-        for name, value in positive.items():
-            if value < 1:
-                raise ConfigError(f"{name} must be >= 1, got {value}")
-        if self.lr <= 0 or self.momentum < 0 or self.weight_decay < 0 or self.trades_beta < 0:
-            raise ConfigError("lr must be > 0; momentum, weight_decay and trades_beta >= 0")
-        if self.attack_step_size is not None and self.attack_step_size <= 0:
-            raise ConfigError(f"attack_step_size must be > 0, got {self.attack_step_size}")
-        if any(not 0 < m < 1 for m in self.milestones):
-            raise ConfigError(f"milestones are fractions of the epochs in (0, 1), got {self.milestones}")
-        if self.imbalance_ratio is not None and self.imbalance_ratio < 1:
-            raise ConfigError(f"imbalance_ratio must be >= 1 (head/tail count), got {self.imbalance_ratio}")
-        from classwise.train.balance import check_balancer
-
-        check_balancer(self.balance, self.balance_args, self.method)
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"unknown precision {self.precision!r}; use one of {', '.join(PRECISIONS)}")
-        if self.train_per_class is not None and self.train_per_class < 1:
-            raise ConfigError(f"train_per_class must be >= 1, got {self.train_per_class}")
-        if isinstance(self.evaluation, Mapping):
-            object.__setattr__(self, "evaluation", EvalSpec.from_dict(self.evaluation))
+        for name, cls in SECTIONS.items():  # sections given as mappings (Python) become typed sections
+            value = getattr(self, name)
+            if not isinstance(value, cls):
+                object.__setattr__(self, name, from_plain(cls, value, name))
         if not isinstance(self.evaluation, EvalSpec):
-            raise ConfigError("evaluation must be an EvalSpec (a mapping of evaluation settings in YAML)")
+            object.__setattr__(self, "evaluation", EvalSpec.from_dict(self.evaluation))
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"seed must be a whole number >= 0, got {self.seed!r}")
+        method = METHODS.get(self.method.name)
+        self.method.options()
+        if method.adversarial and self.threat.eps == 0:
+            raise ConfigError(f"{self.method.name} needs threat.eps > 0; use method standard for eps 0")
+        check_combination(TECHNIQUES.get(self.balance.name), self.balance.args, method, "balance")
+
+    # --- derived settings -------------------------------------------------------------------
 
     @property
     def selection_metric(self) -> str:
-        """``best_metric``, or by default clean accuracy for standard training and robust accuracy
-        for adversarial training (Rice et al.'s early stopping on validation robustness)."""
-        if self.best_metric is not None:
-            return self.best_metric
-        return "clean_mean" if self.method == "standard" else "robust_mean"
+        """``monitor.select``, or by default clean accuracy for standard training and robust
+        accuracy for adversarial training (Rice et al.'s early stopping on validation robustness)."""
+        if self.monitor.select is not None:
+            return self.monitor.select
+        return "robust_mean" if METHODS.get(self.method.name).adversarial else "clean_mean"
 
     @property
     def threat_eps(self) -> float:
         """The ε evaluations default to: the training ε, or 8/255 for a standard run trained without one."""
-        return self.eps if self.eps > 0 else 8 / 255
-
-    def test_spec(self) -> EvalSpec:
-        """The final evaluation's protocol, with its ε resolved to the run's."""
-        return self.evaluation.resolved(self.threat_eps)
+        return self.threat.eps if self.threat.eps > 0 else 8 / 255
 
     @property
     def validates_robustness(self) -> bool:
         """Whether validation attacks: for adversarial training, a robust selection metric or a
         balancing technique (some follow validation robustness); a plain standard run selects on
         clean accuracy and validates clean only."""
-        needed = self.method != "standard" or self.selection_metric.startswith("robust") or self.balance != "none"
-        return needed and self.eps > 0
+        needed = (
+            METHODS.get(self.method.name).adversarial
+            or SELECTION.get(self.selection_metric).needs_robust
+            or self.balance.name != "none"
+        )
+        return needed and self.threat.eps > 0
+
+    def test_spec(self) -> EvalSpec:
+        """The final evaluation's protocol, with its ε resolved to the run's."""
+        return self.evaluation.resolved(self.threat_eps)
 
     def validation_spec(self) -> EvalSpec:
-        """Per-class clean and PGD-``eval_steps`` accuracy on the validation split at the training ε
-        (clean only where :attr:`validates_robustness` is false), with the final evaluation's seed
+        """Per-class clean and PGD-``monitor.steps`` accuracy on the validation split at the training
+        ε (clean only where :attr:`validates_robustness` is false), with the final evaluation's seed
         and PGD defaults (no analyses)."""
         return EvalSpec(
-            attacks=(AttackSpec("pgd", {"steps": self.eval_steps}),),
-            eps=(self.eps if self.validates_robustness else 0.0,),
+            attacks=(AttackSpec("pgd", {"steps": self.monitor.steps}),),
+            eps=(self.threat.eps if self.validates_robustness else 0.0,),
             split="val",
             batch_size=512,
             seed=self.evaluation.seed,
             analyses=False,
         )
 
-    @property
-    def step_size(self) -> float:
-        if self.attack_step_size is not None:
-            return self.attack_step_size
-        return 1.25 * self.eps if self.method == "fgsm-rs" else 2.5 * self.eps / self.attack_steps
+    # --- plain data -------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        d = {f.name: getattr(self, f.name) for f in fields(self)}
-        d["milestones"] = list(self.milestones)
-        d["model_args"], d["balance_args"] = dict(self.model_args), dict(self.balance_args)
-        d["evaluation"] = self.evaluation.to_dict()
-        return d
+        out: dict[str, Any] = to_plain({name: getattr(self, name) for name in ("seed", *SECTIONS)})
+        out["evaluation"] = self.evaluation.to_dict()
+        return out
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown training option(s) {unknown}; known: {', '.join(sorted(known))}")
-        clean = dict(data)
-        types = {f.name: str(f.type) for f in fields(cls)}
-        for name, value in clean.items():
-            _check_type(name, value, types[name])
-        if "milestones" in clean:
-            clean["milestones"] = tuple(float(m) for m in clean["milestones"])
-        if "evaluation" in clean:
-            clean["evaluation"] = EvalSpec.from_dict(clean["evaluation"])
-        try:
-            return cls(**clean)
-        except TypeError as exc:
-            raise ConfigError(f"bad training options: {exc}") from None
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
+        return from_plain(cls, data, "")
 
-    def replace(self, **changes: Any) -> TrainConfig:
-        return TrainConfig.from_dict({**self.to_dict(), **changes})
+    def with_overrides(self, assignments: Mapping[str, Any] | Iterable[str]) -> TrainConfig:
+        """This config with dotted-key overrides (``{"optim.lr": 0.05}`` or ``["optim.lr=0.05"]``)."""
+        return TrainConfig.from_dict(apply_overrides(self.to_dict(), assignments))
+
+    def replace(self, **sections: Any) -> TrainConfig:
+        return replace(self, **sections)
 
     def dump(self, path: Path) -> None:
         """Write the config as YAML, atomically (a temporary file renamed over ``path``)."""
-        write_text_atomically(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
+        dump_yaml(path, self.to_dict())
 
     @classmethod
     def load(cls, path: Path) -> TrainConfig:
+        data = load_yaml(path, "training settings")
         try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path} is not valid YAML: {exc}") from None
-        if not isinstance(data, dict) or not data:
-            raise ConfigError(f"{path} must hold a mapping of training options (it is empty or not a mapping)")
-        return cls.from_dict(data)
+            return cls.from_dict(data)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
 
 
-_TYPES: dict[str, tuple[type, ...]] = {
-    "int": (int,),
-    "float": (int, float),
-    "str": (str,),
-    "bool": (bool,),
-    "None": (type(None),),
-    "dict": (dict,),
-    "tuple": (tuple, list),
-}
+def setting_rows() -> list[tuple[str, str, str]]:
+    """(dotted key, default, meaning) of every setting, then every method's and technique's options
+    (what ``classwise config`` prints)."""
+    import inspect
+
+    rows = [r for r in describe(TrainConfig) if r[0] not in ("method.args", "balance.args", "model.args")]
+    for entry in METHODS:
+        for key, default, meaning in describe(entry.factory.Options, "method.args"):
+            rows.append((key, default, f"{entry.name}: {meaning}"))
+    for technique in TECHNIQUES:
+        params = inspect.signature(technique.factory.__init__).parameters.values()
+        options = [p for p in params if p.name not in ("self", "counts", "epochs", "method")]
+        shown = ", ".join(f"{p.name}={p.default!r}" for p in options) or "-"
+        rows.append((f"balance.name: {technique.name}", shown, technique.description))
+    rows.append(("model.args", "{}", "the architecture's arguments, e.g. {width: 16} (classwise models)"))
+    return rows
 
 
-def _check_type(name: str, value: Any, annotation: str) -> None:
-    """Reject a value whose type the field's annotation does not allow (``int``, ``float | None``, ...)."""
-    allowed: tuple[type, ...] = ()
-    for part in annotation.split("|"):
-        allowed += _TYPES.get(part.strip().split("[")[0], (object,))
-    is_bool = isinstance(value, bool)
-    if not isinstance(value, allowed) or (is_bool and bool not in allowed and object not in allowed):
-        raise ConfigError(f"training option {name} must be {annotation}, got {value!r}")
-
-
-def write_text_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+def _positive(name: str, value: Any, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if value < 1:
+        raise ConfigError(f"{name} must be >= 1, got {value}")

@@ -11,9 +11,10 @@ from typing import Any
 
 import torch
 
+from classwise.config import flatten, write_text_atomically
 from classwise.errors import ConfigError
 from classwise.provenance import provenance
-from classwise.train.config import TrainConfig, write_text_atomically
+from classwise.train.config import TrainConfig
 
 CONFIG, STATE, LAST, BEST, HISTORY, EVAL = "config.yaml", "state.pt", "model.pt", "best.pt", "history.json", "eval"
 AVERAGE, PROVENANCE = "fawa.pt", "provenance.json"
@@ -27,9 +28,12 @@ def prepare(run_dir: Path, cfg: TrainConfig | None, resume: bool) -> TrainConfig
             raise ConfigError(f"{run_dir} holds no run to resume (no {CONFIG}); start it without --resume")
         saved = TrainConfig.load(cfg_path)
         if cfg is not None and cfg != saved:
-            diff = {k: (v, cfg.to_dict()[k]) for k, v in saved.to_dict().items() if cfg.to_dict()[k] != v}
+            old, new = flatten(saved.to_dict()), flatten(cfg.to_dict())
+            diff = ", ".join(
+                f"{k}: {old.get(k)!r} → {new.get(k)!r}" for k in sorted({*old, *new}) if old.get(k) != new.get(k)
+            )
             raise ConfigError(
-                f"cannot resume {run_dir} with a changed config: {diff} (saved, given). Resume with no options, "
+                f"cannot resume {run_dir} with a changed config ({diff}). Resume with no options, "
                 "or start a new run in another folder."
             )
         return saved
@@ -42,6 +46,11 @@ def prepare(run_dir: Path, cfg: TrainConfig | None, resume: bool) -> TrainConfig
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg.dump(cfg_path)  # atomic: a run killed here leaves either no config or the whole of it
     return cfg
+
+
+def saved_config(run_dir: Path) -> TrainConfig | None:
+    """The config a run folder was started with, if it holds one."""
+    return TrainConfig.load(run_dir / CONFIG) if (run_dir / CONFIG).is_file() else None
 
 
 def write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:

@@ -1,0 +1,123 @@
+"""What a study's runs say together: do the same classes stay weak (rank agreement), how class
+robustness moves with each grid axis, and whether adversarial training widens the spread."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from classwise import analysis
+from classwise.report import figures
+from classwise.report.collect import ReportData
+from classwise.report.page import Section, fig, table
+
+
+def headline_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each run's per-class rows of its headline robustness: the worst case (or its one attack) at
+    its largest ε."""
+    robust = [r for r in rows if r["attack"] != "clean"]
+    best: dict[str, tuple[bool, float]] = {}
+    for r in robust:
+        rank = (r["attack"] == "worst", r["eps"])
+        best[r["run_id"]] = max(best.get(r["run_id"], rank), rank)
+    return [r for r in robust if (r["attack"] == "worst", r["eps"]) == best[r["run_id"]]]
+
+
+def study_sections(data: ReportData) -> list[Section]:
+    """Universality across runs, hyper-parameter effects and whether adversarial training widens the gap."""
+    rows = headline_rows(data.study_rows)
+    if not rows:
+        return []
+    by_run: dict[str, dict[int, float]] = defaultdict(dict)
+    names: dict[int, str] = {}
+    runs: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        by_run[r["run_id"]][r["class_index"]] = r["accuracy"]
+        names[r["class_index"]] = r["class_name"]
+        runs[r["run_id"]] = r
+    ids = list(by_run)
+    class_names = tuple(names[i] for i in sorted(names))
+    acc = np.array([[by_run[i].get(k, np.nan) for k in sorted(names)] for i in ids])
+    out = []
+    uni = Section(
+        "Universality: do the same classes stay weak?",
+        "Spearman rank correlation of per-class robust accuracy between runs (1: the same ordering).",
+    )
+    rho = analysis.class_rank_agreement(acc)
+    labels = [ids[i][:6] for i in range(len(ids))]
+    uni.figures.append(
+        fig(
+            figures.heatmap(rho, labels, "rank correlation of class orderings", "{:.1f}", "RdBu"),
+            "Runs are labelled by their id (see the runs table).",
+        )
+    )
+    uni.tables.append(
+        table(
+            ["weakest classes (mean over runs)", "robust %"],
+            [[c, f"{100 * a:.1f}"] for c, a in analysis.weakest_classes(acc, class_names, 5)],
+        )
+    )
+    out.append(uni)
+    grid_keys = sorted({k for r in rows for k in r if k.startswith("grid.")})
+    hyper = Section("Robustness against each hyper-parameter", "Per-class robust accuracy, mean over the other axes.")
+    for key in grid_keys:
+        values = sorted({runs[i][key] for i in ids if key in runs[i]}, key=str)
+        if len(values) < 2:
+            continue
+        per_value = np.array(
+            [np.nanmean(acc[[j for j, i in enumerate(ids) if runs[i].get(key) == v]], axis=0) for v in values]
+        )
+        hyper.figures.append(
+            fig(
+                figures.hyperparameter_plot(key.removeprefix("grid."), values, per_value, class_names),
+                f"Against {key.removeprefix('grid.')}.",
+            )
+        )
+    if hyper.figures:
+        out.append(hyper)
+    out += _widening(ids, runs, acc)
+    return out
+
+
+def _widening(ids: list[str], runs: dict[str, dict[str, Any]], acc: np.ndarray) -> list[Section]:
+    """Standard training against each adversarial method, in runs that share every other setting
+    but the seed: a paired test across seeds of the spread of per-class robust accuracy."""
+    from classwise.train import METHODS
+
+    method_key, seed_key = "config.method.name", "config.seed"
+    groups: dict[tuple[Any, ...], dict[str, dict[Any, int]]] = defaultdict(lambda: defaultdict(dict))
+    for j, i in enumerate(ids):
+        r = runs[i]
+        skip = {method_key, seed_key, "grid.method.name", "grid.seed"}
+        rest = tuple((k, v) for k, v in sorted(r.items()) if k.startswith(("config.", "grid.")) and k not in skip)
+        groups[rest][r[method_key]][r[seed_key]] = j
+    rows = []
+    for rest, methods in groups.items():
+        plain = [m for m in methods if m in METHODS and not METHODS.get(m).adversarial]
+        for base, other in ((b, m) for b in plain[:1] for m in methods if m in METHODS and METHODS.get(m).adversarial):
+            seeds = sorted(set(methods[base]) & set(methods[other]))
+            if not seeds:
+                continue
+            a, b = acc[[methods[base][s] for s in seeds]], acc[[methods[other][s] for s in seeds]]
+            label = ", ".join(f"{k.removeprefix('grid.')}={v}" for k, v in rest if k.startswith("grid.")) or "all"
+            for stat in ("std", "gap", "worst"):
+                cmp = analysis.compare_gaps(a, b, stat)
+                p = "-" if np.isnan(cmp.p_value) else f"{cmp.p_value:.3f}"
+                rows.append([label, f"{base} → {other}", stat, len(seeds), *_pcts(cmp), p])
+    if not rows:
+        return []
+    return [
+        Section(
+            "Does adversarial training widen the gap?",
+            "Spread of per-class robust accuracy, standard against adversarial training with the same seeds "
+            "(paired t-test).",
+            tables=[table(["setting", "methods", "statistic", "seeds", "before", "after", "difference", "p"], rows)],
+        )
+    ]
+
+
+def _pcts(cmp: analysis.GapComparison) -> list[str]:
+    return [f"{100 * cmp.a.mean():.1f}", f"{100 * cmp.b.mean():.1f}", f"{100 * cmp.mean_difference:+.1f}"]

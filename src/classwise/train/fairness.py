@@ -1,0 +1,187 @@
+"""Robust-fairness techniques inside adversarial training: per-class training budgets (fixed, or
+adapted from validation robustness), Fair Robust Learning (Xu et al. 2021) and class-wise
+calibrated fair adversarial training (CFA, Wei et al. 2023). Each registers itself as a technique
+and takes only the roles it needs (``classwise.train.balance``)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from classwise.errors import ConfigError
+from classwise.train.balance import (
+    TECHNIQUES,
+    AveragingRole,
+    BudgetRole,
+    ObserverRole,
+    ReductionRole,
+    Technique,
+)
+from classwise.train.methods import Method
+
+
+@TECHNIQUES.register("class-eps")
+class ClassEps(Technique, BudgetRole, ObserverRole):
+    """Per-class training budget: fixed ``values`` (pixel units, one per class), or adaptive (the
+    default when no values are given): ε_k = (``lam`` + r_k)·ε with r_k the class's validation
+    robust accuracy (weak classes get a smaller ball, as in CFA's calibrated margins)."""
+
+    requires_adversarial = True
+
+    def __init__(
+        self,
+        counts: torch.Tensor,
+        epochs: int,
+        method: type[Method],
+        values: list[float] | None = None,
+        adaptive: bool | None = None,
+        lam: float = 0.5,
+    ) -> None:
+        super().__init__(counts, epochs, method)
+        if values is not None and adaptive:
+            raise ConfigError("class-eps: give either values (one ε per class) or adaptive=true, not both")
+        if values is None and adaptive is False:
+            raise ConfigError("class-eps: with adaptive=false give values, one ε per class")
+        if values is not None and (len(values) != self.k or min(values) < 0 or max(values) > 1):
+            raise ConfigError(f"class-eps: values need {self.k} budgets in [0, 1], got {values}")
+        self.values = None if values is None else torch.tensor(values, dtype=torch.float32)
+        self.lam = lam
+        self.multiplier: torch.Tensor | None = None
+
+    def class_eps(self, epoch: int, eps: float) -> torch.Tensor | None:
+        if self.values is not None:
+            return self.values
+        return None if self.multiplier is None else self.multiplier * eps
+
+    def observe_validation(self, epoch: int, clean: torch.Tensor, robust: torch.Tensor | None) -> None:
+        if self.values is None and robust is not None:
+            self.multiplier = self.lam + robust
+
+    def state(self) -> dict[str, Any]:
+        return {"multiplier": self.multiplier}
+
+
+@TECHNIQUES.register("frl")
+class FRL(Technique, BudgetRole, ReductionRole, ObserverRole):
+    """Fair Robust Learning (Xu et al. 2021) on TRADES' natural + boundary losses. After each
+    validation, Lagrange multipliers grow for classes whose clean error (boundary error: robust
+    minus clean) exceeds the average by more than ``tau_clean`` (``tau_boundary``):
+    ``reweight`` raises those classes' loss weights, ``remargin`` their ε (×exp(2λ) in
+    [0.98, 2.5]), ``both`` does both. ``rate1``, ``rate2``, ``lim`` as in the reference code."""
+
+    requires_adversarial = True
+    needs_parts = ("natural", "boundary")
+
+    def __init__(
+        self,
+        counts: torch.Tensor,
+        epochs: int,
+        method: type[Method],
+        mode: str = "both",
+        tau_clean: float = 0.1,
+        tau_boundary: float = 0.1,
+        rate1: float = 0.05,
+        rate2: float = 0.1,
+        lim: float = 0.5,
+    ) -> None:
+        super().__init__(counts, epochs, method)
+        if mode not in ("reweight", "remargin", "both"):
+            raise ConfigError(f"frl: mode must be reweight, remargin or both, got {mode!r}")
+        self.mode, self.tau_clean, self.tau_boundary = mode, tau_clean, tau_boundary
+        self.rate1, self.rate2, self.lim = rate1, rate2, lim
+        self.lam_clean, self.lam_boundary, self.lam_margin = (
+            torch.zeros(self.k),
+            torch.zeros(self.k),
+            torch.zeros(self.k),
+        )
+
+    def observe_validation(self, epoch: int, clean: torch.Tensor, robust: torch.Tensor | None) -> None:
+        if robust is None:
+            return
+        clean_err, boundary_err = 1 - clean, clean - robust
+        gap_clean = clean_err - clean_err.mean() - self.tau_clean
+        gap_boundary = boundary_err - boundary_err.mean() - self.tau_boundary
+        if self.mode in ("reweight", "both"):
+            self.lam_clean = self._simplex(self.lam_clean + self.rate1 * gap_clean)
+            self.lam_boundary = self._simplex(self.lam_boundary + 2 * self.rate1 * gap_boundary)
+        if self.mode in ("remargin", "both"):
+            self.lam_margin = self.lam_margin + self.rate2 * gap_boundary
+
+    def _simplex(self, lam: torch.Tensor) -> torch.Tensor:
+        lam = lam.clamp_min(0)
+        return lam * (self.lim / lam.sum()) if lam.sum() > self.lim else lam
+
+    def _weights(self, lam: torch.Tensor) -> torch.Tensor:
+        return 1 / self.k + lam - lam.mean()
+
+    def class_eps(self, epoch: int, eps: float) -> torch.Tensor | None:
+        return torch.exp(2 * self.lam_margin).clamp(0.98, 2.5) * eps if self.mode != "reweight" else None
+
+    def reduce(self, loss: torch.Tensor, y: torch.Tensor, parts: dict[str, torch.Tensor], epoch: int) -> torch.Tensor:
+        w_nat = self._weights(self.lam_clean).to(loss.device)[y]
+        w_bnd = self._weights(self.lam_boundary).to(loss.device)[y]
+        return (parts["natural"] * w_nat + parts["boundary"] * w_bnd).sum() / (w_nat + w_bnd).sum()
+
+    def state(self) -> dict[str, Any]:
+        return {"lam_clean": self.lam_clean, "lam_boundary": self.lam_boundary, "lam_margin": self.lam_margin}
+
+
+@TECHNIQUES.register("cfa")
+class CFA(Technique, BudgetRole, ObserverRole, AveragingRole):
+    """Class-wise calibrated fair adversarial training (Wei et al. 2023). CCM: from epoch
+    ``begin`` (fraction of the epochs), ε_k = (λ1 + t_k)·ε with t_k last epoch's training robust
+    accuracy of class k (``lambda1`` 0.5 for PGD-AT, 0.3 for TRADES). CCR (TRADES only): β_k =
+    (λ2 + t_k)·β and the loss is normalised by 1 + β_k. FAWA: an average of the weights (decay
+    ``fawa_decay``) that only takes epochs whose worst-class validation robust accuracy is at
+    least ``fawa_threshold``; the run's final evaluation uses it."""
+
+    requires_adversarial = True
+
+    def __init__(
+        self,
+        counts: torch.Tensor,
+        epochs: int,
+        method: type[Method],
+        lambda1: float = 0.5,
+        lambda2: float = 0.5,
+        ccr: bool | None = None,
+        begin: float = 0.05,
+        fawa_decay: float = 0.85,
+        fawa_threshold: float = 0.2,
+    ) -> None:
+        super().__init__(counts, epochs, method)
+        if not 0 <= begin <= 1 or not 0 <= fawa_decay < 1:
+            raise ConfigError("cfa: begin must be in [0, 1] and fawa_decay in [0, 1)")
+        self.lambda1, self.lambda2 = lambda1, lambda2
+        self.ccr = method.uses_beta if ccr is None else ccr  # CCR calibrates TRADES' β where there is one
+        self.begin = math.floor(begin * epochs)
+        self.fawa_decay, self.fawa_threshold = fawa_decay, fawa_threshold
+        self.train_robust: torch.Tensor | None = None
+
+    def class_eps(self, epoch: int, eps: float) -> torch.Tensor | None:
+        if epoch < self.begin or self.train_robust is None:
+            return None
+        return (self.lambda1 + self.train_robust) * eps
+
+    def class_beta(self, epoch: int, beta: float) -> torch.Tensor | None:
+        if not self.ccr or epoch < self.begin or self.train_robust is None:
+            return None
+        return (self.lambda2 + self.train_robust) * beta
+
+    def observe_training(self, epoch: int, robust: torch.Tensor) -> None:
+        self.train_robust = robust.float()
+
+    def average_decay(self, val_robust: torch.Tensor | None) -> float | None:
+        if val_robust is None or float(val_robust.min()) < self.fawa_threshold:
+            return None
+        return self.fawa_decay
+
+    def state(self) -> dict[str, Any]:
+        return {"train_robust": self.train_robust, "average": self.average}
+
+    @classmethod
+    def check(cls, args: dict[str, Any], method: type[Method]) -> None:
+        if args.get("ccr") and not method.uses_beta:
+            raise ConfigError("cfa: CCR calibrates TRADES' β; this method has none: leave ccr out or set ccr=false")
