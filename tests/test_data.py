@@ -23,7 +23,7 @@ from classwise.data import (
     validation_split,
 )
 from classwise.data.files import RemoteFile, download
-from classwise.errors import ConfigError, DatasetNotFoundError, UnknownNameError
+from classwise.errors import ConfigError, DatasetNotFoundError
 from tests.synthetic import N_TEST, N_TRAIN, WRITERS, write_class_folders
 
 
@@ -60,7 +60,7 @@ def test_offline_without_files_names_the_expected_files(tmp_path: Path) -> None:
 
 
 def test_unknown_dataset_suggests_close_names() -> None:
-    with pytest.raises(UnknownNameError, match="cifar10"):
+    with pytest.raises(DatasetNotFoundError, match="Did you mean: cifar10"):
         load_dataset("cifar-10")
 
 
@@ -127,7 +127,7 @@ def test_class_folder_without_test_split_is_a_clear_error(tmp_path: Path) -> Non
     path = write_class_folders(tmp_path)
     for p in sorted((path / "test").rglob("*"), reverse=True):
         p.unlink() if p.is_file() else p.rmdir()
-    with pytest.raises(ValueError, match="test/<class>"):
+    with pytest.raises(DatasetNotFoundError, match="test/<class>"):
         load_dataset(str(path))
 
 

@@ -217,16 +217,29 @@ def cmd_study_export(args: argparse.Namespace) -> int:
     return 0
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with classwise's one-line errors (exit code 2, no usage dump)."""
+
+    def error(self, message: str) -> Any:
+        raise ClasswiseError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
 def _fraction(text: str) -> float:
     from classwise.attacks import parse_eps
 
-    return parse_eps(text)
+    try:
+        return parse_eps(text)
+    except ClasswiseError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _eps_list(text: str) -> tuple[float, ...]:
     from classwise.attacks import parse_eps_list
 
-    return tuple(parse_eps_list(text))
+    try:
+        return tuple(parse_eps_list(text))
+    except ClasswiseError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _add_data_root(p: argparse.ArgumentParser) -> None:
@@ -357,7 +370,7 @@ def _add_study(sub: Any) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="classwise", description=__doc__.split(":")[0] if __doc__ else None)
+    parser = Parser(prog="classwise", description=__doc__.split(":")[0] if __doc__ else None)
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -386,15 +399,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
-    )
     try:
+        args = build_parser().parse_args(argv)
+        logging.basicConfig(
+            level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+        )
         return int(args.func(args))
     except ClasswiseError as exc:
         print(f"classwise: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a file that cannot be written or read: full disk, no permission, a file for a folder
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"classwise: error: {where}{exc.strerror or exc}; check the path and the free space", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("classwise: interrupted", file=sys.stderr)

@@ -1,6 +1,6 @@
 """Datasets as uint8 tensors with class names; official loaders, splits, and device-side batching."""
 
-from classwise.data.catalog import dataset_rows, load_dataset
+from classwise.data.catalog import dataset_rows, load_dataset, locate
 from classwise.data.dataset import (
     Dataset,
     LabeledImages,
@@ -26,6 +26,7 @@ __all__ = [
     "data_root",
     "dataset_rows",
     "load_dataset",
+    "locate",
     "long_tail_counts",
     "long_tailed",
     "per_class_subset",

@@ -22,7 +22,7 @@ from classwise.data.files import (
     listing_digest,
 )
 from classwise.data.official import DATASETS
-from classwise.errors import DatasetNotFoundError
+from classwise.errors import DatasetNotFoundError, UnknownNameError
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +43,42 @@ def load_dataset(name_or_path: str, root: str | Path | None = None, download_mis
         >>> ds.num_classes, ds.input_shape
         (10, (1, 28, 28))
     """
+    try:
+        return _load(name_or_path, root, download_missing)
+    except ValueError as exc:  # a file that cannot be parsed: the readers name it
+        raise DatasetNotFoundError(
+            f"dataset {name_or_path!r}: {exc}. The file is damaged or not in the expected format: delete it to "
+            "download it again, or fix the folder."
+        ) from None
+
+
+def locate(name_or_path: str, root: str | Path | None = None) -> Path | None:
+    """Where a dataset is: the path of a class-folder tree or archive, or None for a registered
+    name. Anything else is one error (close registered names suggested), before any file is read."""
+    if not isinstance(name_or_path, str) or not name_or_path.strip():
+        raise DatasetNotFoundError(f"give a dataset name or path, got {name_or_path!r}")
     path = Path(name_or_path).expanduser()
     if not path.exists() and name_or_path not in DATASETS:
         path = data_root(root) / name_or_path  # a folder or archive inside the data root
     if path.exists() and (path.is_dir() or _is_archive(path)):
-        return _load_folder_dataset(path)
+        return path
+    if name_or_path.lower() in DATASETS:
+        return None
     if any(sep in name_or_path for sep in ("/", "\\")) or _is_archive(path):
         raise DatasetNotFoundError(f"dataset path {name_or_path!r} does not exist (nor under {data_root(root)})")
+    try:
+        DATASETS.get(name_or_path)
+    except UnknownNameError as exc:
+        raise DatasetNotFoundError(
+            f"{exc} A folder or archive of class folders is a dataset too (give its path)."
+        ) from None
+    return None
+
+
+def _load(name_or_path: str, root: str | Path | None, download_missing: bool) -> Dataset:
+    path = locate(name_or_path, root)
+    if path is not None:
+        return _load_folder_dataset(path)
     spec = DATASETS.get(name_or_path)
     folder = data_root(root)
     splits = spec.load(folder, download_missing)

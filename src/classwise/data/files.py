@@ -10,10 +10,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
 import tarfile
 import tempfile
 import urllib.request
 import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,11 +33,13 @@ def user_cache_dir() -> Path:
 
 
 def data_root(explicit: str | os.PathLike[str] | None = None) -> Path:
-    """The folder datasets are read from and downloaded into."""
-    if explicit is not None:
-        return Path(explicit).expanduser()
+    """The folder datasets are read from and downloaded into (it may not exist yet; it must not be a file)."""
     env = os.environ.get("CLASSWISE_DATA")
-    return Path(env).expanduser() if env else user_cache_dir() / "data"
+    root = Path(explicit if explicit is not None else env or user_cache_dir() / "data").expanduser()
+    if root.exists() and not root.is_dir():
+        source = "--data-root" if explicit is not None else ("CLASSWISE_DATA" if env else "the default data root")
+        raise DatasetNotFoundError(f"{root} ({source}) is a file; give a folder that holds (or will hold) the datasets")
+    return root
 
 
 def array_cache_dir() -> Path:
@@ -102,15 +106,49 @@ def _fetch(url: str, dest: Path) -> None:
                 bar.update(len(block))
 
 
+def verified(remote: RemoteFile, path: Path) -> Path:
+    """``path`` if its md5 is the official one; a local copy that is not (truncated, altered, another
+    file under the official name) is refused before anything is extracted from it."""
+    got = file_digest(path)
+    if got != remote.md5:
+        raise DatasetNotFoundError(
+            f"{path} is not the official {remote.filename}: md5 {got}, expected {remote.md5} (a truncated or "
+            "altered download?); delete it to download it again, or replace it with the official file"
+        )
+    return path
+
+
 def extract(archive: Path, into: Path) -> None:
-    """Extract a .zip, .tar or .tar.gz archive into ``into`` (safe paths only)."""
+    """Extract a .zip, .tar or .tar.gz archive into ``into`` (safe paths only), atomically: into a
+    temporary folder first, whose top-level entries are moved into place only once all is extracted,
+    so an interrupted or failed extraction leaves nothing later runs would trust."""
     into.mkdir(parents=True, exist_ok=True)
-    if archive.suffix == ".zip":
-        with zipfile.ZipFile(archive) as z:
-            z.extractall(into)
-    else:
-        with tarfile.open(archive) as t:
-            t.extractall(into, filter="data")
+    tmp = Path(tempfile.mkdtemp(dir=into, prefix=f".{archive.name}.", suffix=".part"))
+    try:
+        try:
+            if archive.suffix == ".zip":
+                with zipfile.ZipFile(archive) as z:
+                    z.extractall(tmp)
+            else:
+                with tarfile.open(archive) as t:
+                    t.extractall(tmp, filter="data")
+        except (OSError, EOFError, tarfile.TarError, zipfile.BadZipFile, zlib.error) as exc:
+            raise DatasetNotFoundError(
+                f"{archive} cannot be extracted ({type(exc).__name__}: {exc}); delete it and download it again"
+            ) from None
+        _merge_into(tmp, into)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _merge_into(src: Path, dst: Path) -> None:
+    """Move everything under ``src`` into ``dst``, merging folders that exist on both sides."""
+    for entry in src.iterdir():
+        target = dst / entry.name
+        if entry.is_dir() and target.is_dir():
+            _merge_into(entry, target)
+        else:
+            os.replace(entry, target)
 
 
 def find_first(candidates: list[Path]) -> Path | None:

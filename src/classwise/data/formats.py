@@ -8,19 +8,74 @@ import gzip
 import io
 import pickle
 import tarfile
+import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".gif", ".tif", ".tiff", ".webp"}
+
+
+class SafeUnpickler(pickle.Unpickler):
+    """Unpickles plain data and numpy arrays only: a pickle that asks for any other callable (the
+    way a malicious file runs code) is refused, never called."""
+
+    ALLOWED: ClassVar[set[tuple[str, str]]] = {
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("_codecs", "encode"),
+    }
+
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refused to load {module}.{name}: only plain data and arrays are allowed")
+
+
+def safe_pickle_load(path: Path) -> object:
+    """A pickled file of plain data and numpy arrays (the CIFAR batches), without running its code."""
+    with open(path, "rb") as f:
+        return SafeUnpickler(f, encoding="bytes").load()
+
+
+READ_ERRORS = (
+    OSError,
+    EOFError,
+    ValueError,
+    KeyError,
+    IndexError,
+    zlib.error,
+    tarfile.TarError,
+    pickle.UnpicklingError,
+)
+
+
+@contextmanager
+def reading(path: Path) -> Iterator[None]:
+    """Any failure to read ``path`` (truncated, damaged, foreign, hostile) becomes one ValueError naming it."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise
+    except (*READ_ERRORS, UnidentifiedImageError) as exc:
+        if isinstance(exc, ValueError) and str(exc).startswith(str(path)):
+            raise
+        detail = str(exc).splitlines()[0][:160] if str(exc) else "it ends early"
+        raise ValueError(f"{path}: cannot be read ({type(exc).__name__}: {detail})") from None
 
 
 def read_idx(path: Path) -> np.ndarray:
     """An IDX file (MNIST format), gzipped or not: ubyte tensors of any rank."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
+    with reading(path), opener(path, "rb") as f:
         data = f.read()
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise ValueError(f"{path}: not an unsigned-byte IDX file (bad magic {data[:4]!r})")
@@ -45,13 +100,17 @@ def read_cifar_batches(files: list[Path], label_key: str) -> tuple[np.ndarray, n
     """CIFAR-10/100 python pickles: dict with b'data' (N, 3072) and ``label_key`` labels."""
     xs, ys = [], []
     for path in files:
-        with open(path, "rb") as f:
-            batch = pickle.load(f, encoding="bytes")
+        with reading(path):
+            batch = safe_pickle_load(path)
+        if not isinstance(batch, dict):
+            raise ValueError(f"{path}: not a CIFAR batch (a {type(batch).__name__}, not a dict)")
         try:
             data = np.asarray(batch[b"data"], dtype=np.uint8)
             labels = np.asarray(batch[label_key.encode()], dtype=np.int64)
         except KeyError as exc:
             raise ValueError(f"{path}: CIFAR batch without key {exc}") from None
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{path}: CIFAR batch with unreadable values ({exc})") from None
         if data.ndim != 2 or data.shape[1] != 3072 or data.shape[0] != labels.shape[0]:
             raise ValueError(f"{path}: unexpected CIFAR batch shapes {data.shape}, {labels.shape}")
         xs.append(data.reshape(-1, 3, 32, 32))
@@ -63,7 +122,8 @@ def read_svhn_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """SVHN cropped digits .mat: X (32, 32, 3, N), y (N, 1) with label 10 meaning digit 0."""
     from scipy.io import loadmat
 
-    mat = loadmat(path)
+    with reading(path):
+        mat = loadmat(path)
     x = np.asarray(mat["X"], dtype=np.uint8)
     y = np.asarray(mat["y"], dtype=np.int64).reshape(-1)
     if x.ndim != 4 or x.shape[:3] != (32, 32, 3) or x.shape[3] != y.shape[0]:
@@ -74,7 +134,8 @@ def read_svhn_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def read_stl10_binary(images: Path, labels: Path) -> tuple[np.ndarray, np.ndarray]:
     """STL-10 binary: images column-major (N, 3, 96, 96); labels 1..10 as uint8."""
-    raw = np.fromfile(images, dtype=np.uint8)
+    with reading(images):
+        raw = np.fromfile(images, dtype=np.uint8)
     if raw.size % (3 * 96 * 96):
         raise ValueError(f"{images}: size {raw.size} is not a multiple of 3×96×96")
     x = raw.reshape(-1, 3, 96, 96).transpose(0, 1, 3, 2)
@@ -86,7 +147,7 @@ def read_stl10_binary(images: Path, labels: Path) -> tuple[np.ndarray, np.ndarra
 
 def decode_image(data: bytes | Path, size: tuple[int, int] | None = None, mode: str | None = None) -> np.ndarray:
     """One image as uint8 (H, W, C); optionally converted to ``mode`` and resized (bilinear)."""
-    with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as opened:
+    with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as opened:  # callers name the file
         img = opened.convert(mode or ("L" if opened.mode in ("L", "1", "I;16") else "RGB"))
         if size is not None and img.size != (size[1], size[0]):
             img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
@@ -158,7 +219,7 @@ def iter_image_files(source: Path) -> Iterator[tuple[tuple[str, ...], bytes]]:
         for path in sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES):
             yield path.relative_to(source).parts, path.read_bytes()
         return
-    with tarfile.open(source) as tar:
+    with reading(source), tarfile.open(source) as tar:
         members = sorted(
             (m for m in tar.getmembers() if m.isfile() and Path(m.name).suffix.lower() in IMAGE_SUFFIXES),
             key=lambda m: m.name,
@@ -179,7 +240,8 @@ def read_class_folders(source: Path) -> tuple[list[str], dict[str, tuple[np.ndar
     for parts, data in iter_image_files(source):
         if len(parts) < 3 or parts[-3] not in by_split:
             continue
-        by_split[parts[-3]].append((parts[-2], decode_image(data)))
+        with reading(source / Path(*parts)):
+            by_split[parts[-3]].append((parts[-2], decode_image(data)))
     missing = [s for s, items in by_split.items() if not items]
     if missing:
         raise ValueError(
@@ -187,6 +249,9 @@ def read_class_folders(source: Path) -> tuple[list[str], dict[str, tuple[np.ndar
             "test/<class>/*.png|jpg"
         )
     classes = sorted({c for items in by_split.values() for c, _ in items})
+    empty = sorted(_class_folders(source) - set(classes))
+    if empty:
+        raise ValueError(f"{source}: class folder(s) {', '.join(empty)} hold no images; add images or remove them")
     index = {c: i for i, c in enumerate(classes)}
     splits = {}
     for split, items in by_split.items():
@@ -196,3 +261,10 @@ def read_class_folders(source: Path) -> tuple[list[str], dict[str, tuple[np.ndar
     if splits["train"][0].shape[1:] != splits["test"][0].shape[1:]:
         raise ValueError(f"{source}: train and test images differ in shape")
     return classes, splits
+
+
+def _class_folders(source: Path) -> set[str]:
+    """Names of the class folders under train/ and test/ of a folder tree (archives list only files)."""
+    if not source.is_dir():
+        return set()
+    return {p.name for split in ("train", "test") for p in (source / split).glob("*") if p.is_dir()}

@@ -18,7 +18,7 @@ from classwise.data.classes import (
     MNIST_CLASSES,
     STL10_CLASSES,
 )
-from classwise.data.files import RemoteFile, cached_arrays, download, extract, find_first, listing_digest
+from classwise.data.files import RemoteFile, cached_arrays, download, extract, find_first, listing_digest, verified
 from classwise.errors import DatasetNotFoundError
 from classwise.registry import Registry
 
@@ -103,7 +103,7 @@ def _archive_loader(
                 if not allow_download:
                     raise DatasetNotFoundError(_missing_message(name, root, (archive,)))
                 packed = download(archive, root)
-            extract(packed, root)
+            extract(verified(archive, packed), root)
         return read(extracted)
 
     return load
@@ -291,8 +291,8 @@ def _load_gtsrb(root: Path, allow_download: bool) -> dict[str, tuple[np.ndarray,
     if not (root / "GTSRB" / "Final_Training" / "Images").exists():
         if not allow_download:
             raise DatasetNotFoundError(_missing_message("gtsrb", root, GTSRB_FILES))
-        for archive in _need(GTSRB_FILES, root, True, "gtsrb"):
-            extract(archive, root)
+        for remote, archive in zip(GTSRB_FILES, _need(GTSRB_FILES, root, True, "gtsrb"), strict=True):
+            extract(verified(remote, archive), root)
     key = "gtsrb-" + listing_digest(root / "GTSRB")
 
     def build() -> dict[str, np.ndarray]:

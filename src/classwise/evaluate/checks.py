@@ -14,6 +14,32 @@ from classwise.errors import ConfigError
 from classwise.evaluate.records import Evaluation
 
 
+def _shape(shape: tuple[int, ...] | torch.Size) -> str:
+    return "×".join(str(int(v)) for v in shape)
+
+
+def check_input(model: nn.Module, image_shape: tuple[int, ...] | torch.Size) -> None:
+    """A classwise model knows the images it was built for: other images are refused before any attack."""
+    spec = getattr(model, "spec", None)
+    expected = tuple(getattr(spec, "input_shape", ()) or ())
+    if expected and tuple(int(v) for v in image_shape) != expected:
+        raise ConfigError(
+            f"the model was built for {_shape(expected)} images, the data's are {_shape(image_shape)}; "
+            "evaluate it on the dataset it was trained for"
+        )
+
+
+def forward_checked(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The model's logits for ``x``; a model that cannot take these images is one clear error."""
+    try:
+        return model(x)
+    except RuntimeError as exc:
+        raise ConfigError(
+            f"the model cannot take the data's {_shape(x.shape[1:])} images ({str(exc).splitlines()[0][:160]}); "
+            "evaluate it on data of the shape it was built for"
+        ) from None
+
+
 def check_logits(logits: torch.Tensor, num_classes: int) -> None:
     """The model must return (batch, classes) logits, not probabilities."""
     if logits.ndim != 2:

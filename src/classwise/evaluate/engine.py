@@ -29,7 +29,14 @@ from classwise.compute import Autocast, fast_layout, fused_for_inference
 from classwise.data.dataset import Dataset, LabeledImages, per_class_positions
 from classwise.errors import ConfigError
 from classwise.evaluate import geometry
-from classwise.evaluate.checks import check_ball, check_logits, gradient_warnings, sanity_warnings
+from classwise.evaluate.checks import (
+    check_ball,
+    check_input,
+    check_logits,
+    forward_checked,
+    gradient_warnings,
+    sanity_warnings,
+)
 from classwise.evaluate.geometry import frozen_eval
 from classwise.evaluate.progress_state import EvalState
 from classwise.evaluate.records import Analyses, AttackRecord, Boundary, Evaluation, TargetedResult, merge, worst_case
@@ -109,6 +116,9 @@ def evaluate(
     """
     spec = (spec or EvalSpec()).resolved()
     sel = select_images(data, spec, class_names)
+    check_input(model, sel.samples.images.shape[1:])
+    if spec.targeted is not None:
+        target_classes(spec.targeted, sel.class_names)  # a bad target is refused before any attack runs
     dev = torch.device(device) if device is not None else next(model.parameters()).device
     state = EvalState(state_path, fingerprint(spec, model, sel), spec.describe())
     with frozen_eval(model), fast_layout(model, dev):
@@ -166,7 +176,7 @@ class _Run:
         preds = []
         with torch.no_grad():
             for i in range(0, len(self.x), self.spec.batch_size):
-                logits = self.model(self.x[i : i + self.spec.batch_size].float() / 255.0)
+                logits = forward_checked(self.model, self.x[i : i + self.spec.batch_size].float() / 255.0)
                 if i == 0:
                     check_logits(logits, self.k)
                 preds.append(logits.argmax(1))

@@ -5,6 +5,7 @@ that says what to do."""
 from __future__ import annotations
 
 import os
+import pickle
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -51,10 +52,21 @@ def save_checkpoint(path: str | Path, model: ImageClassifier, **meta: Any) -> Pa
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """The raw payload of a checkpoint file, validated; raises :class:`CheckpointError`."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a folder; give the checkpoint file in it (best.pt, model.pt)")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes): a save that never finished; re-create it")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "Weights only load failed" not in str(exc):
+            raise CheckpointError(f"checkpoint {path} cannot be read ({str(exc).splitlines()[0][:200]})") from None
+        raise CheckpointError(
+            f"checkpoint {path} holds objects other than tensors and plain data; classwise refuses to unpickle "
+            "them, since unpickling can run code. It is not a classwise checkpoint: re-create it with classwise."
+        ) from None
     except Exception as exc:  # torch raises many types for truncated or foreign files
         raise CheckpointError(
             f"checkpoint {path} cannot be read ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "

@@ -164,12 +164,12 @@ def render(data: ReportData) -> tuple[str, str]:
     notes = [w for m in models for w in m.warnings]
     if any("lossy" in m.dataset for m in models):
         notes.insert(0, "Results on a lossy JPEG copy of the dataset, not on the original.")
-    env = jinja2.Environment(loader=jinja2.PackageLoader("classwise.report", "templates"), autoescape=False)
+    env = jinja2.Environment(loader=jinja2.PackageLoader("classwise.report", "templates"), autoescape=True)
     page = env.get_template("report.html.j2").render(
-        title=html.escape(data.title),
-        source=html.escape(data.source),
-        notes=[html.escape(n) for n in notes],
-        datasets=sorted({html.escape(m.dataset) for m in models}),
+        title=data.title,
+        source=data.source,
+        notes=notes,
+        datasets=sorted({m.dataset for m in models}),
         summary_table=table(SUMMARY_HEADERS, summary_rows(models)),
         sections=sections,
     )
@@ -177,33 +177,39 @@ def render(data: ReportData) -> tuple[str, str]:
 
 
 def markdown(data: ReportData) -> str:
+    """The summary in Markdown; user strings are escaped, since Markdown viewers render raw HTML."""
+    e = _md
     lines = [
-        f"# {data.title}",
+        f"# {e(data.title)}",
         "",
-        f"Source: `{data.source}`",
+        f"Source: {e(data.source)}",
         "",
         "| " + " | ".join(SUMMARY_HEADERS) + " |",
         "|" + "---|" * len(SUMMARY_HEADERS),
     ]
     for row in summary_rows(data.models):
-        lines.append("| " + " | ".join(f"{100 * v:.1f}" if isinstance(v, float) else str(v) for v in row) + " |")
+        lines.append("| " + " | ".join(f"{100 * v:.1f}" if isinstance(v, float) else e(str(v)) for v in row) + " |")
     for m in data.models[:MAX_DETAILED]:
         lines += [
             "",
-            f"## {m.name}",
+            f"## {e(m.name)}",
             "",
-            f"{m.dataset}",
+            e(m.dataset),
             "",
-            f"Evaluation: {m.evaluation.spec.describe()}",
+            f"Evaluation: {e(m.evaluation.spec.describe())}",
             "",
-            "| class | n | clean % | robust % (" + m.headline.label + ") |",
+            "| class | n | clean % | robust % (" + e(m.headline.label) + ") |",
             "|---|---|---|---|",
         ]
         robust = m.robust
         for k, name in enumerate(m.class_names):
-            lines.append(f"| {name} | {int(m.n[k])} | {100 * m.clean[0, k]:.1f} | {100 * robust[0, k]:.1f} |")
+            lines.append(f"| {e(name)} | {int(m.n[k])} | {100 * m.clean[0, k]:.1f} | {100 * robust[0, k]:.1f} |")
     lines += ["", "Figures and the tables behind them: report.html (self-contained)."]
     return "\n".join(lines) + "\n"
+
+
+def _md(text: str) -> str:
+    return html.escape(text, quote=False).replace("|", "\\|")
 
 
 def write_report(path: str | Path, out_dir: str | Path) -> tuple[Path, Path]:

@@ -11,11 +11,16 @@ same whichever runs them, since each run is seeded by its own config.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
 import json
 import logging
 import multiprocessing as mp
+import os
+import signal
 import socket
+import threading
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -227,11 +232,33 @@ def _device_for(i: int, device: str) -> str:
     return device
 
 
-def _worker(store_path: str, study: Study, study_dir: str, run_ids: list[str], device: str) -> None:
+def _worker(store_path: str, study: Study, study_dir: str, run_ids: list[str], device: str, parent: int) -> None:
+    _die_with_parent(parent)
     store = Store(store_path)
     for run in study.runs:
         if run.run_id in run_ids:
             _attempt(store, run, study, Path(study_dir), device)
+
+
+def _die_with_parent(parent: int) -> None:
+    """A worker never outlives the ``study run`` that started it: on Linux the kernel kills it when
+    its parent dies (PR_SET_PDEATHSIG); everywhere a thread checks every second that the parent is
+    still there. A killed study's runs are then resumed once, by the next ``study run``, never
+    trained twice side by side."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # the parent died before the line above took effect
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def _run_processes(store: Store, study: Study, study_dir: Path, todo: list[Run], workers: int, device: str) -> None:
@@ -240,7 +267,9 @@ def _run_processes(store: Store, study: Study, study_dir: Path, todo: list[Run],
     ctx = mp.get_context("spawn")
     ids = [r.run_id for r in todo]
     procs = [
-        ctx.Process(target=_worker, args=(str(store.path), study, str(study_dir), ids, _device_for(i, device)))
+        ctx.Process(
+            target=_worker, args=(str(store.path), study, str(study_dir), ids, _device_for(i, device), os.getpid())
+        )
         for i in range(min(workers, len(todo)))
     ]
     for p in procs:

@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from classwise.config import apply_overrides, load_yaml
-from classwise.errors import ConfigError
+from classwise.data import locate
+from classwise.errors import ClasswiseError, ConfigError
 from classwise.evaluate import EvalSpec
 from classwise.train import TrainConfig
 
@@ -90,6 +91,11 @@ def load_study(path: str | Path) -> Study:
     runs = tuple(expand(study, str(path)))
     if not runs:
         raise ConfigError(f"{path}: the grid holds no run")
+    for dataset, root in {(r.config.data.dataset, r.config.data.root) for r in runs}:
+        try:
+            locate(dataset, root)  # every dataset of the grid exists before any run trains
+        except ClasswiseError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
     return Study(study.name, base, grid, evaluation, retries, runs)
 
 

@@ -221,10 +221,14 @@ def train(
         >>> result = train(cfg, "runs/at")  # doctest: +SKIP
     """
     run_dir = Path(run_dir)
-    cfg = rundir.prepare(run_dir, cfg, resume)
+    cfg = rundir.resolve(run_dir, cfg, resume)
     dev = torch.device(device)
     ds = prepare_data(cfg)
-    trainer = Trainer(cfg, ds, dev)
+    trainer = Trainer(cfg, ds, dev)  # everything set up before the folder is touched
+    if resume:
+        rundir.clear_partial_writes(run_dir)
+    else:
+        rundir.create(run_dir, cfg)
     state = trainer.restore(run_dir) if resume else RunState()
     if len(state.history) < cfg.optim.epochs:
         rundir.record_provenance(run_dir, dev, len(state.history), trainer.compute.to_dict())

@@ -20,18 +20,20 @@ CONFIG, STATE, LAST, BEST, HISTORY, EVAL = "config.yaml", "state.pt", "model.pt"
 AVERAGE, PROVENANCE = "fawa.pt", "provenance.json"
 
 
-def prepare(run_dir: Path, cfg: TrainConfig | None, resume: bool) -> TrainConfig:
-    """Create ``run_dir`` for a new run, or check it for resuming; returns the config to use."""
+def resolve(run_dir: Path, cfg: TrainConfig | None, resume: bool) -> TrainConfig:
+    """The config a run in ``run_dir`` goes on with, checked without writing anything: for a new
+    run the folder must be new or empty, for a resumed one it must hold this config."""
     cfg_path = run_dir / CONFIG
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"{run_dir} is a file; give a folder for the run")
     if resume:
         if not cfg_path.exists():
             raise ConfigError(f"{run_dir} holds no run to resume (no {CONFIG}); start it without --resume")
         saved = TrainConfig.load(cfg_path)
         if cfg is not None and cfg != saved:
             old, new = flatten(saved.to_dict()), flatten(cfg.to_dict())
-            diff = ", ".join(
-                f"{k}: {old.get(k)!r} → {new.get(k)!r}" for k in sorted({*old, *new}) if old.get(k) != new.get(k)
-            )
+            changed = [k for k in sorted({*old, *new}) if old.get(k) != new.get(k)]
+            diff = ", ".join(f"{k}: {old.get(k)!r} → {new.get(k)!r}" for k in changed)
             raise ConfigError(
                 f"cannot resume {run_dir} with a changed config ({diff}). Resume with no options, "
                 "or start a new run in another folder."
@@ -43,9 +45,24 @@ def prepare(run_dir: Path, cfg: TrainConfig | None, resume: bool) -> TrainConfig
         if cfg_path.exists() and TrainConfig.load(cfg_path) == cfg:
             raise ConfigError(f"{run_dir} already holds this run; add --resume to continue it")
         raise ConfigError(f"{run_dir} already holds a different run or other files; choose a new --out folder")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    cfg.dump(cfg_path)  # atomic: a run killed here leaves either no config or the whole of it
     return cfg
+
+
+def create(run_dir: Path, cfg: TrainConfig) -> None:
+    """Make the folder of a new run and write its config (once everything it needs has been set up,
+    so a run that cannot start leaves no folder behind)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg.dump(run_dir / CONFIG)  # atomic: a run killed here leaves either no config or the whole of it
+
+
+def clear_partial_writes(run_dir: Path) -> None:
+    """Remove what saves killed mid-write left (``.*.part`` files, ``.partial-*`` folders)."""
+    import shutil
+
+    for leftover in [*run_dir.glob(".*.part"), *run_dir.glob(f"{EVAL}/.*.part")]:
+        leftover.unlink(missing_ok=True)
+    for folder in run_dir.glob(f"{EVAL}/.partial-*"):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def saved_config(run_dir: Path) -> TrainConfig | None:
