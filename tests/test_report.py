@@ -51,7 +51,9 @@ def test_report_with_boundary_distances(gap_dir: Path, tmp_path: Path) -> None:
     assert main([*args, "--out", str(tmp_path / "eval")]) == 0
     page, _ = write_report(tmp_path / "eval", tmp_path / "report")
     text = page.read_text()
-    assert "flips each of the first 2 evaluated images per class" in text and "median distance" in text
+    assert (
+        "flips each of the first 2 evaluated images per class" in text and "distance to the decision boundary" in text
+    )
 
 
 def test_study_report_has_universality_hyperparameters_and_widening(tmp_path: Path) -> None:
@@ -90,11 +92,12 @@ FLAGS = [
 
 
 @pytest.mark.skipif(_chromium() is None, reason="no Chromium here (CI installs Debian's chromium)")
-def test_report_opens_in_a_real_browser(gap_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("width", "height", "name"), [(1200, 3000, "desktop"), (390, 2400, "phone")])
+def test_report_opens_in_a_real_browser(gap_dir: Path, tmp_path: Path, width: int, height: int, name: str) -> None:
     browser = _chromium()
     assert browser is not None
     page = (gap_dir / "report" / "report.html").resolve()
-    profile = ["--user-data-dir=" + str(tmp_path / "profile")]
+    profile = ["--user-data-dir=" + str(tmp_path / "profile"), f"--window-size={width},{height}"]
     dom = subprocess.run(
         [browser, *FLAGS, *profile, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120
     )
@@ -102,15 +105,56 @@ def test_report_opens_in_a_real_browser(gap_dir: Path, tmp_path: Path) -> None:
     assert figures is not None, dom.stderr[-2000:]
     n = page.read_text().count("<img ")
     assert figures.group(1) == f"ok:{n}", figures.group(1)  # every figure decoded and laid out
+    body = dom.stdout.split("<body", 1)[1].split(">", 1)[1]
+    assert body.lstrip().startswith('<h1 class="headline">')  # the finding is the first text
     console = [line for line in dom.stderr.splitlines() if "CONSOLE" in line]
     assert not [line for line in console if "Uncaught" in line or "rror" in line], console
     artifacts = ROOT / "artifacts"
     artifacts.mkdir(exist_ok=True)
-    shot = artifacts / "report-screenshot.png"
+    shot = artifacts / f"report-{name}.png"
     subprocess.run(
-        [browser, *FLAGS, *profile, "--window-size=1200,3000", f"--screenshot={shot}", page.as_uri()],
+        [browser, *FLAGS, *profile, f"--screenshot={shot}", page.as_uri()],
         capture_output=True,
         timeout=120,
         check=True,
     )
     assert shot.stat().st_size > 10_000
+
+
+def test_the_headline_states_the_stored_numbers(gap_dir: Path) -> None:
+    from classwise.evaluate import Spread, read_evaluation
+
+    standard, adversarial = read_evaluation(gap_dir / "standard" / "eval"), read_evaluation(gap_dir / "pgd-at" / "eval")
+    names = adversarial.class_names
+    before, after = Spread.of(standard.clean(), names), Spread.of(adversarial.clean(), names)
+    robust = adversarial.robust(adversarial.headline)
+    r = Spread.of(robust, names)
+    page = (gap_dir / "report" / "report.html").read_text()
+    first = re.search(r'<h1 class="headline">(.*?)</h1>', page, re.S)
+    assert first is not None
+    text = first.group(1)
+    assert f"{100 * before.std:.1f} → {100 * after.std:.1f}" in text
+    assert ("widens" if after.std > before.std else "narrows") in text
+    assert f"while the mean is {100 * r.mean:.1f}%" in text
+    if len(r.worst_classes) == 1:
+        k = names.index(r.worst_class)
+        assert f"{r.worst_class} {100 * r.worst:.1f}% [{100 * robust.low[k]:.1f}, {100 * robust.high[k]:.1f}]" in text
+    else:
+        assert "tied at" in text
+    setup = re.search(r'<p class="setup">(.*?)</p>', page, re.S)
+    assert setup is not None and "resnet20" in setup.group(1) and "evaluation:" in setup.group(1)
+
+
+def test_ties_for_the_worst_class_are_named_as_ties() -> None:
+    import numpy as np
+
+    from classwise.evaluate import ClassAccuracy, Spread
+    from classwise.report.headline import weakest
+
+    acc = ClassAccuracy.from_flags(np.zeros(6, dtype=bool), np.array([0, 0, 1, 1, 2, 2]), 3)
+    assert Spread.of(acc, ("a", "b", "c")).worst_classes == ("a", "b", "c")
+    assert weakest(acc, ("a", "b", "c")) == "all 3 classes tied at 0.0%"
+    two = ClassAccuracy.from_flags(np.array([0, 1, 0, 0, 1, 1], dtype=bool), np.array([0, 0, 1, 1, 2, 2]), 3)
+    assert weakest(two, ("a", "b", "c")) == "b 0.0% [0.0, 65.8]"
+    pair = ClassAccuracy.from_flags(np.array([0, 0, 0, 0, 1, 1], dtype=bool), np.array([0, 0, 1, 1, 2, 2]), 3)
+    assert weakest(pair, ("a", "b", "c")) == "a and b tied at 0.0%"

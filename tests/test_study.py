@@ -15,8 +15,10 @@ import pytest
 import yaml
 
 from classwise.cli import main
+from classwise.data.official import DATASETS
 from classwise.errors import ClasswiseError, ConfigError
 from classwise.study import STORE, Store, export, load_study, run_study
+from tests.conftest import REAL_DATA
 from tests.synthetic import tiny, write_class_folders
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,7 +90,10 @@ def test_local_run_records_every_class_and_skips_finished_runs(tmp_path: Path) -
 
 
 def test_failures_are_recorded_retried_and_do_not_stop_the_others(tmp_path: Path) -> None:
-    path = _study(tmp_path, {"data.dataset": ["MISSING", str(tmp_path / "images")]}, retries=1)
+    broken = tmp_path / "MISSING" / "train" / "a"  # exists when the study is read, fails when a run reads it
+    broken.mkdir(parents=True)
+    (broken / "0.png").write_bytes(b"not an image")
+    path = _study(tmp_path, {"data.dataset": [str(tmp_path / "MISSING"), str(tmp_path / "images")]}, retries=1)
     study = load_study(path)
     out = run_study(study, tmp_path / "s", progress=False)
     assert (out.done, out.failed) == (1, 1)
@@ -184,7 +189,22 @@ def test_unknown_executor_and_unreachable_ray(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "preset", sorted((ROOT / "studies").rglob("question_*.yaml")), ids=lambda p: p.parent.name + "/" + p.stem
 )
-def test_presets_expand(preset: Path) -> None:
+def test_presets_expand(preset: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def datasets(node: object) -> list[str]:
+        if isinstance(node, list):
+            return [d for item in node for d in datasets(item)]
+        if not isinstance(node, dict):
+            return []
+        own = node.get(
+            "data.dataset", (node.get("data") or {}).get("dataset") if isinstance(node.get("data"), dict) else None
+        )
+        own = own if isinstance(own, list) else [own] if own else []
+        return own + [d for value in node.values() for d in datasets(value)]
+
+    if any(d not in DATASETS for d in datasets(yaml.safe_load(preset.read_text()))):  # a file of the data root
+        if REAL_DATA is None:
+            pytest.skip("the preset reads files of the data root: set CLASSWISE_DATA (e.g. ../shared/data)")
+        monkeypatch.setenv("CLASSWISE_DATA", str(REAL_DATA.resolve()))
     study = load_study(preset)
     assert len(study.runs) >= 12
 

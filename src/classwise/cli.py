@@ -72,6 +72,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         format_targeted,
         spec_from_options,
     )
+    from classwise.report.headline import model_headline
 
     spec = spec_from_options(  # every attack, option and value is checked before any data or model is loaded
         args.attack,
@@ -100,6 +101,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     for w in ev.warnings:
         print(f"warning: {w}", file=sys.stderr)
     print(f"\nresults in {args.out} (evaluation.json, per_class.csv, samples.csv, analyses.json)")
+    print("\n" + model_headline(ev, ev.source.get("config")).text())
     return 0
 
 
@@ -128,7 +130,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise ClasswiseError("give --out RUN_DIR for a new run, or --resume RUN_DIR")
         result = train(train_config(args), Path(args.out), device=device, cuda_graphs=graphs)
     ev = result.test
-    title = f"{result.run_dir}: {result.config.method.name}, best epoch {result.best_epoch}, {ev.dataset} test"
+    best = "none" if result.best_epoch is None else result.best_epoch + 1  # epochs count from 1 on screen
+    title = f"{result.run_dir}: {result.config.method.name}, best epoch {best}, {ev.dataset} test"
     print(format_table(ev, title))
     print(f"\nrun folder: {result.run_dir}")
     return 0
@@ -140,6 +143,7 @@ def cmd_gap(args: argparse.Namespace) -> int:
     from classwise.evaluate import format_comparison, format_flows, format_side_by_side
     from classwise.gap import DEFAULT_VARIANTS, GAP_DEFAULTS, measure_gap, parse_variant
     from classwise.report import write_report
+    from classwise.report.headline import headline
 
     start = time.perf_counter()
     cfg = train_config(args, GAP_DEFAULTS)
@@ -156,6 +160,8 @@ def cmd_gap(args: argparse.Namespace) -> int:
     print(format_comparison(evals, None if len(evals) <= 3 else title))
     page, _ = write_report(args.out, Path(args.out) / "report")
     print(f"\nruns in {args.out} ({time.perf_counter() - start:.0f} s); report: {page}")
+    top = headline([(r.test, r.config.to_dict()) for r in results.values()])
+    print("\n" + top.text() if top else "")
     return 0
 
 
@@ -196,6 +202,12 @@ def cmd_study_run(args: argparse.Namespace) -> int:
         device=resolve_device(args.device),
     )
     print(f"done {result.done}, failed {result.failed}, pending {result.pending}")
+    if result.done:
+        from classwise.report import collect
+        from classwise.report.build import report_headline
+
+        top = report_headline(collect(_study_dir(args)))
+        print("\n" + top.text() if top else "")
     return 0 if result.failed == 0 else 1
 
 

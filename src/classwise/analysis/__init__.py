@@ -4,21 +4,25 @@ centroids, weight norms, boundary distances) are measured while it is evaluated
 (``classwise.evaluate.geometry``) and stored beside the evaluation."""
 
 from classwise.analysis.stats import (
+    Correlation,
     GapComparison,
     bootstrap_class_accuracy,
     class_rank_agreement,
     compare_gaps,
     confusion_similarity,
+    spearman,
     spread_of,
     weakest_classes,
 )
 
 __all__ = [
+    "Correlation",
     "GapComparison",
     "bootstrap_class_accuracy",
     "class_rank_agreement",
     "compare_gaps",
     "confusion_similarity",
+    "spearman",
     "spread_of",
     "weakest_classes",
 ]

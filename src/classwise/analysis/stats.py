@@ -95,3 +95,35 @@ def confusion_similarity(confusion: np.ndarray) -> np.ndarray:
     sim = (shares + shares.T) / 2
     np.fill_diagonal(sim, 0.0)
     return sim
+
+
+@dataclass(frozen=True)
+class Correlation:
+    """Spearman's ρ between two per-class quantities with a 95% interval (Fisher z with the
+    Fieller-Hartley-Pearson variance 1.06/(n − 3)); NaN where it is undefined (n < 4, ties)."""
+
+    rho: float
+    low: float
+    high: float
+    n: int
+
+    def __str__(self) -> str:
+        if self.rho != self.rho:
+            return f"Spearman ρ undefined (n = {self.n})"
+        return f"Spearman ρ = {self.rho:+.2f} [{self.low:+.2f}, {self.high:+.2f}], n = {self.n}"
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> Correlation:
+    """Rank correlation of ``x`` and ``y`` (finite pairs only) with its 95% interval."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    keep = np.isfinite(x) & np.isfinite(y)
+    x, y = x[keep], y[keep]
+    n = len(x)
+    if n < 4 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return Correlation(float("nan"), float("nan"), float("nan"), n)
+    rho = float(stats.spearmanr(x, y).statistic)
+    z, se = np.arctanh(np.clip(rho, -0.999999, 0.999999)), np.sqrt(1.06 / (n - 3))
+    return Correlation(rho, float(np.tanh(z - Z95 * se)), float(np.tanh(z + Z95 * se)), n)
+
+
+Z95 = 1.959963984540054

@@ -4,7 +4,14 @@ analyses measured on the model, and one writer and reader of the results."""
 from classwise.evaluate.checkpoint import evaluate_checkpoint
 from classwise.evaluate.engine import evaluate, fingerprint, select_images
 from classwise.evaluate.geometry import boundary_distance, centroid_similarity, class_weight_norms, frozen_eval
-from classwise.evaluate.metrics import ClassAccuracy, Spread, confusion_matrix, row_shares, wilson_interval
+from classwise.evaluate.metrics import (
+    ClassAccuracy,
+    Spread,
+    confusion_matrix,
+    difference_interval,
+    row_shares,
+    wilson_interval,
+)
 from classwise.evaluate.records import Analyses, AttackRecord, Boundary, Evaluation, TargetedResult
 from classwise.evaluate.spec import AttackSpec, EvalSpec, spec_from_options
 from classwise.evaluate.store import read_evaluation, run_evaluation, write_evaluation
@@ -35,6 +42,7 @@ __all__ = [
     "class_columns",
     "class_weight_norms",
     "confusion_matrix",
+    "difference_interval",
     "evaluate",
     "evaluate_checkpoint",
     "fingerprint",

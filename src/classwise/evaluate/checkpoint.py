@@ -41,5 +41,9 @@ def evaluate_checkpoint(
     trained_on = meta.get("class_names")
     if trained_on and list(trained_on) != list(ds.class_names):
         log.warning("checkpoint classes %s differ from dataset classes %s", trained_on, list(ds.class_names))
-    source = {"checkpoint": str(Path(checkpoint).resolve()), "dataset": ds.describe()}
+    source = {
+        "checkpoint": str(Path(checkpoint).resolve()),
+        "dataset": ds.describe(),
+        "config": meta.get("config") or {},
+    }
     return run_evaluation(model, ds, spec.resolved(trained_eps(meta)), out_dir, source=source, progress=progress)

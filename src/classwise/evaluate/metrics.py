@@ -63,6 +63,7 @@ class Spread:
     gap: float  # best − worst
     std: float  # population std across classes
     cv: float  # std / mean
+    worst_classes: tuple[str, ...] = ()  # every class tied at the worst value (worst_class is the first)
 
     @classmethod
     def of(cls, acc: ClassAccuracy, class_names: tuple[str, ...]) -> Spread:
@@ -82,6 +83,7 @@ class Spread:
             gap=float(values[hi] - values[lo]),
             std=std,
             cv=std / mean if mean > 0 else float("nan"),
+            worst_classes=tuple(n for n, v in zip(names, values, strict=True) if abs(v - values[lo]) < 1e-12),
         )
 
 
@@ -95,3 +97,12 @@ def row_shares(matrix: np.ndarray) -> np.ndarray:
     """Each row divided by its sum (where to the images of each class go), 0 for empty rows."""
     totals = matrix.sum(1, keepdims=True)
     return np.divide(matrix, totals, out=np.zeros(matrix.shape, dtype=np.float64), where=totals > 0)
+
+
+def difference_interval(before: ClassAccuracy, after: ClassAccuracy) -> np.ndarray:
+    """Per-class change ``after − before`` with Newcombe's 95% interval for the difference of two
+    independent proportions, built from their Wilson intervals: (3, K) = (difference, low, high)."""
+    p1, l1, u1 = before.accuracy, before.low, before.high
+    p2, l2, u2 = after.accuracy, after.low, after.high
+    d = p2 - p1
+    return np.stack([d, d - np.sqrt((p2 - l2) ** 2 + (u1 - p1) ** 2), d + np.sqrt((u2 - p2) ** 2 + (p1 - l1) ** 2)])

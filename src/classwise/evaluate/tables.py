@@ -92,7 +92,8 @@ def format_table(ev: Evaluation, title: str | None = None) -> str:
             v = getattr(s, attr)
             text = f"{v:.3f}" if attr == "cv" else _pct(v)
             if attr in ("worst", "best"):
-                text = f"{getattr(s, attr + '_class')[:10]} {text.strip()}"
+                name = _short(s)[:10] if attr == "worst" or s.best == s.worst else s.best_class[:10]
+                text = f"{name} {text.strip()}"
             cells.append(text.rjust(cw))
         lines.append(f"{label:<{width}}  {'':>5}  " + "  ".join(cells))
     lines.append("accuracy % (95% Wilson interval); mean, std and CV are over classes")
@@ -155,11 +156,19 @@ def format_side_by_side(evals: dict[str, Evaluation], title: str | None = None) 
     for attr, label in (("mean", "mean"), ("worst", "worst"), ("gap", "max-min"), ("std", "std")):
         cells = "".join(f"  {100 * getattr(c, attr):11.1f}{100 * getattr(r, attr):12.1f}" for c, r in spreads)
         lines.append(f"{label:<{width}}{cells}")
-    cells = "".join(f"  {c.worst_class[:11]:>11}{r.worst_class[:11]:>12}" for c, r in spreads)
+    cells = "".join(f"  {_short(c):>11}{_short(r):>12}" for c, r in spreads)
     lines.append(f"{'weakest':<{width}}{cells}")
     eps = {format_eps(ev.headline.eps) for _, ev in runs}
     lines.append(f"accuracy in %; robust = worst case over the attacks at ε={', '.join(sorted(eps))}")
     return "\n".join(lines)
+
+
+def _short(s: Spread) -> str:
+    """The weakest class in at most 11 characters; ties say so (``tie of 2``, ``all tied``)."""
+    n = len(s.worst_classes)
+    if n <= 1:
+        return s.worst_class[:11]
+    return "all tied" if s.best == s.worst else f"tie of {n}"
 
 
 def format_comparison(evals: dict[str, Evaluation], title: str | None = None) -> str:
@@ -174,8 +183,8 @@ def format_comparison(evals: dict[str, Evaluation], title: str | None = None) ->
     for name, ev in evals.items():
         c, r = ev.spread(ev.clean()), ev.spread(ev.robust(ev.headline))
         lines.append(
-            f"{name:<{width}}  {100 * c.mean:10.1f}  {f'{100 * c.worst:.1f} {c.worst_class}':>20}  "
-            f"{100 * r.mean:11.1f}  {f'{100 * r.worst:.1f} {r.worst_class}':>20}  {100 * r.std:10.1f}  "
+            f"{name:<{width}}  {100 * c.mean:10.1f}  {f'{100 * c.worst:.1f} {_short(c)}':>20}  "
+            f"{100 * r.mean:11.1f}  {f'{100 * r.worst:.1f} {_short(r)}':>20}  {100 * r.std:10.1f}  "
             f"{100 * r.gap:7.1f}"
         )
     lines.append("accuracy in % over classes; robust = worst case over the attacks at the evaluation ε")

@@ -10,13 +10,14 @@ from pathlib import Path
 import jinja2
 import numpy as np
 
-from classwise.evaluate import class_columns
+from classwise.evaluate import Spread, class_columns, difference_interval
 from classwise.evaluate.store import write_files_atomically
 from classwise.report import figures
 from classwise.report.collect import ModelResult, ReportData, collect
+from classwise.report.headline import Headline, headline, weakest
 from classwise.report.page import Section, fig, table
-from classwise.report.universality import study_sections
-from classwise.report.why import why_section
+from classwise.report.universality import study_headline, study_sections
+from classwise.report.why import side_by_side, why_section
 
 MAX_DETAILED = 6
 
@@ -24,16 +25,17 @@ MAX_DETAILED = 6
 def summary_rows(models: Sequence[ModelResult]) -> list[list[object]]:
     rows: list[list[object]] = []
     for m in models:
-        clean, robust = m.clean[0], m.robust[0]
+        clean, robust = m.evaluation.clean(), m.evaluation.robust(m.headline)
+        c, r = Spread.of(clean, m.class_names), Spread.of(robust, m.class_names)
         rows.append(
             [
                 m.name,
-                float(np.nanmean(clean)),
-                f"{m.class_names[int(np.nanargmin(clean))]} {100 * np.nanmin(clean):.1f}",
-                float(np.nanmean(robust)),
-                f"{m.class_names[int(np.nanargmin(robust))]} {100 * np.nanmin(robust):.1f}",
-                f"{100 * np.nanstd(robust):.1f}",
-                f"{100 * (np.nanmax(robust) - np.nanmin(robust)):.1f}",
+                c.mean,
+                weakest(clean, m.class_names),
+                r.mean,
+                weakest(robust, m.class_names),
+                f"{100 * r.std:.1f}",
+                f"{100 * r.gap:.1f}",
                 m.headline.label,
                 m.evaluation.spec.describe(),
             ]
@@ -127,13 +129,58 @@ def provenance_section(models: Sequence[ModelResult]) -> Section:
     )
 
 
+def report_headline(data: ReportData) -> Headline | None:
+    """A study's headline is what its runs say together; otherwise the models' own."""
+    if data.study_rows:
+        return study_headline(data)
+    return headline([(m.evaluation, m.config) for m in data.models])
+
+
+def change_section(models: Sequence[ModelResult]) -> Section | None:
+    """Per-class change from standard to each adversarially trained model, with 95% intervals."""
+    from classwise.train import METHODS
+
+    def adversarial(m: ModelResult) -> bool | None:
+        name = (m.config.get("method") or {}).get("name")
+        return METHODS.get(name).adversarial if isinstance(name, str) and name in METHODS else None
+
+    base = next((m for m in models if adversarial(m) is False), None)
+    others = [m for m in models if adversarial(m)]
+    if base is None or not others:
+        return None
+    s = Section(
+        "What adversarial training changes, class by class",
+        f"Accuracy of each model minus that of {base.name}, in percentage points, with Newcombe's 95% "
+        "interval for a difference of two proportions; classes from the least to the most robust.",
+    )
+    for m in others:
+        order = np.argsort(m.robust[0], kind="stable")
+        clean = difference_interval(base.evaluation.clean(), m.evaluation.clean())
+        robust = difference_interval(base.evaluation.robust(base.headline), m.evaluation.robust(m.headline))
+        diff = np.stack([clean, robust])[:, :, order]
+        names = [m.class_names[i] for i in order]
+        rows = [
+            [n, *(f"{100 * d[0]:+.1f} [{100 * d[1]:+.1f}, {100 * d[2]:+.1f}]" for d in diff[:, :, j])]
+            for j, n in enumerate(names)
+        ]
+        s.figures.append(
+            fig(
+                figures.change_plot(diff, names, f"{m.name} − {base.name}"),
+                f"Change from {base.name} to {m.name}: clean (blue) and under attack (red).",
+                table(["class", "clean change (pp)", "change under attack (pp)"], rows),
+            )
+        )
+    return s
+
+
 def render(data: ReportData) -> tuple[str, str]:
     """The HTML page and the Markdown summary for ``data``."""
     models = data.models
     sections = [
         Section(
             "Per-class accuracy and robustness",
-            "Light bars: clean accuracy; dark bars: worst-case robust accuracy; whiskers: 95% intervals.",
+            "Light bars: clean accuracy; dark bars: worst-case robust accuracy; whiskers: 95% Wilson intervals. "
+            "Classes are sorted from the least to the most robust.",
             [
                 fig(
                     figures.class_bars(models[:4]),
@@ -143,6 +190,8 @@ def render(data: ReportData) -> tuple[str, str]:
             ],
         )
     ]
+    change = change_section(models[:MAX_DETAILED])
+    sections += [change] if change is not None else []
     if len(models) > 1:
         sections.append(
             Section(
@@ -158,14 +207,18 @@ def render(data: ReportData) -> tuple[str, str]:
             )
         )
     sections += [model_section(m) for m in models[:MAX_DETAILED]]
+    sections += [w for w in [side_by_side(models[:MAX_DETAILED])] if w is not None]
     sections += [w for w in (why_section(m) for m in models[:MAX_DETAILED]) if w is not None]
     sections += study_sections(data)
     sections.append(provenance_section(models))
     notes = [w for m in models for w in m.warnings]
     if any("lossy" in m.dataset for m in models):
         notes.insert(0, "Results on a lossy JPEG copy of the dataset, not on the original.")
+    top = report_headline(data)
     env = jinja2.Environment(loader=jinja2.PackageLoader("classwise.report", "templates"), autoescape=True)
     page = env.get_template("report.html.j2").render(
+        headline=top.finding if top else data.title,
+        setup=top.setup if top else "",
         title=data.title,
         source=data.source,
         notes=notes,
@@ -179,10 +232,13 @@ def render(data: ReportData) -> tuple[str, str]:
 def markdown(data: ReportData) -> str:
     """The summary in Markdown; user strings are escaped, since Markdown viewers render raw HTML."""
     e = _md
+    top = report_headline(data)
     lines = [
-        f"# {e(data.title)}",
+        f"# {e(top.finding if top else data.title)}",
         "",
-        f"Source: {e(data.source)}",
+        e(top.setup) if top else "",
+        "",
+        f"{e(data.title)}; source: {e(data.source)}",
         "",
         "| " + " | ".join(SUMMARY_HEADERS) + " |",
         "|" + "---|" * len(SUMMARY_HEADERS),

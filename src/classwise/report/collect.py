@@ -84,7 +84,7 @@ def model_from_folder(name: str, folder: Path) -> ModelResult:
     is_run = (folder / "eval" / "evaluation.json").exists()
     ev = read_evaluation(folder / "eval" if is_run else folder)
     history: list[dict[str, Any]] = []
-    config: dict[str, Any] = {}
+    config: dict[str, Any] = {} if is_run else dict(ev.source.get("config") or {})  # as stored with the checkpoint
     if is_run and (folder / "history.json").exists():
         history = json.loads((folder / "history.json").read_text())
     if is_run and (folder / "config.yaml").exists():

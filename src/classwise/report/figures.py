@@ -1,15 +1,20 @@
-"""Figures as PNG bytes (matplotlib, no display), one function per kind of picture."""
+"""Figures as PNG bytes (matplotlib, no display), one function per kind of picture. Every figure
+labels every series (legends sit outside the data), puts its units on the axes, keeps sensible
+ranges even when every value is 0, and moves point labels apart so they do not overlap."""
 
 from __future__ import annotations
 
 import io
+import itertools
 from collections.abc import Sequence
 
 import matplotlib
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
+from classwise.analysis import Correlation, spearman
 from classwise.report.collect import ModelResult
 
 
@@ -25,34 +30,97 @@ def _png(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
-def class_bars(models: Sequence[ModelResult]) -> bytes:
-    """Per-class clean (light) and robust (dark) accuracy of each model, with 95% intervals."""
+def _legend_outside(ax: Axes, ncols: int = 1) -> None:
+    ax.legend(fontsize=7, ncols=ncols, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+
+
+def percent_limits(values: np.ndarray, pad: float = 5.0, span: float = 10.0) -> tuple[float, float]:
+    """An axis range in % around ``values`` within [0, 100], at least ``span`` wide (so all-zero
+    values do not get a ±0.04% axis)."""
+    finite = values[np.isfinite(values)]
+    lo, hi = (float(finite.min()), float(finite.max())) if len(finite) else (0.0, 100.0)
+    lo, hi = max(0.0, lo - pad), min(100.0, hi + pad)
+    if hi - lo < span:
+        mid = min(max((lo + hi) / 2, span / 2), 100 - span / 2)
+        lo, hi = mid - span / 2, mid + span / 2
+    return lo, hi
+
+
+def label_points(ax: Axes, x: np.ndarray, y: np.ndarray, labels: Sequence[str]) -> None:
+    """Labels to the right of their points, pushed apart vertically (in screen space) where they
+    would overlap, with a thin line back to the point when moved."""
+    fig = ax.figure
+    fig.canvas.draw()
+    to_screen, to_data = ax.transData, ax.transData.inverted()
+    points = to_screen.transform(np.column_stack([x, y]))
+    order = np.argsort(points[:, 1])
+    gap = 10.0  # px between label baselines
+    placed = points[:, 1].copy()
+    for prev, i in itertools.pairwise(order):
+        if abs(points[i, 0] - points[prev, 0]) < 90:  # labels that could collide horizontally
+            placed[i] = max(placed[i], placed[prev] + gap)
+    for i, label in enumerate(labels):
+        target = to_data.transform((points[i, 0] + 4, placed[i]))
+        moved = abs(placed[i] - points[i, 1]) > 1
+        ax.annotate(
+            label,
+            (x[i], y[i]),
+            xytext=(float(target[0]), float(target[1])),
+            textcoords="data",
+            fontsize=7,
+            va="center",
+            arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "0.5"} if moved else None,
+        )
+
+
+def class_bars(models: Sequence[ModelResult], order: Sequence[int] | None = None) -> bytes:
+    """Per-class clean (light) and robust (dark) accuracy of each model with 95% intervals, classes
+    sorted from the least to the most robust (of the last model) unless ``order`` is given."""
     names = models[0].class_names
+    idx = np.array(order if order is not None else np.argsort(models[-1].robust[0], kind="stable"))
     k, m = len(names), len(models)
     fig, ax = _figure((max(7, 0.9 * k * max(1, m / 2)), 3.8))
     width = 0.8 / (2 * m)
     colors = matplotlib.colormaps["tab10"]
     x = np.arange(k)
     for i, model in enumerate(models):
-        robust = model.robust
-        for j, (arr, label, alpha) in enumerate(((model.clean, "clean", 0.45), (robust, "robust", 1.0))):
+        for j, (arr, label, alpha) in enumerate(((model.clean, "clean", 0.45), (model.robust, "under attack", 1.0))):
+            a = arr[:, idx]
             pos = x - 0.4 + width * (2 * i + j + 0.5)
-            err = np.abs(arr[1:] - arr[0])
             ax.bar(
                 pos,
-                100 * arr[0],
+                100 * a[0],
                 width,
-                yerr=100 * err,
+                yerr=100 * np.abs(a[1:] - a[0]),
                 color=colors(i),
                 alpha=alpha,
                 capsize=2,
-                label=f"{model.name} {label}",
+                label=f"{model.name}: {label}",
                 error_kw={"elinewidth": 0.8},
             )
-    ax.set_xticks(x, names, rotation=30, ha="right")
+    ax.set_xticks(x, [names[i] for i in idx], rotation=30, ha="right")
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(0, 100)
-    ax.legend(fontsize=7, ncols=min(4, 2 * m), loc="upper center", bbox_to_anchor=(0.5, 1.2))
+    ax.set_xlabel("class (from the least to the most robust)")
+    _legend_outside(ax)
+    ax.grid(axis="y", alpha=0.3)
+    return _png(fig)
+
+
+def change_plot(diff: np.ndarray, names: Sequence[str], title: str) -> bytes:
+    """Per-class change in percentage points with 95% intervals: ``diff`` is (2, 3, K) for clean and
+    robust, each (difference, low, high)."""
+    k = len(names)
+    fig, ax = _figure((max(7, 0.8 * k), 3.6))
+    x = np.arange(k)
+    for j, (label, color, shift) in enumerate((("clean", "tab:blue", -0.15), ("under attack", "tab:red", 0.15))):
+        d = 100 * diff[j]
+        ax.errorbar(x + shift, d[0], yerr=np.abs(d[1:] - d[0]), fmt="o", ms=4, capsize=2, color=color, label=label)
+    ax.axhline(0, color="0.3", lw=0.8)
+    ax.set_xticks(x, names, rotation=30, ha="right")
+    ax.set_ylabel("change (percentage points)")
+    ax.set_title(title, fontsize=9)
+    _legend_outside(ax)
     ax.grid(axis="y", alpha=0.3)
     return _png(fig)
 
@@ -65,21 +133,15 @@ def heatmap(matrix: np.ndarray, names: Sequence[str], title: str, fmt: str = "{:
     ax.set_xticks(range(k), names, rotation=45, ha="right", fontsize=8)
     ax.set_yticks(range(k), names, fontsize=8)
     ax.set_title(title, fontsize=9)
-    if k <= 12:
-        top = np.nanmax(matrix) if np.isfinite(np.nanmax(matrix)) else 1
+    finite = matrix[np.isfinite(matrix)]
+    if k <= 12 and len(finite):
+        top = float(finite.max()) or 1.0
         for i in range(k):
             for j in range(k):
                 v = matrix[i, j]
                 if np.isfinite(v) and v != 0:
-                    ax.text(
-                        j,
-                        i,
-                        fmt.format(v),
-                        ha="center",
-                        va="center",
-                        fontsize=6,
-                        color="white" if v > 0.6 * top else "black",
-                    )
+                    color = "white" if v > 0.6 * top else "black"
+                    ax.text(j, i, fmt.format(v), ha="center", va="center", fontsize=6, color=color)
     fig.colorbar(im, ax=ax, fraction=0.046)
     return _png(fig)
 
@@ -87,14 +149,17 @@ def heatmap(matrix: np.ndarray, names: Sequence[str], title: str, fmt: str = "{:
 def per_class_lines(
     x: Sequence[float], acc: np.ndarray, names: Sequence[str], xlabel: str, ylabel: str, title: str
 ) -> bytes:
-    """One line per class: ``acc`` is (len(x), K) in [0,1]."""
-    fig, ax = _figure((6, 3.6))
+    """One labelled line per class: ``acc`` is (len(x), K) in [0,1]; epochs get whole-number ticks."""
+    fig, ax = _figure((6.5, 3.6))
+    if xlabel == "epoch":
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     for k, name in enumerate(names):
         ax.plot(x, 100 * acc[:, k], marker="o", ms=3, label=name)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
+    ax.set_ylim(*percent_limits(100 * acc))
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7, ncols=2)
+    _legend_outside(ax)
     ax.grid(alpha=0.3)
     return _png(fig)
 
@@ -102,65 +167,67 @@ def per_class_lines(
 def eps_curves(model: ModelResult) -> bytes:
     """Per-class worst-case robust accuracy against ε."""
     eps, acc = model.eps_curve()
-    return per_class_lines(
-        eps, acc, model.class_names, "ε", "robust accuracy (%)", f"{model.name}: robustness against ε"
-    )
+    title = f"{model.name}: robustness against ε"
+    return per_class_lines(eps, acc, model.class_names, "ε (pixel units)", "robust accuracy (%)", title)
 
 
 def training_curves(model: ModelResult) -> bytes:
-    """Per-class validation robust (or clean) accuracy over the epochs."""
-    rows = [(h["epoch"] + 1, h["val"].get("robust", h["val"]["clean"])) for h in model.history if "val" in h]
+    """Per-class validation accuracy over the epochs: under attack where the run measured it."""
+    vals = [h for h in model.history if "val" in h]
+    robust = all("robust" in h["val"] for h in vals)
+    key, what = ("robust", "under attack") if robust else ("clean", "clean")
     return per_class_lines(
-        [r[0] for r in rows],
-        np.array([r[1] for r in rows]),
+        [h["epoch"] + 1 for h in vals],
+        np.array([h["val"][key] for h in vals]),
         model.class_names,
         "epoch",
-        "validation accuracy (%)",
-        f"{model.name}: per-class validation accuracy during training",
+        f"validation accuracy {what} (%)",
+        f"{model.name}: per-class validation accuracy {what} during training",
     )
 
 
 def method_comparison(models: Sequence[ModelResult]) -> bytes:
-    """Mean robust accuracy against worst-class robust accuracy, one point per model."""
+    """Mean robust accuracy against worst-class robust accuracy, one labelled point per model."""
     fig, ax = _figure((5.5, 4))
-    for model in models:
-        acc = model.robust[0]
-        ax.scatter(100 * np.nanmean(acc), 100 * np.nanmin(acc), s=30)
-        ax.annotate(
-            model.name,
-            (100 * np.nanmean(acc), 100 * np.nanmin(acc)),
-            fontsize=7,
-            xytext=(3, 3),
-            textcoords="offset points",
-        )
-    ax.set_xlabel("mean robust accuracy (%)")
+    means = np.array([100 * np.nanmean(m.robust[0]) for m in models])
+    worst = np.array([100 * np.nanmin(m.robust[0]) for m in models])
+    ax.scatter(means, worst, s=30)
+    ax.set_xlim(*percent_limits(means))
+    ax.set_ylim(*percent_limits(worst))
+    ax.set_xlabel("mean robust accuracy over classes (%)")
     ax.set_ylabel("worst-class robust accuracy (%)")
     ax.grid(alpha=0.3)
+    label_points(ax, means, worst, [m.name for m in models])
     return _png(fig)
 
 
-def scatter(x: np.ndarray, y: np.ndarray, labels: Sequence[str], xlabel: str, ylabel: str, title: str) -> bytes:
-    """A labelled scatter (e.g. per-class weight norm against robust accuracy)."""
+def scatter(
+    x: np.ndarray, y: np.ndarray, labels: Sequence[str], xlabel: str, ylabel: str, title: str
+) -> tuple[bytes, Correlation]:
+    """A labelled per-class scatter with Spearman's ρ and its 95% interval in the title."""
+    corr = spearman(x, y)
     fig, ax = _figure((5.5, 4))
     ax.scatter(x, y, s=25)
-    for xi, yi, label in zip(x, y, labels, strict=True):
-        ax.annotate(label, (xi, yi), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    if "(%)" in ylabel:
+        ax.set_ylim(*percent_limits(np.asarray(y, dtype=float)))
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=9)
+    ax.set_title(f"{title}\n{corr}", fontsize=9)
     ax.grid(alpha=0.3)
-    return _png(fig)
+    label_points(ax, np.asarray(x, dtype=float), np.asarray(y, dtype=float), labels)
+    return _png(fig), corr
 
 
 def hyperparameter_plot(axis: str, values: list[object], per_class: np.ndarray, names: Sequence[str]) -> bytes:
     """Per-class robust accuracy (mean over the other axes) against one grid axis."""
-    fig, ax = _figure((6, 3.6))
+    fig, ax = _figure((6.5, 3.6))
     pos = np.arange(len(values))
     for k, name in enumerate(names):
         ax.plot(pos, 100 * per_class[:, k], marker="o", ms=3, label=name)
     ax.set_xticks(pos, [str(v) for v in values], rotation=20)
     ax.set_xlabel(axis)
     ax.set_ylabel("robust accuracy (%)")
-    ax.legend(fontsize=7, ncols=2)
+    ax.set_ylim(*percent_limits(100 * per_class))
+    _legend_outside(ax)
     ax.grid(alpha=0.3)
     return _png(fig)

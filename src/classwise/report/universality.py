@@ -3,8 +3,9 @@ robustness moves with each grid axis, and whether adversarial training widens th
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,6 +13,7 @@ import numpy as np
 from classwise import analysis
 from classwise.report import figures
 from classwise.report.collect import ReportData
+from classwise.report.headline import Headline
 from classwise.report.page import Section, fig, table
 
 
@@ -121,3 +123,25 @@ def _widening(ids: list[str], runs: dict[str, dict[str, Any]], acc: np.ndarray) 
 
 def _pcts(cmp: analysis.GapComparison) -> list[str]:
     return [f"{100 * cmp.a.mean():.1f}", f"{100 * cmp.b.mean():.1f}", f"{100 * cmp.mean_difference:+.1f}"]
+
+
+def study_headline(data: ReportData) -> Headline:
+    """What a study's runs say together: per dataset, the class weakest under attack most often."""
+    rows = headline_rows(data.study_rows)
+    per_run: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        run = per_run.setdefault(r["run_id"], {"dataset": r.get("config.data.dataset"), "acc": {}})
+        run["acc"][r["class_name"]] = r["accuracy"]
+    by_dataset: dict[str, list[str]] = defaultdict(list)
+    for run in per_run.values():
+        acc = run["acc"]
+        if acc and max(acc.values()) > min(acc.values()):  # a run with every class tied names no weakest
+            by_dataset[str(run["dataset"])].append(min(acc, key=acc.get))
+    parts = []
+    for dataset, weakest in sorted(by_dataset.items()):
+        top, count = Counter(weakest).most_common(1)[0]
+        parts.append(f"{Path(dataset).name}: {top} (in {count} of {len(weakest)} runs)")
+    finding = "weakest class under attack across the study's runs — " + ("; ".join(parts) or "no run separates classes")
+    return Headline(
+        finding, f"study {data.title.removeprefix('classwise study report: ')}: {len(per_run)} finished runs"
+    )

@@ -1,102 +1,105 @@
 """Why some classes are weaker: the class geometry stored with each model's evaluation (centroid
-similarity, confusion similarity under attack, classifier weight norms, boundary distances),
-set against each class's robustness."""
+similarity, confusion under attack, classifier weight norms, boundary distances) set against each
+class's robustness, with Spearman's ρ and its interval, for every model side by side."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 
 from classwise import analysis
-from classwise.evaluate import Boundary
+from classwise.analysis import Correlation
 from classwise.report import figures
 from classwise.report.collect import ModelResult
 from classwise.report.page import Figure, Section, fig, table
 
 
-def why_section(m: ModelResult) -> Section | None:
-    """Class similarity, classifier weight norms and boundary distances, as stored with the evaluation."""
+def explanations(m: ModelResult) -> dict[str, np.ndarray]:
+    """Per-class candidate explanations of robustness, as stored with the model's evaluation."""
+    out: dict[str, np.ndarray] = {}
+    flows = m.evaluation.flows()
+    off = flows - np.diag(np.diag(flows))
+    out["share of attacked images going to the most confused class"] = off.max(1)
     a = m.evaluation.analyses
-    if a is None or (a.centroid_similarity is None and a.boundary is None):
+    if a is not None and a.centroid_similarity is not None:
+        sim = a.centroid_similarity
+        out["similarity to the nearest class (feature centroids)"] = np.array(
+            [np.max(np.delete(sim[i], i)) for i in range(len(sim))]
+        )
+    if a is not None and a.weight_norms is not None:
+        out["classifier weight norm"] = a.weight_norms
+    if a is not None and a.boundary is not None:
+        out[f"median {a.boundary.norm} distance to the decision boundary"] = a.boundary.per_class_median(
+            len(m.class_names)
+        )
+    return out
+
+
+def correlations(m: ModelResult) -> dict[str, Correlation]:
+    """Spearman's ρ of each explanation with per-class robust accuracy."""
+    return {name: analysis.spearman(x, m.robust[0]) for name, x in explanations(m).items()}
+
+
+def side_by_side(models: Sequence[ModelResult]) -> Section | None:
+    """Each explanation's rank correlation with class robustness, one column per model."""
+    per_model = [correlations(m) for m in models]
+    names = list(dict.fromkeys(k for c in per_model for k in c))
+    if not names:
         return None
+    rows = [
+        [name, *(str(c[name]).removeprefix("Spearman ") if name in c else "-" for c in per_model)] for name in names
+    ]
+    return Section(
+        "Why: which explanations hold up",
+        "Spearman rank correlation across classes between each candidate explanation and the class's robust "
+        "accuracy, with its 95% interval; an interval that excludes 0 is an explanation these classes support.",
+        tables=[table(["explanation", *(m.name for m in models)], rows)],
+    )
+
+
+def why_section(m: ModelResult) -> Section | None:
+    """One model's class-similarity and geometry figures."""
+    a = m.evaluation.analyses
     names = m.class_names
     robust = m.robust[0]
-    conf_sim = analysis.confusion_similarity(m.evaluation.confusion_adv(m.headline))
     s = Section(
         f"Why: class similarity and geometry ({m.name})",
         "Classes whose penultimate-layer centroids are close, and classes the attack confuses, tend to "
         "be the weak ones; the norm of each class's classifier weights is set against its robustness.",
     )
+    conf_sim = analysis.confusion_similarity(m.evaluation.confusion_adv(m.headline))
     s.figures.append(
         fig(
             figures.heatmap(100 * conf_sim, names, f"{m.name}: confusion similarity under attack (%)"),
             f"Symmetric confusion share under attack ({m.headline.label}): (P[i→j] + P[j→i]) / 2.",
         )
     )
-    if a.centroid_similarity is not None and a.weight_norms is not None:
-        s.figures += _geometry_figures(m, a.centroid_similarity, a.weight_norms, a.feature_images)
-    if a.boundary is not None:
-        s.figures.append(_boundary_figure(m, a.boundary, robust))
+    if a is not None and a.centroid_similarity is not None:
+        s.figures.append(
+            fig(
+                figures.heatmap(
+                    a.centroid_similarity, names, "cosine similarity of class feature centroids", "{:.2f}", "viridis"
+                ),
+                f"Penultimate-layer centroid similarity over the {a.feature_images} evaluated images.",
+            )
+        )
+    for name, x in explanations(m).items():
+        s.figures.append(_scatter(m, name, x, robust))
     return s
 
 
-def _boundary_figure(m: ModelResult, boundary: Boundary, robust: np.ndarray) -> Figure:
-    """Median distance to the decision boundary per class against the class's robustness."""
-    k = len(m.class_names)
-    med = boundary.per_class_median(k)
-    png = figures.scatter(
-        med,
-        100 * robust,
-        m.class_names,
-        f"median {boundary.norm} distance to the boundary",
-        "robust accuracy (%)",
-        "robustness against boundary distance",
+def _scatter(m: ModelResult, name: str, x: np.ndarray, robust: np.ndarray) -> Figure:
+    png, corr = figures.scatter(
+        x, 100 * robust, m.class_names, name, "robust accuracy (%)", f"{m.name}: robustness against {name}"
     )
-    caption = (
-        f"Smallest ε (up to {boundary.eps_max:.3g}) at which {boundary.attack} flips each of the first "
-        f"{len(boundary.labels) // k} evaluated images per class (binary search; 0 for misclassified images), "
-        "median per class."
-    )
-    rows = [[n, f"{d:.4f}"] for n, d in zip(m.class_names, med, strict=True)]
-    return fig(png, caption, table(["class", "median distance"], rows))
-
-
-def _geometry_figures(m: ModelResult, sim: np.ndarray, norms: np.ndarray, images: int) -> list[Figure]:
-    """Centroid similarity, and robustness against the nearest class and the weight norm."""
-    names, robust = m.class_names, m.robust[0]
-    k = len(names)
-    nearest = [float(np.max(np.delete(sim[i], i))) for i in range(k)]
-    return [
-        fig(
-            figures.heatmap(sim, names, "cosine similarity of class feature centroids", "{:.2f}", "viridis"),
-            f"Penultimate-layer centroid similarity over the {images} evaluated images.",
-        ),
-        fig(
-            figures.scatter(
-                np.array(nearest),
-                100 * robust,
-                names,
-                "similarity to the nearest class",
-                "robust accuracy (%)",
-                "robustness against class similarity",
-            ),
-            "Each class: its highest centroid similarity to another class against its robustness.",
-        ),
-        fig(
-            figures.scatter(
-                norms,
-                100 * robust,
-                names,
-                "classifier weight norm",
-                "robust accuracy (%)",
-                "robustness against weight norm",
-            ),
-            "Per-class weight norm of the last layer.",
-            table(
-                ["class", "weight norm", "nearest similarity", "robust %"],
-                [
-                    [n, f"{w:.3f}", f"{c:.3f}", f"{100 * r:.1f}"]
-                    for n, w, c, r in zip(names, norms, nearest, robust, strict=True)
-                ],
-            ),
-        ),
-    ]
+    rows = [[c, f"{v:.4g}", f"{100 * r:.1f}"] for c, v, r in zip(m.class_names, x, robust, strict=True)]
+    caption = f"Each class: {name} against its robust accuracy ({m.headline.label}); {corr}."
+    a = m.evaluation.analyses
+    if a is not None and a.boundary is not None and "boundary" in name:
+        per_class = len(a.boundary.labels) // len(m.class_names)
+        caption += (
+            f" Smallest ε (up to {a.boundary.eps_max:.3g}) at which {a.boundary.attack} flips each of the first "
+            f"{per_class} evaluated images per class (binary search; 0 for misclassified images), median per class."
+        )
+    return fig(png, caption, table(["class", name, "robust %"], rows))

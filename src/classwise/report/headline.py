@@ -1,0 +1,104 @@
+"""The finding first: one sentence with the numbers that matter (the gap, how training changed it,
+the weakest class with its interval against the mean) and one line saying how it was measured.
+The same headline opens every report and ends ``classwise gap``, ``evaluate`` and ``study run``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from classwise.attacks import format_eps
+from classwise.evaluate import ClassAccuracy, Evaluation, Spread
+
+
+@dataclass(frozen=True)
+class Headline:
+    finding: str  # the sentence, with numbers
+    setup: str  # dataset (with its caveats), model, method, epochs, attack, ε, which images
+
+    def text(self) -> str:
+        return f"{self.finding}\n{self.setup}"
+
+
+def _pct(v: float) -> str:
+    return f"{100 * v:.1f}%"
+
+
+def weakest(acc: ClassAccuracy, names: tuple[str, ...]) -> str:
+    """``Shirt 7.7% [5.2, 11.2]``, or the tie (``Coat and Shirt tied at 0.0%``)."""
+    s = Spread.of(acc, names)
+    if len(s.worst_classes) > 1:
+        tied = s.worst_classes
+        who = f"all {len(tied)} classes" if len(tied) == len(names) else ", ".join(tied[:-1]) + f" and {tied[-1]}"
+        return f"{who} tied at {_pct(s.worst)}"
+    k = names.index(s.worst_class)
+    return f"{s.worst_class} {_pct(s.worst)} [{100 * acc.low[k]:.1f}, {100 * acc.high[k]:.1f}]"
+
+
+def _method(config: dict[str, Any]) -> str | None:
+    method = config.get("method")
+    return method.get("name") if isinstance(method, dict) else None
+
+
+def _adversarial(name: str | None) -> bool | None:
+    from classwise.train import METHODS
+
+    return None if name is None or name not in METHODS else METHODS.get(name).adversarial
+
+
+def setup_line(ev: Evaluation, config: dict[str, Any] | None = None) -> str:
+    """``Fashion-MNIST; resnet20, pgd-at, 4 epochs (ε=0.1); evaluation: pgd(steps=10) at ε=0.1 ...``."""
+    parts = [ev.title]
+    if config:
+        model = (config.get("model") or {}).get("name", "?")
+        epochs = (config.get("optim") or {}).get("epochs", "?")
+        eps = (config.get("threat") or {}).get("eps")
+        trained = f"{model}, {_method(config)}, {epochs} epochs" + (f" at ε={format_eps(eps)}" if eps else "")
+        parts.append(trained)
+    parts.append(f"evaluation: {ev.spec.describe()}")
+    return "; ".join(parts)
+
+
+def model_headline(ev: Evaluation, config: dict[str, Any] | None = None) -> Headline:
+    """One model: its weakest class against the mean, clean and under attack."""
+    names = ev.class_names
+    clean, robust = ev.clean(), ev.robust(ev.headline)
+    c, r = Spread.of(clean, names), Spread.of(robust, names)
+    finding = (
+        f"weakest class under attack: {weakest(robust, names)} while the mean is {_pct(r.mean)} "
+        f"(std across classes {100 * r.std:.1f}); without attack {weakest(clean, names)}, mean {_pct(c.mean)}"
+    )
+    return Headline(finding, setup_line(ev, config))
+
+
+def comparison_headline(
+    base: Evaluation, other: Evaluation, base_config: dict[str, Any], other_config: dict[str, Any]
+) -> Headline:
+    """Standard against adversarial training: does the gap widen, and what does the mean hide?"""
+    names = other.class_names
+    b, o = Spread.of(base.clean(), names), Spread.of(other.clean(), names)
+    robust = other.robust(other.headline)
+    r = Spread.of(robust, names)
+    verb = "widens" if o.std > b.std else "narrows"
+    finding = (
+        f"adversarial training ({_method(other_config)}) {verb} the gap: clean accuracy std across classes "
+        f"{100 * b.std:.1f} → {100 * o.std:.1f}, worst class {weakest(base.clean(), names)} → "
+        f"{weakest(other.clean(), names)}; under attack the worst class is {weakest(robust, names)} "
+        f"while the mean is {_pct(r.mean)}"
+    )
+    return Headline(finding, setup_line(other, other_config))
+
+
+def headline(models: Sequence[tuple[Evaluation, dict[str, Any]]]) -> Headline | None:
+    """The headline of a set of models: a standard-vs-adversarial comparison where the set has both,
+    else the first adversarially trained (or the first) model on its own."""
+    if not models:
+        return None
+    plain = [(e, c) for e, c in models if _adversarial(_method(c)) is False]
+    adversarial = [(e, c) for e, c in models if _adversarial(_method(c))]
+    if plain and adversarial:
+        (base, bc), (other, oc) = plain[0], adversarial[0]
+        return comparison_headline(base, other, bc, oc)
+    ev, config = (adversarial or list(models))[0]
+    return model_headline(ev, config)
