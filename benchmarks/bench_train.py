@@ -7,7 +7,8 @@ square-matmul rates in fp32 and in bf16 on the same device, measured in the same
 are the training loop's own (``step_body`` run by ``TrainStep``), run twice: as the loop runs
 them by default (bf16 autocast where the hardware has it, channels_last where it is safe; on
 CUDA also replayed as a CUDA graph) and as the fp32 loop (fp32, contiguous layout, eager), so
-the speed-up of the default over fp32 is measured side by side.
+the speed-up of the default over fp32 is measured side by side; on CUDA the default steps are
+also run eagerly, so the gain of the graph alone is printed too.
 
 ``--channels-last-crash`` re-runs, in a child process, the smallest case that corrupts the heap
 in channels_last on the CPU with torch 2.13 (see ``classwise.compute``) and says whether this
@@ -44,7 +45,9 @@ from classwise.train.methods import METHODS
 from classwise.train.step import TrainStep
 
 
-def matmul_peak(device: torch.device, dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:
+def matmul_peak(device: torch.device, dtype: torch.dtype, repeats: int = 10) -> float:
+    """The best of ``repeats`` square matmuls: 2048² saturates a CPU, a GPU needs 8192²."""
+    n = 8192 if device.type == "cuda" else 2048
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
     best = float("inf")
@@ -95,14 +98,15 @@ def step_rate(
     device: torch.device,
     iters: int,
     default: bool,
+    graph: bool = False,
 ) -> tuple[float, float]:
     """(images/s, FLOPs per image) of the training loop's own step (``train.loop.step_body`` run by
-    ``TrainStep``) of ``method`` (PGD-AT-k: k attack steps + one training step): as the loop runs it
-    by default, or (``default=False``) in fp32, contiguous and eager."""
+    ``TrainStep``) of ``method`` (PGD-AT-k: k attack steps + one training step): at the loop's
+    default precision and layout, or (``default=False``) in fp32 and contiguous; replayed as a CUDA
+    graph when ``graph``, else eager."""
     model = create_model(model_name, 10, shape, (0.5,) * shape[0], (0.25,) * shape[0]).to(device)
     x = torch.rand(batch, *shape, device=device)
     precision = resolve_precision("auto", device) if default else "fp32"
-    graph = default and device.type == "cuda"
     if default and channels_last_safe(model, device):
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         x = x.contiguous(memory_format=torch.channels_last)
@@ -210,10 +214,12 @@ def main() -> None:
     for model_name, shape in (("resnet20", (3, 32, 32)), ("preact_resnet18", (3, 32, 32))):
         for method, steps in (("standard", 1), ("pgd-at", 10)):
             run = (model_name, shape, method, steps, args.batch_size, device, args.iters)
-            rate, flops = step_rate(*run, default=True)
+            cuda = device.type == "cuda"
+            rate, flops = step_rate(*run, default=True, graph=cuda)
+            eager = step_rate(*run, default=True)[0] if cuda else rate
             fp32 = step_rate(*run, default=False)[0]
             label = method + (f"-{steps}" if steps > 1 else "")
-            rows.append((model_name, "x".join(map(str, shape)), label, rate, flops, fp32))
+            rows.append((model_name, "x".join(map(str, shape)), label, rate, flops, fp32, eager))
             measure_peaks()
     peak32, peak16 = max(peaks[torch.float32]), max(peaks[torch.bfloat16])
     print(f"device: {device_name(device)}; torch {torch.__version__}")
@@ -222,22 +228,25 @@ def main() -> None:
             f"{name} matmul peak {max(values) / 1e9:.1f} GFLOP/s (highest of {len(values)} measurements, "
             f"lowest {min(values) / 1e9:.1f})"
         )
-    graphs = ", CUDA graphs" if device.type == "cuda" else ""
+    cuda = device.type == "cuda"
     print(
-        f"batch {args.batch_size}; default = the loop as it trains ({precision}, channels_last where safe{graphs});"
-        " fp32 = fp32, contiguous, eager"
+        f"batch {args.batch_size}; default = the loop as it trains ({precision}, channels_last where safe"
+        + (", CUDA graphs); eager = the same steps without graphs" if cuda else ")")
+        + "; fp32 = fp32, contiguous, eager"
     )
     header = (
         f"{'model':<16} {'input':<8} {'method':<10} {'img/s':>8} {'GFLOP/img':>10} {'GFLOP/s':>9} "
         f"{'of fp32 pk':>10} {'of bf16 pk':>10} {'s/epoch':>8} {'fp32 img/s':>11} {'speed-up':>9}"
+        + (f" {'eager img/s':>11} {'graph gain':>10}" if cuda else "")
     )
     print(header)
-    for model_name, shape_text, label, rate, flops, fp32 in rows:
+    for model_name, shape_text, label, rate, flops, fp32, eager in rows:
         achieved = rate * flops
         print(
             f"{model_name:<16} {shape_text:<8} {label:<10} {rate:>8.1f} {flops / 1e9:>10.3f}"
             f" {achieved / 1e9:>9.1f} {achieved / peak32:>10.1%} {achieved / peak16:>10.1%}"
             f" {args.epoch_images / rate:>8.1f} {fp32:>11.1f} {rate / fp32:>8.2f}x"
+            + (f" {eager:>11.1f} {rate / eager:>9.2f}x" if cuda else "")
         )
     if args.epochs_on:
         epoch_table(args, device)

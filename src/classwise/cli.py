@@ -173,6 +173,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_findings(args: argparse.Namespace) -> int:
+    from classwise.report.findings import write_findings
+
+    print(f"wrote {write_findings(args.results, args.out)} (figures in {Path(args.out).parent / 'figures'})")
+    return 0
+
+
 CONFIRM_ABOVE = 1000
 
 
@@ -405,6 +412,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", help="a run folder, a folder of runs (classwise gap --out), a study or an evaluation folder")
     p.add_argument("--out", required=True, help="folder for report.html and report.md")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("findings", help="docs/findings.md: the study's answers, from committed results only")
+    p.add_argument("--results", default="results", help="folder of committed results (default results)")
+    p.add_argument("--out", default="docs/findings.md", help="Markdown file to write; figures go beside it")
+    p.set_defaults(func=cmd_findings)
 
     _add_study(sub)
     return parser
