@@ -38,3 +38,47 @@ def test_findings_without_results_is_one_clear_error(tmp_path: Path, capsys: pyt
     assert main(["findings", "--results", str(tmp_path), "--out", str(tmp_path / "f.md")]) == 2
     assert "holds no results yet" in capsys.readouterr().err
     assert not (tmp_path / "f.md").exists()
+
+
+def test_a_study_snapshot_reads_back_the_same_and_answers_from_it(tmp_path: Path) -> None:
+    from classwise.evaluate import read_evaluation
+    from classwise.study import load_study, run_study
+    from tests.test_study import _study
+
+    study = load_study(_study(tmp_path, {"method.name": ["standard", "pgd-at"], "seed": [0, 1]}))
+    run_study(study, tmp_path / "s", progress=False)
+    results = tmp_path / "results"
+    assert (
+        main(["findings", "--study", str(tmp_path / "s"), "--results", str(results), "--out", str(tmp_path / "f.md")])
+        == 0
+    )
+    for run in study.runs:
+        copied = read_evaluation(results / "study" / "s" / "runs" / run.run_id / "eval")
+        original = read_evaluation(tmp_path / "s" / "runs" / run.run_id / "eval")
+        assert not (results / "study" / "s" / "runs" / run.run_id / "eval" / "samples.csv").exists()  # gzipped
+        assert (copied.worst[0].robust == original.worst[0].robust).all()
+        assert (copied.clean_pred == original.clean_pred).all()
+    text = (tmp_path / "f.md").read_text()
+    assert "4 of 4 planned runs have finished" in text
+    # the paired widening row: 2 pairs (standard vs pgd-at with the same seed), a t-interval over them
+    lines = text.splitlines()
+    row = lines[lines.index("| dataset | pairs | std across classes | max − min | worst class | mean |") + 2]
+    assert row.startswith("| images | 2 | ") and row.count("[") == 4
+    assert (tmp_path / "figures").is_dir()
+    # a second snapshot keeps what was copied and rewrites the same page
+    before = (tmp_path / "f.md").read_text()
+    assert (
+        main(["findings", "--study", str(tmp_path / "s"), "--results", str(results), "--out", str(tmp_path / "f.md")])
+        == 0
+    )
+    assert (tmp_path / "f.md").read_text() == before
+
+
+def test_findings_of_a_folder_that_is_no_study_is_one_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        main(["findings", "--study", str(tmp_path), "--results", str(tmp_path / "r"), "--out", str(tmp_path / "f.md")])
+        == 2
+    )
+    assert "is not a study folder" in capsys.readouterr().err

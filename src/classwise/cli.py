@@ -174,8 +174,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_findings(args: argparse.Namespace) -> int:
-    from classwise.report.findings import write_findings
+    from classwise.report.findings import snapshot_study, write_findings
 
+    for study in args.study or []:
+        print(f"copied the finished runs of {study} into {snapshot_study(study, args.results)}")
     print(f"wrote {write_findings(args.results, args.out)} (figures in {Path(args.out).parent / 'figures'})")
     return 0
 
@@ -416,6 +418,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("findings", help="docs/findings.md: the study's answers, from committed results only")
     p.add_argument("--results", default="results", help="folder of committed results (default results)")
     p.add_argument("--out", default="docs/findings.md", help="Markdown file to write; figures go beside it")
+    p.add_argument(
+        "--study",
+        action="append",
+        metavar="DIR",
+        help="first copy the finished runs of this study folder (classwise study run --dir) into "
+        "RESULTS/study/<its name>/, without checkpoints (repeatable)",
+    )
     p.set_defaults(func=cmd_findings)
 
     _add_study(sub)

@@ -47,6 +47,8 @@ class GapComparison:
     mean_difference: float  # mean of b − a
     t: float
     p_value: float  # two-sided paired t-test; NaN with fewer than two seeds
+    low: float = float("nan")  # 95% t-interval of the mean difference (NaN with fewer than two seeds)
+    high: float = float("nan")
 
 
 def compare_gaps(acc_a: np.ndarray, acc_b: np.ndarray, statistic: str = "std") -> GapComparison:
@@ -57,11 +59,21 @@ def compare_gaps(acc_a: np.ndarray, acc_b: np.ndarray, statistic: str = "std") -
     if len(a) != len(b):
         raise ValueError("compare the same seeds: got different numbers of runs")
     diff = b - a
+    low, high = mean_interval(diff)
     if len(diff) < 2 or np.allclose(diff, diff[0]):
         t, p = float("nan"), float("nan")
     else:
         t, p = (float(v) for v in stats.ttest_rel(b, a))
-    return GapComparison(statistic, a, b, float(diff.mean()), t, p)
+    return GapComparison(statistic, a, b, float(diff.mean()), t, p, low, high)
+
+
+def mean_interval(values: np.ndarray) -> tuple[float, float]:
+    """95% Student-t interval of the mean of ``values`` (NaN with fewer than two)."""
+    v = np.asarray(values, dtype=np.float64)
+    if len(v) < 2:
+        return float("nan"), float("nan")
+    half = float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
+    return float(v.mean()) - half, float(v.mean()) + half
 
 
 def class_rank_agreement(accuracies: np.ndarray) -> np.ndarray:

@@ -12,6 +12,7 @@ run that dies never leaves half-written results. :func:`read_evaluation` rebuild
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 import os
 import shutil
@@ -151,7 +152,7 @@ def read_evaluation(folder: str | Path) -> Evaluation:
     try:
         payload = json.loads(path.read_text())
         meta = payload["records"]
-        samples = _read_samples(folder / "samples.csv", len(meta))
+        samples = _read_samples(samples_file(folder), len(meta))
         analyses_path = folder / "analyses.json"
         analyses = json.loads(analyses_path.read_text()) if analyses_path.exists() else None
         spec = EvalSpec.from_dict(payload["spec"], f"{path}: spec")
@@ -181,9 +182,15 @@ def read_evaluation(folder: str | Path) -> Evaluation:
     )
 
 
+def samples_file(folder: Path) -> Path:
+    """``samples.csv``, or the ``samples.csv.gz`` a results snapshot keeps in its place."""
+    plain = folder / "samples.csv"
+    return plain if plain.exists() or not (folder / "samples.csv.gz").exists() else folder / "samples.csv.gz"
+
+
 def _read_samples(path: Path, n_records: int) -> dict[str, Any]:
     """Per-sample columns and, per record, (robust, adv_pred, perturbation, broken_by) arrays."""
-    with open(path, newline="") as f:
+    with gzip.open(path, "rt", newline="") if path.suffix == ".gz" else open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     by_record: list[list[dict[str, str]]] = [[] for _ in range(n_records)]
     for row in rows:

@@ -76,29 +76,45 @@ def label_points(ax: Axes, x: np.ndarray, y: np.ndarray, labels: Sequence[str]) 
 def class_bars(models: Sequence[ModelResult], order: Sequence[int] | None = None) -> bytes:
     """Per-class clean (light) and robust (dark) accuracy of each model with 95% intervals, classes
     sorted from the least to the most robust (of the last model) unless ``order`` is given."""
-    names = models[0].class_names
-    idx = np.array(order if order is not None else np.argsort(models[-1].robust[0], kind="stable"))
-    k, m = len(names), len(models)
-    fig, ax = _figure((max(7, 0.9 * k * max(1, m / 2)), 3.8))
-    width = 0.8 / (2 * m)
+    series = [
+        (f"{m.name}: {label}", arr) for m in models for label, arr in (("clean", m.clean), ("under attack", m.robust))
+    ]
+    return series_bars(
+        models[0].class_names, series, order if order is not None else np.argsort(models[-1].robust[0], kind="stable")
+    )
+
+
+def series_bars(
+    names: Sequence[str], series: Sequence[tuple[str, np.ndarray]], order: Sequence[int] | np.ndarray
+) -> bytes:
+    """Per-class bars of each (label, (3, K) accuracy with its 95% interval) series, in pairs of a
+    light and a dark shade of one colour, classes in ``order`` (least to most robust)."""
+    idx = np.asarray(order)
+    k, m = len(names), len(series)
+    fig, ax = _figure((max(7, 0.45 * k * max(2, m) / 2), 3.8))
+    width = 0.8 / m
     colors = matplotlib.colormaps["tab10"]
     x = np.arange(k)
-    for i, model in enumerate(models):
-        for j, (arr, label, alpha) in enumerate(((model.clean, "clean", 0.45), (model.robust, "under attack", 1.0))):
-            a = arr[:, idx]
-            pos = x - 0.4 + width * (2 * i + j + 0.5)
-            ax.bar(
-                pos,
-                100 * a[0],
-                width,
-                yerr=100 * np.abs(a[1:] - a[0]),
-                color=colors(i),
-                alpha=alpha,
-                capsize=2,
-                label=f"{model.name}: {label}",
-                error_kw={"elinewidth": 0.8},
-            )
-    ax.set_xticks(x, [names[i] for i in idx], rotation=30, ha="right")
+    for j, (label, arr) in enumerate(series):
+        a = arr[:, idx]
+        ax.bar(
+            x - 0.4 + width * (j + 0.5),
+            100 * a[0],
+            width,
+            yerr=100 * np.abs(a[1:] - a[0]),
+            color=colors(j // 2),
+            alpha=0.45 if j % 2 == 0 else 1.0,
+            capsize=2 if k <= 20 else 0,
+            label=label,
+            error_kw={"elinewidth": 0.8},
+        )
+    ax.set_xticks(
+        x,
+        [names[i] for i in idx],
+        rotation=30 if k <= 20 else 90,
+        ha="right" if k <= 20 else "center",
+        fontsize=None if k <= 20 else 6,
+    )
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(0, 100)
     ax.set_xlabel("class (from the least to the most robust)")
