@@ -8,7 +8,8 @@ import pytest
 
 from classwise.cli import main
 from classwise.evaluate import Spread, read_evaluation
-from classwise.report.findings import ANCHORS, write_findings
+from classwise.report.findings import write_findings
+from classwise.report.paper_scale import ANCHORS
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = sorted((ROOT / "results" / "paper-scale").glob("*"))

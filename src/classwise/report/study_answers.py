@@ -1,0 +1,320 @@
+"""The study section of the findings: questions (a) and (b) answered from a study snapshot
+(``results/study/<name>/``, written by :func:`classwise.report.findings.snapshot_study`).
+
+(a) per dataset: the weakest classes pooled over runs, whether the class ordering is stable
+across architectures, hyper-parameters and seeds, and whether adversarial training widens the
+clean spread (paired across seeds); (b) per adversarially trained run, the rank correlation of
+class robustness with each stored explanation. Each part is one function returning its lines."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from classwise import analysis
+from classwise.attacks import format_eps
+from classwise.evaluate import wilson_interval
+from classwise.report import figures
+from classwise.report.collect import ModelResult, model_from_folder
+from classwise.report.paper_scale import DISPLAY, pct
+
+
+@dataclass(frozen=True)
+class StudyRun:
+    """One finished run of a study with the settings the findings group it by."""
+
+    model: ModelResult
+    dataset: str
+    architecture: str
+    method: str
+    seed: int
+    variant: str  # ε and the hyper-parameters set together with the dataset
+
+    @property
+    def adversarial(self) -> bool:
+        from classwise.train import METHODS
+
+        return self.method in METHODS and METHODS.get(self.method).adversarial
+
+    @property
+    def judged(self) -> np.ndarray:
+        """Per-class accuracy the ordering is judged by: robust if adversarially trained, else clean."""
+        return self.model.robust[0] if self.adversarial else self.model.clean[0]
+
+
+@dataclass
+class Answers:
+    """What the parts found, for the closing list: per claim (dataset, holds, weakest class)."""
+
+    gap_standard: list[tuple[str, bool, str]] = field(default_factory=list)
+    gap_adversarial: list[tuple[str, bool, str]] = field(default_factory=list)
+    robust_gap: list[tuple[str, bool, str]] = field(default_factory=list)
+    weakest_cifar: str = ""
+    widening: list[tuple[str, analysis.GapComparison]] = field(default_factory=list)
+    explanations: dict[str, list[float]] = field(default_factory=dict)  # explanation -> median ρ per dataset
+
+
+def study_runs(folder: Path) -> list[StudyRun]:
+    out = []
+    for entry in json.loads((folder / "runs.json").read_text()):
+        path = folder / "runs" / entry["run_id"]
+        if entry["status"] != "done" or not (path / "eval" / "evaluation.json").exists():
+            continue
+        m = model_from_folder(entry["run_id"], path)
+        c = m.config
+        together = entry["overrides"].get("with") or {}
+        extra = [
+            f"{k.split('.')[-1].replace('_', ' ')} {v}"
+            for k, v in together.items()
+            if k not in ("data.dataset", "data.root", "threat.eps")
+        ]
+        variant = ", ".join([f"ε={format_eps(c['threat']['eps'])}", *extra])
+        ds = DISPLAY.get(m.evaluation.dataset, m.evaluation.dataset)
+        out.append(StudyRun(m, ds, c["model"]["name"], c["method"]["name"], int(c["seed"]), variant))
+    return out
+
+
+def _pooled(models: Sequence[ModelResult], robust: bool) -> np.ndarray:
+    """(3, K): per-class accuracy pooled over the runs' test images, with its Wilson interval."""
+    accs = [m.evaluation.robust(m.headline) if robust else m.evaluation.clean() for m in models]
+    correct = np.sum([a.correct for a in accs], axis=0)
+    n = np.sum([a.n for a in accs], axis=0)
+    low, high = wilson_interval(correct, n)
+    return np.stack([correct / n, low, high])
+
+
+def _classes(acc: np.ndarray, names: tuple[str, ...], order: np.ndarray) -> str:
+    return ", ".join(f"{names[k]} {pct(acc[0, k])} [{pct(acc[1, k])}, {pct(acc[2, k])}]" for k in order)
+
+
+def _fisher(rho: float, n: int) -> str:
+    if not np.isfinite(rho) or n < 4:
+        return "undefined"
+    z, se = np.arctanh(np.clip(rho, -0.999999, 0.999999)), np.sqrt(1.06 / (n - 3))
+    return f"{rho:+.2f} [{np.tanh(z - 1.96 * se):+.2f}, {np.tanh(z + 1.96 * se):+.2f}]"
+
+
+def _slug(dataset: str) -> str:
+    return dataset.lower().replace(" ", "-").replace("(", "").replace(")", "")
+
+
+def _by(runs: Sequence[StudyRun], **match: object) -> list[StudyRun]:
+    return [r for r in runs if all(getattr(r, k) == v for k, v in match.items())]
+
+
+def _methods(runs: Sequence[StudyRun], dataset: str) -> list[str]:
+    return sorted({r.method for r in _by(runs, dataset=dataset)})
+
+
+def weakest_part(runs: Sequence[StudyRun], datasets: list[str], ans: Answers) -> tuple[list[str], dict[str, bytes]]:
+    lines = [
+        "Weakest classes, pooled over every run of a dataset and method (architectures, hyper-parameters, seeds):",
+        "",
+        "| dataset | method | runs | clean mean | weakest clean | robust mean | weakest under attack |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    figs = {}
+    for d in datasets:
+        names = _by(runs, dataset=d)[0].model.class_names
+        series = []
+        for method in _methods(runs, d):
+            group = _by(runs, dataset=d, method=method)
+            clean, robust = _pooled([r.model for r in group], False), _pooled([r.model for r in group], True)
+            oc, orob = np.argsort(clean[0], kind="stable"), np.argsort(robust[0], kind="stable")
+            tied = np.ptp(robust[0]) == 0
+            weak_robust = f"all at {pct(robust[0][0])}" if tied else _classes(robust, names, orob[:3])
+            lines.append(
+                f"| {d} | {method} | {len(group)} | {pct(clean[0].mean())} | {_classes(clean, names, oc[:3])} | "
+                f"{pct(robust[0].mean())} | {weak_robust} |"
+            )
+            series += [(f"{method}: clean", clean), (f"{method}: under attack", robust)]
+            below = bool(clean[2, oc[0]] < clean[0].mean())
+            (ans.gap_adversarial if group[0].adversarial else ans.gap_standard).append((d, below, names[oc[0]]))
+            if group[0].adversarial and not tied:
+                ans.robust_gap.append((d, bool(robust[2, orob[0]] < robust[0].mean()), names[orob[0]]))
+                if d.startswith("CIFAR-10"):
+                    ans.weakest_cifar = _classes(robust, names, orob[:1])
+        order = [int(k) for k in np.argsort(series[-1][1][0], kind="stable")]
+        figs[f"study-{_slug(d)}.png"] = figures.series_bars(names, series, order)
+    lines += ["", *(f"![{d}: per-class accuracy pooled over runs](figures/study-{_slug(d)}.png)" for d in datasets)]
+    return lines, figs
+
+
+def _pair_rhos(group: Sequence[StudyRun], what: str) -> list[float]:
+    """ρ between every two runs of ``group`` that differ in ``what`` and agree on the rest."""
+    aspects = ("architecture", "variant", "seed")
+    rhos = []
+    for i, x in enumerate(group):
+        for y in group[i + 1 :]:
+            same = all(getattr(x, f) == getattr(y, f) for f in aspects if f != what)
+            if same and getattr(x, what) != getattr(y, what):
+                rhos.append(analysis.spearman(x.judged, y.judged).rho)
+    return [r for r in rhos if np.isfinite(r)]
+
+
+def stability_part(runs: Sequence[StudyRun], datasets: list[str]) -> list[str]:
+    lines = [
+        "",
+        "Do the same classes stay weak? Spearman's ρ between the per-class accuracies of two runs of one dataset "
+        "and method that differ in one respect (robust accuracy for adversarial training, clean for standard):",
+        "",
+        "| dataset | method | differs in | pairs | mean ρ [Fisher 95% interval at K classes] | range |",
+        "|---|---|---|---|---|---|",
+    ]
+    for d in datasets:
+        for method in _methods(runs, d):
+            group = _by(runs, dataset=d, method=method)
+            k = len(group[0].model.class_names)
+            for what in ("architecture", "variant", "seed"):
+                if rhos := _pair_rhos(group, what):
+                    label = {"variant": "hyper-parameters"}.get(what, what)
+                    lines.append(
+                        f"| {d} | {method} | {label} | {len(rhos)} | {_fisher(float(np.mean(rhos)), k)} | "
+                        f"{min(rhos):+.2f} to {max(rhos):+.2f} |"
+                    )
+    if lines[-1].startswith("|---"):
+        lines.append("| (no two finished runs differ in only one respect yet) | | | | | |")
+    return lines
+
+
+def widening_part(runs: Sequence[StudyRun], datasets: list[str], ans: Answers) -> list[str]:
+    lines = [
+        "",
+        "Does adversarial training widen the gap? Clean accuracy of the adversarially trained model against the "
+        "standard one trained with the same architecture, setting and seed (paired; difference = adversarial − "
+        "standard, in points, with its 95% t-interval over the pairs):",
+        "",
+        "| dataset | pairs | std across classes | max − min | worst class | mean |",
+        "|---|---|---|---|---|---|",
+    ]
+    for d in datasets:
+        pairs = [
+            (s.model.clean[0], a.model.clean[0])
+            for s in _by(runs, dataset=d)
+            if not s.adversarial
+            for a in _by(runs, dataset=d, architecture=s.architecture, variant=s.variant, seed=s.seed)
+            if a.adversarial
+        ]
+        if not pairs:
+            continue
+        before, after = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
+        cells = []
+        for stat in ("std", "gap", "worst", "mean"):
+            cmp = analysis.compare_gaps(before, after, stat)
+            interval = "" if not np.isfinite(cmp.low) else f" [{100 * cmp.low:+.1f}, {100 * cmp.high:+.1f}]"
+            cells.append(f"{100 * cmp.mean_difference:+.1f}{interval}")
+            if stat == "std":
+                ans.widening.append((d, cmp))
+        lines.append(f"| {d} | {len(pairs)} | " + " | ".join(cells) + " |")
+    if lines[-1].startswith("|---"):
+        lines.append("| (no standard and adversarial run with the same settings have both finished yet) | | | | | |")
+    return lines
+
+
+def explanations_part(runs: Sequence[StudyRun], datasets: list[str], ans: Answers) -> list[str]:
+    from classwise.report.why import correlations
+
+    lines = [
+        "",
+        "### (b) Why? Class geometry against class robustness",
+        "",
+        "For every adversarially trained run, Spearman's ρ across classes between each class's robust accuracy and "
+        "each candidate explanation, stored with the run's evaluation (standard models are 0% robust almost "
+        "everywhere, so their ρ is undefined). Per dataset: the median ρ over runs, and in how many runs the "
+        "interval excludes 0 in each direction.",
+        "",
+        "| dataset | explanation | runs | median ρ | interval below 0 | interval above 0 |",
+        "|---|---|---|---|---|---|",
+    ]
+    for d in datasets:
+        per_explanation: dict[str, list[Any]] = {}
+        for r in (r for r in _by(runs, dataset=d) if r.adversarial):
+            for name, c in correlations(r.model).items():
+                per_explanation.setdefault(name, []).append(c)
+        for name, cs in sorted(per_explanation.items()):
+            if not (defined := [c for c in cs if np.isfinite(c.rho)]):
+                continue
+            med = float(np.median([c.rho for c in defined]))
+            ans.explanations.setdefault(name, []).append(med)
+            lines.append(
+                f"| {d} | {name} | {len(defined)} | {med:+.2f} | {sum(c.high < 0 for c in defined)} | "
+                f"{sum(c.low > 0 for c in defined)} |"
+            )
+    if lines[-1].startswith("|---"):
+        lines.append("| (no adversarially trained run has finished yet) | | | | | |")
+    return lines
+
+
+def answers_part(ans: Answers) -> list[str]:
+    lines = ["", "### The answers so far", ""]
+    claims = (
+        ("The gap exists without attack (standard training, clean accuracy)", ans.gap_standard),
+        ("Adversarial training keeps it (clean accuracy of the adversarially trained models)", ans.gap_adversarial),
+        ("Per-class robustness differs (robust accuracy of the adversarially trained models)", ans.robust_gap),
+    )
+    for claim, verdicts in claims:
+        if verdicts:
+            lines.append(
+                f"- **{claim}:** the weakest class lies below the mean, its interval included, on "
+                f"{sum(v for _, v, _ in verdicts)} of {len(verdicts)} datasets (weakest: "
+                + ", ".join(f"{d}: {c}" for d, _, c in verdicts)
+                + ")."
+            )
+    for d, cmp in ans.widening:
+        if not np.isfinite(cmp.low):
+            word = "undecided (one pair: no interval)"
+        elif cmp.low > 0:
+            word = "reproduced (the interval of the change in std excludes 0)"
+        elif cmp.high < 0:
+            word = "**contradicted**: adversarial training narrowed the clean spread"
+        else:
+            word = "not shown (the interval includes 0)"
+        change = f"std across classes {100 * cmp.mean_difference:+.1f} points"
+        lines.append(f"- **Adversarial training widens the gap, {d}:** {word}; {change}.")
+    if ans.weakest_cifar:
+        lines.append(f"- **CIFAR-10 (JPEG q75), the weakest class under attack** (pooled): {ans.weakest_cifar}.")
+    for name, meds in sorted(ans.explanations.items()):
+        signs = {np.sign(m) for m in meds if abs(m) > 0.2}
+        word = "consistent in sign across datasets" if len(signs) == 1 else "not consistent across datasets"
+        lines.append(f"- **{name}:** median ρ per dataset {', '.join(f'{m:+.2f}' for m in meds)}: {word}.")
+    return lines
+
+
+def study_section(folder: Path) -> tuple[str, dict[str, bytes]]:
+    """Markdown and figures for questions (a) and (b) from one study snapshot."""
+    runs = study_runs(folder)
+    total = len(json.loads((folder / "runs.json").read_text()))
+    title = f"## Questions (a) and (b) on real data: study `{folder.name}`"
+    if not runs:
+        return f"{title}\n\nNo run of the study has finished yet ({total} planned).\n", {}
+    datasets = sorted({r.dataset for r in runs})
+    coverage = "; ".join(
+        f"{d}: {len(_by(runs, dataset=d))} runs ({', '.join(sorted({r.architecture for r in _by(runs, dataset=d)}))}; "
+        f"seeds {', '.join(map(str, sorted({r.seed for r in _by(runs, dataset=d)})))})"
+        for d in datasets
+    )
+    ans = Answers()
+    weakest, figs = weakest_part(runs, datasets, ans)
+    lines = [
+        title,
+        "",
+        f"{len(runs)} of {total} planned runs have finished (results in `{'/'.join(folder.parts[-3:])}`): "
+        f"{coverage}. Every run is evaluated on its whole test set; robust accuracy is the headline attack of the "
+        "evaluation (see each run's config) at the dataset's ε. Intervals: 95% Wilson intervals of accuracy "
+        "pooled over the runs' test images; paired differences across seeds with Student-t intervals; Spearman's "
+        "ρ with Fisher intervals over the classes.",
+        "",
+        "### (a) Is the class-wise gap universal?",
+        "",
+        *weakest,
+        *stability_part(runs, datasets),
+        *widening_part(runs, datasets, ans),
+        *explanations_part(runs, datasets, ans),
+        *answers_part(ans),
+    ]
+    return "\n".join(lines) + "\n", figs
