@@ -83,3 +83,21 @@ def test_findings_of_a_folder_that_is_no_study_is_one_clear_error(
         == 2
     )
     assert "is not a study folder" in capsys.readouterr().err
+
+
+def test_a_recipe_run_that_never_finished_is_one_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "run").mkdir()
+    args = [
+        "findings",
+        "--recipe",
+        str(tmp_path / "run"),
+        "--results",
+        str(tmp_path / "r"),
+        "--out",
+        str(tmp_path / "f.md"),
+    ]
+    assert main(args) == 2
+    assert "holds no finished run" in capsys.readouterr().err
+    assert not (tmp_path / "r" / "recipe").exists()

@@ -174,10 +174,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_findings(args: argparse.Namespace) -> int:
-    from classwise.report.findings import snapshot_study, write_findings
+    from classwise.report.findings import copy_run, snapshot_study, write_findings
 
     for study in args.study or []:
         print(f"copied the finished runs of {study} into {snapshot_study(study, args.results)}")
+    for run in args.recipe or []:
+        print(f"copied {run} into {copy_run(Path(run), Path(args.results) / 'recipe' / Path(run).name)}")
     print(f"wrote {write_findings(args.results, args.out)} (figures in {Path(args.out).parent / 'figures'})")
     return 0
 
@@ -424,6 +426,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="first copy the finished runs of this study folder (classwise study run --dir) into "
         "RESULTS/study/<its name>/, without checkpoints (repeatable)",
+    )
+    p.add_argument(
+        "--recipe",
+        action="append",
+        metavar="RUN_DIR",
+        help="first copy this run folder (a recipe of studies/cpu/recipe/) into RESULTS/recipe/ (repeatable)",
     )
     p.set_defaults(func=cmd_findings)
 

@@ -24,6 +24,7 @@ from typing import Any
 from classwise.errors import ClasswiseError
 from classwise.evaluate.store import write_files_atomically
 from classwise.report.paper_scale import paper_scale_section
+from classwise.report.recipe import recipe_section
 from classwise.report.study_answers import study_section
 
 
@@ -32,7 +33,8 @@ def write_findings(results: str | Path, out: str | Path) -> Path:
     results, out = Path(results), Path(out)
     paper = sorted(p for p in (results / "paper-scale").glob("*") if p.is_dir())
     studies = sorted(p for p in (results / "study").glob("*") if (p / "runs.json").exists())
-    if not paper and not studies:
+    recipes = sorted(p for p in (results / "recipe").glob("*") if (p / "eval" / "evaluation.json").exists())
+    if not paper and not studies and not recipes:
         raise ClasswiseError(f"{results} holds no results yet (expected {results}/paper-scale/<device>-<date>/)")
     parts = [
         "# Findings",
@@ -47,6 +49,8 @@ def write_findings(results: str | Path, out: str | Path) -> Path:
         text, f = study_section(folder)
         parts.append(text)
         figs.update(f)
+    if recipes:
+        parts.append(recipe_section(recipes))
     for folder in paper:
         text, f = paper_scale_section(folder)
         parts.append(text)
@@ -80,19 +84,28 @@ def snapshot_study(study_dir: str | Path, results: str | Path) -> Path:
         entry = {k: run[k] for k in ("run_id", "status", "attempts", "seconds")}
         entry["overrides"] = json.loads(run["overrides"])
         table.append(entry)
-        src, out = study_dir / "runs" / run["run_id"], dest / "runs" / run["run_id"]
-        if run["status"] != "done" or (out / "eval" / "evaluation.json").exists():
-            continue
-        write_files_atomically(out, {name: partial(_copy, src / name) for name in RUN_FILES})
-        writers: dict[str, Callable[[Path], Any]] = {
-            name: partial(_copy, src / "eval" / name) for name in EVAL_FILES if (src / "eval" / name).exists()
-        }
-        writers["samples.csv.gz"] = partial(_gzip, src / "eval" / "samples.csv")
-        evaluation = writers.pop("evaluation.json")  # last: its presence marks a complete copy
-        write_files_atomically(out / "eval", writers)
-        write_files_atomically(out / "eval", {"evaluation.json": evaluation})
+        if run["status"] == "done":
+            copy_run(study_dir / "runs" / run["run_id"], dest / "runs" / run["run_id"])
     write_files_atomically(dest, {"runs.json": partial(_write, (json.dumps(table, indent=1) + "\n").encode())})
     return dest
+
+
+def copy_run(src: Path, out: Path) -> Path:
+    """Copy a finished run folder in small form: config, history and evaluation files, the
+    per-sample records gzipped, no checkpoint. A run already copied is kept."""
+    if not (src / "eval" / "evaluation.json").exists():
+        raise ClasswiseError(f"{src} holds no finished run (no eval/evaluation.json); give a trained run folder")
+    if (out / "eval" / "evaluation.json").exists():
+        return out
+    write_files_atomically(out, {name: partial(_copy, src / name) for name in RUN_FILES})
+    writers: dict[str, Callable[[Path], Any]] = {
+        name: partial(_copy, src / "eval" / name) for name in EVAL_FILES if (src / "eval" / name).exists()
+    }
+    writers["samples.csv.gz"] = partial(_gzip, src / "eval" / "samples.csv")
+    evaluation = writers.pop("evaluation.json")  # last: its presence marks a complete copy
+    write_files_atomically(out / "eval", writers)
+    write_files_atomically(out / "eval", {"evaluation.json": evaluation})
+    return out
 
 
 def _copy(source: Path, path: Path) -> None:
