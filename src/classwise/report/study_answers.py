@@ -99,6 +99,16 @@ def _fisher(rho: float, n: int) -> str:
     return f"{rho:+.2f} [{np.tanh(z - 1.96 * se):+.2f}, {np.tanh(z + 1.96 * se):+.2f}]"
 
 
+def _table(columns: Sequence[str], rows: list[str], empty: str) -> list[str]:
+    """A Markdown table; a table without rows says why in its first cell."""
+    blank = " |" * (len(columns) - 1)
+    return [
+        "| " + " | ".join(columns) + " |",
+        "|" + "---|" * len(columns),
+        *(rows or [f"| ({empty}) |{blank}"]),
+    ]
+
+
 def _slug(dataset: str) -> str:
     return dataset.lower().replace(" ", "-").replace("(", "").replace(")", "")
 
@@ -115,9 +125,8 @@ def weakest_part(runs: Sequence[StudyRun], datasets: list[str], ans: Answers) ->
     lines = [
         "Weakest classes, pooled over every run of a dataset and method (architectures, hyper-parameters, seeds):",
         "",
-        "| dataset | method | runs | clean mean | weakest clean | robust mean | weakest under attack |",
-        "|---|---|---|---|---|---|---|",
     ]
+    rows = []
     figs = {}
     for d in datasets:
         names = _by(runs, dataset=d)[0].model.class_names
@@ -128,7 +137,7 @@ def weakest_part(runs: Sequence[StudyRun], datasets: list[str], ans: Answers) ->
             oc, orob = np.argsort(clean[0], kind="stable"), np.argsort(robust[0], kind="stable")
             tied = np.ptp(robust[0]) == 0
             weak_robust = f"all at {pct(robust[0][0])}" if tied else _classes(robust, names, orob[:3])
-            lines.append(
+            rows.append(
                 f"| {d} | {method} | {len(group)} | {pct(clean[0].mean())} | {_classes(clean, names, oc[:3])} | "
                 f"{pct(robust[0].mean())} | {weak_robust} |"
             )
@@ -141,6 +150,8 @@ def weakest_part(runs: Sequence[StudyRun], datasets: list[str], ans: Answers) ->
                     ans.weakest_cifar = _classes(robust, names, orob[:1])
         order = [int(k) for k in np.argsort(series[-1][1][0], kind="stable")]
         figs[f"study-{_slug(d)}.png"] = figures.series_bars(names, series, order)
+    columns = ("dataset", "method", "runs", "clean mean", "weakest clean", "robust mean", "weakest under attack")
+    lines += _table(columns, rows, "no run has finished yet")
     lines += ["", *(f"![{d}: per-class accuracy pooled over runs](figures/study-{_slug(d)}.png)" for d in datasets)]
     return lines, figs
 
@@ -163,9 +174,8 @@ def stability_part(runs: Sequence[StudyRun], datasets: list[str]) -> list[str]:
         "Do the same classes stay weak? Spearman's ρ between the per-class accuracies of two runs of one dataset "
         "and method that differ in one respect (robust accuracy for adversarial training, clean for standard):",
         "",
-        "| dataset | method | differs in | pairs | mean ρ [Fisher 95% interval at K classes] | range |",
-        "|---|---|---|---|---|---|",
     ]
+    rows = []
     for d in datasets:
         for method in _methods(runs, d):
             group = _by(runs, dataset=d, method=method)
@@ -173,13 +183,12 @@ def stability_part(runs: Sequence[StudyRun], datasets: list[str]) -> list[str]:
             for what in ("architecture", "variant", "seed"):
                 if rhos := _pair_rhos(group, what):
                     label = {"variant": "hyper-parameters"}.get(what, what)
-                    lines.append(
+                    rows.append(
                         f"| {d} | {method} | {label} | {len(rhos)} | {_fisher(float(np.mean(rhos)), k)} | "
                         f"{min(rhos):+.2f} to {max(rhos):+.2f} |"
                     )
-    if lines[-1].startswith("|---"):
-        lines.append("| (no two finished runs differ in only one respect yet) | | | | | |")
-    return lines
+    columns = ("dataset", "method", "differs in", "pairs", "mean ρ [Fisher 95% interval at K classes]", "range")
+    return lines + _table(columns, rows, "no two finished runs differ in only one respect yet")
 
 
 def widening_part(runs: Sequence[StudyRun], datasets: list[str], ans: Answers) -> list[str]:
@@ -189,9 +198,8 @@ def widening_part(runs: Sequence[StudyRun], datasets: list[str], ans: Answers) -
         "standard one trained with the same architecture, setting and seed (paired; difference = adversarial − "
         "standard, in points, with its 95% t-interval over the pairs):",
         "",
-        "| dataset | pairs | std across classes | max − min | worst class | mean |",
-        "|---|---|---|---|---|---|",
     ]
+    rows = []
     for d in datasets:
         pairs = [
             (s.model.clean[0], a.model.clean[0])
@@ -210,10 +218,11 @@ def widening_part(runs: Sequence[StudyRun], datasets: list[str], ans: Answers) -
             cells.append(f"{100 * cmp.mean_difference:+.1f}{interval}")
             if stat == "std":
                 ans.widening.append((d, cmp))
-        lines.append(f"| {d} | {len(pairs)} | " + " | ".join(cells) + " |")
-    if lines[-1].startswith("|---"):
-        lines.append("| (no standard and adversarial run with the same settings have both finished yet) | | | | | |")
-    return lines
+        rows.append(f"| {d} | {len(pairs)} | " + " | ".join(cells) + " |")
+    columns = ("dataset", "pairs", "std across classes", "max − min", "worst class", "mean")
+    return lines + _table(
+        columns, rows, "no standard and adversarial run with the same settings have both finished yet"
+    )
 
 
 def explanations_part(runs: Sequence[StudyRun], datasets: list[str], ans: Answers) -> list[str]:
@@ -228,9 +237,8 @@ def explanations_part(runs: Sequence[StudyRun], datasets: list[str], ans: Answer
         "everywhere, so their ρ is undefined). Per dataset: the median ρ over runs, and in how many runs the "
         "interval excludes 0 in each direction.",
         "",
-        "| dataset | explanation | runs | median ρ | interval below 0 | interval above 0 |",
-        "|---|---|---|---|---|---|",
     ]
+    rows = []
     for d in datasets:
         per_explanation: dict[str, list[Any]] = {}
         for r in (r for r in _by(runs, dataset=d) if r.adversarial):
@@ -241,13 +249,12 @@ def explanations_part(runs: Sequence[StudyRun], datasets: list[str], ans: Answer
                 continue
             med = float(np.median([c.rho for c in defined]))
             ans.explanations.setdefault(name, []).append(med)
-            lines.append(
+            rows.append(
                 f"| {d} | {name} | {len(defined)} | {med:+.2f} | {sum(c.high < 0 for c in defined)} | "
                 f"{sum(c.low > 0 for c in defined)} |"
             )
-    if lines[-1].startswith("|---"):
-        lines.append("| (no adversarially trained run has finished yet) | | | | | |")
-    return lines
+    columns = ("dataset", "explanation", "runs", "median ρ", "interval below 0", "interval above 0")
+    return lines + _table(columns, rows, "no adversarially trained run has finished yet")
 
 
 def answers_part(ans: Answers) -> list[str]:
