@@ -120,6 +120,8 @@ def _files(root: Path) -> None:
     ):
         (root / name).write_text(yaml.safe_dump(study))
     (root / "no-eval").mkdir()
+    (root / "old-run").mkdir()  # a run folder from before the nested config
+    (root / "old-run" / "config.yaml").write_text(yaml.safe_dump({"dataset": "mnist", "attack_step_size": 0.01}))
     damaged = root / "damaged-eval"
     damaged.mkdir()
     (damaged / "evaluation.json").write_text("{not json")
@@ -377,6 +379,11 @@ CASES: list[tuple[str, Argv, str]] = [
         "export before any run",
         lambda w: ["study", "export", w.path("study-ok.yaml"), "--dir", w.path("never-run")],
         r"no results",
+    ),
+    (
+        "resume a run written by an older classwise",
+        lambda w: ["train", "--resume", w.path("old-run")],
+        r"old-run holds a run this classwise cannot read .*older version",
     ),
     ("input shape without three sizes", lambda w: ["models", "--input-shape", "3x32"], r"CxHxW"),
     ("a single class", lambda w: ["models", "--num-classes", "1"], r"at least 2 classes"),

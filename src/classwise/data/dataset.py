@@ -34,6 +34,10 @@ class LabeledImages:
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
+    def __repr__(self) -> str:  # a summary, not every pixel
+        c, h, w = self.images.shape[1:]
+        return f"LabeledImages({len(self)} images of {c}×{h}×{w}, uint8)"
+
     def take(self, index: torch.Tensor) -> LabeledImages:
         """The samples at ``index`` (a long tensor of positions)."""
         return LabeledImages(self.images[index], self.labels[index])

@@ -29,7 +29,7 @@ def resolve(run_dir: Path, cfg: TrainConfig | None, resume: bool) -> TrainConfig
     if resume:
         if not cfg_path.exists():
             raise ConfigError(f"{run_dir} holds no run to resume (no {CONFIG}); start it without --resume")
-        saved = TrainConfig.load(cfg_path)
+        saved = _load(run_dir)
         if cfg is not None and cfg != saved:
             old, new = flatten(saved.to_dict()), flatten(cfg.to_dict())
             changed = [k for k in sorted({*old, *new}) if old.get(k) != new.get(k)]
@@ -42,7 +42,7 @@ def resolve(run_dir: Path, cfg: TrainConfig | None, resume: bool) -> TrainConfig
     if cfg is None:
         raise ConfigError("a new run needs a config")
     if run_dir.exists() and any(run_dir.iterdir()):
-        if cfg_path.exists() and TrainConfig.load(cfg_path) == cfg:
+        if cfg_path.exists() and _load(run_dir) == cfg:
             raise ConfigError(f"{run_dir} already holds this run; add --resume to continue it")
         raise ConfigError(f"{run_dir} already holds a different run or other files; choose a new --out folder")
     return cfg
@@ -67,7 +67,17 @@ def clear_partial_writes(run_dir: Path) -> None:
 
 def saved_config(run_dir: Path) -> TrainConfig | None:
     """The config a run folder was started with, if it holds one."""
-    return TrainConfig.load(run_dir / CONFIG) if (run_dir / CONFIG).is_file() else None
+    return _load(run_dir) if (run_dir / CONFIG).is_file() else None
+
+
+def _load(run_dir: Path) -> TrainConfig:
+    try:
+        return TrainConfig.load(run_dir / CONFIG)
+    except ConfigError as exc:
+        raise ConfigError(
+            f"{run_dir} holds a run this classwise cannot read ({exc}): it was written by an older version or "
+            "edited by hand. Train into a new folder (or move this one away)."
+        ) from None
 
 
 def write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:
