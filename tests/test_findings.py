@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -68,6 +69,18 @@ def test_a_study_snapshot_reads_back_the_same_and_answers_from_it(tmp_path: Path
     assert (tmp_path / "figures").is_dir()
     # a second snapshot keeps what was copied and rewrites the same page
     before = (tmp_path / "f.md").read_text()
+    # a run whose training collapsed (validation at chance) is named and left out of the answers
+    collapsed = results / "study" / "s" / "runs" / study.runs[0].run_id / "history.json"
+    original = collapsed.read_text()
+    history = json.loads(original)
+    last = history[-1]
+    rose_then_fell = [{**last, "val": {**last["val"], "clean_mean": v}} for v in (0.9, 0.2)]
+    collapsed.write_text(json.dumps(rose_then_fell))
+    write_findings(results, tmp_path / "g.md")
+    text = (tmp_path / "g.md").read_text()
+    assert f"diverged (validation clean accuracy fell back to chance): `{study.runs[0].run_id}`" in text
+    assert "| images | 1 | " in text  # the widening table lost the collapsed run's pair
+    collapsed.write_text(original)
     assert (
         main(["findings", "--study", str(tmp_path / "s"), "--results", str(results), "--out", str(tmp_path / "f.md")])
         == 0

@@ -42,6 +42,16 @@ class StudyRun:
         return self.method in METHODS and METHODS.get(self.method).adversarial
 
     @property
+    def diverged(self) -> bool:
+        """Training diverged: validation clean accuracy rose above chance, then fell back to it (the
+        last validation within a quarter of chance, an earlier one at least 1.5 times chance)."""
+        clean = [
+            e["val"]["clean_mean"] for e in self.model.history if (e.get("val") or {}).get("clean_mean") is not None
+        ]
+        chance = 1 / len(self.model.class_names)
+        return bool(clean) and clean[-1] <= 1.25 * chance and max(clean) >= 1.5 * chance
+
+    @property
     def judged(self) -> np.ndarray:
         """Per-class accuracy the ordering is judged by: robust if adversarially trained, else clean."""
         return self.model.robust[0] if self.adversarial else self.model.clean[0]
@@ -294,11 +304,18 @@ def answers_part(ans: Answers) -> list[str]:
 
 def study_section(folder: Path) -> tuple[str, dict[str, bytes]]:
     """Markdown and figures for questions (a) and (b) from one study snapshot."""
-    runs = study_runs(folder)
+    finished = study_runs(folder)
+    runs = [r for r in finished if not r.diverged]
     total = len(json.loads((folder / "runs.json").read_text()))
     title = f"## Questions (a) and (b) on real data: study `{folder.name}`"
     if not runs:
-        return f"{title}\n\nNo run of the study has finished yet ({total} planned).\n", {}
+        note = f", and the {len(finished)} finished diverged" if finished else ""
+        return f"{title}\n\nNo run of the study has finished yet ({total} planned{note}).\n", {}
+    collapsed = [
+        f"`{r.model.name}` ({r.dataset}, {r.architecture}, {r.method}, {r.variant}, seed {r.seed})"
+        for r in finished
+        if r.diverged
+    ]
     datasets = sorted({r.dataset for r in runs})
     coverage = "; ".join(
         f"{d}: {len(_by(runs, dataset=d))} runs ({', '.join(sorted({r.architecture for r in _by(runs, dataset=d)}))}; "
@@ -310,10 +327,19 @@ def study_section(folder: Path) -> tuple[str, dict[str, bytes]]:
     lines = [
         title,
         "",
-        f"{len(runs)} of {total} planned runs have finished (results in `{'/'.join(folder.parts[-3:])}`): "
-        f"{coverage}. Every run is evaluated on its whole test set; robust accuracy is the headline attack of the "
+        f"{len(finished)} of {total} planned runs have finished (results in `{'/'.join(folder.parts[-3:])}`): "
+        f"{coverage}."
+        + (
+            " Left out because training diverged (validation clean accuracy fell back to chance): "
+            + "; ".join(collapsed)
+            + "."
+            if collapsed
+            else ""
+        )
+        + " Every run is evaluated on its whole test set; robust accuracy is the headline attack of the "
         "evaluation (see each run's config) at the dataset's ε. Intervals: 95% Wilson intervals of accuracy "
-        "pooled over the runs' test images; paired differences across seeds with Student-t intervals; Spearman's "
+        "pooled over the runs' test images; differences paired by architecture, setting and seed, with Student-t "
+        "intervals over the pairs; Spearman's "
         "ρ with Fisher intervals over the classes.",
         "",
         "### (a) Is the class-wise gap universal?",
