@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from classwise.evaluate.metrics import Z95
+
 
 def bootstrap_class_accuracy(
     flags: np.ndarray, labels: np.ndarray, num_classes: int, n_boot: int = 2000, seed: int = 0, level: float = 0.95
@@ -134,8 +136,11 @@ def spearman(x: np.ndarray, y: np.ndarray) -> Correlation:
     if n < 4 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return Correlation(float("nan"), float("nan"), float("nan"), n)
     rho = float(stats.spearmanr(x, y).statistic)
+    return Correlation(rho, *fisher_interval(rho, n), n)
+
+
+def fisher_interval(rho: float, n: int) -> tuple[float, float]:
+    """95% interval of a Spearman ρ over ``n`` pairs: Fisher z with the Fieller-Hartley-Pearson
+    variance 1.06/(n − 3)."""
     z, se = np.arctanh(np.clip(rho, -0.999999, 0.999999)), np.sqrt(1.06 / (n - 3))
-    return Correlation(rho, float(np.tanh(z - Z95 * se)), float(np.tanh(z + Z95 * se)), n)
-
-
-Z95 = 1.959963984540054
+    return float(np.tanh(z - Z95 * se)), float(np.tanh(z + Z95 * se))

@@ -79,20 +79,18 @@ def _timings(folder: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def paper_runs(folder: Path) -> list[PaperRun]:
+def paper_runs(folder: Path, timings: dict[str, Any]) -> list[PaperRun]:
     """The run folders of one device session and the AutoAttack evaluations of their checkpoints
     (an evaluation folder whose checkpoint lies in a run folder of the same name)."""
-    timings = _timings(folder).get("runs", {})
-    evaluations = sorted(p for p in folder.iterdir() if (p / "evaluation.json").exists())
-    checkpoint_of = {
-        e: Path(str(json.loads((e / "evaluation.json").read_text())["source"].get("checkpoint", ""))).parent.name
-        for e in evaluations
-    }
+    evaluations = [model_from_folder(p.name, p) for p in sorted(folder.iterdir()) if (p / "evaluation.json").exists()]
     out = []
     for path in sorted(p for p in folder.iterdir() if (p / "eval" / "evaluation.json").exists()):
         run = model_from_folder(path.name, path)
-        aa = next((model_from_folder(e.name, e) for e in evaluations if checkpoint_of[e] == path.name), None)
-        out.append(PaperRun(path.name, run, aa, timings.get(str(run.config["method"]["name"]), {})))
+        aa = next(
+            (e for e in evaluations if Path(str(e.evaluation.source.get("checkpoint", ""))).parent.name == path.name),
+            None,
+        )
+        out.append(PaperRun(path.name, run, aa, timings.get("runs", {}).get(str(run.config["method"]["name"]), {})))
     return out
 
 
@@ -173,10 +171,10 @@ def _time_lines(r: PaperRun) -> list[str]:
 
 def paper_scale_section(folder: Path) -> tuple[str, dict[str, bytes]]:
     """Markdown and figures for one device session's paper-scale runs."""
-    runs = paper_runs(folder)
+    timings = _timings(folder)
+    runs = paper_runs(folder, timings)
     if not runs:
         raise ClasswiseError(f"{folder} holds no run folder (eval/evaluation.json)")
-    timings = _timings(folder)
     names = runs[0].run.class_names
     title = DISPLAY.get(runs[0].run.evaluation.dataset, runs[0].run.evaluation.dataset)
     rows, verdicts = zip(*(_row_and_verdict(r, names) for r in runs), strict=True)

@@ -112,8 +112,8 @@ def _classes(acc: np.ndarray, names: tuple[str, ...], order: np.ndarray) -> str:
 def _fisher(rho: float, n: int) -> str:
     if not np.isfinite(rho) or n < 4:
         return "undefined"
-    z, se = np.arctanh(np.clip(rho, -0.999999, 0.999999)), np.sqrt(1.06 / (n - 3))
-    return f"{rho:+.2f} [{np.tanh(z - 1.96 * se):+.2f}, {np.tanh(z + 1.96 * se):+.2f}]"
+    low, high = analysis.fisher_interval(rho, n)
+    return f"{rho:+.2f} [{low:+.2f}, {high:+.2f}]"
 
 
 def _table(columns: Sequence[str], rows: list[str], empty: str) -> list[str]:
