@@ -123,14 +123,20 @@ def write_gtsrb(root: Path, k: int = 43) -> dict[str, np.ndarray]:
 
 
 def write_class_folders(
-    root: Path, classes: tuple[str, ...] = ("cat", "dog", "ship"), n: int = 4, as_tar: bool = False, fmt: str = "PNG"
+    root: Path,
+    classes: tuple[str, ...] = ("cat", "dog", "ship"),
+    n: int = 4,
+    as_tar: bool = False,
+    fmt: str = "PNG",
+    splits: tuple[str, ...] = ("train", "test"),
+    size: int = 8,
 ) -> Path:
     """``root/images/{train,test}/<class>/NNN.png`` or the same tree packed as ``root/images.tar.gz``."""
     files = {}
-    for split in ("train", "test"):
+    for split in splits:
         for ci, c in enumerate(classes):
             for i in range(n):
-                img = np.full((8, 8, 3), 10 * ci + i, dtype=np.uint8)
+                img = np.full((size, size, 3), 10 * ci + i, dtype=np.uint8)
                 buf = io.BytesIO()
                 Image.fromarray(img).save(buf, format=fmt)
                 files[f"images/{split}/{c}/{i:03d}.{fmt.lower()}"] = buf.getvalue()

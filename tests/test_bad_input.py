@@ -202,7 +202,7 @@ CASES: list[tuple[str, Argv, str]] = [
     (
         "checkpoint for other images",
         lambda w: [*_evaluate("rgb32.pt")(w)[:3], "--dataset", "fashion-mnist", "--data-root", w.path("fmnist")],
-        r"built for 3×32×32 images, the data's are 1×28×28",
+        r"takes 3×32×32 images, the data's are 1×28×28",
     ),
     # evaluation settings
     (

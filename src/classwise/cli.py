@@ -63,19 +63,11 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    from classwise.evaluate import (
-        evaluate_checkpoint,
-        format_eps_curve,
-        format_flows,
-        format_table,
-        format_targeted,
-        spec_from_options,
-    )
-    from classwise.report.headline import model_headline
+def _eval_spec(args: argparse.Namespace, attacks: list[str] | None) -> Any:
+    from classwise.evaluate import spec_from_options
 
-    spec = spec_from_options(  # every attack, option and value is checked before any data or model is loaded
-        args.attack,
+    return spec_from_options(  # every attack, option and value is checked before any data or model is loaded
+        attacks,
         steps=args.steps,
         step_size=args.step_size,
         restarts=args.restarts,
@@ -91,8 +83,32 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         targeted=args.targeted,
         boundary_per_class=args.boundary_per_class,
     )
-    ev = evaluate_checkpoint(args.checkpoint, args.dataset, spec, args.out, root=args.data_root, device=args.device)
-    print(format_table(ev, f"{ev.title} [{ev.spec.images}] {args.checkpoint}"))
+
+
+def _evaluated(args: argparse.Namespace, attacks: list[str] | None) -> Any:
+    from classwise.evaluate import evaluate_model
+
+    spec = _eval_spec(args, attacks)
+    return evaluate_model(
+        args.model,
+        args.dataset,
+        spec,
+        args.out,
+        root=args.data_root,
+        device=args.device,
+        model_dir=args.model_dir,
+        weights=args.weights,
+        mean=args.mean,
+        std=args.std,
+    )
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from classwise.evaluate import format_eps_curve, format_flows, format_table, format_targeted
+    from classwise.report.headline import model_headline
+
+    ev = _evaluated(args, args.attack)
+    print(format_table(ev, f"{ev.title} [{ev.spec.images}] {args.model}"))
     print("\n" + format_flows(ev, ev.headline))
     if len(ev.worst) > 1:
         print("\n" + format_eps_curve(ev))
@@ -102,6 +118,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"warning: {w}", file=sys.stderr)
     print(f"\nresults in {args.out} (evaluation.json, per_class.csv, samples.csv, analyses.json)")
     print("\n" + model_headline(ev, ev.source.get("config")).text())
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from classwise.evaluate.store import write_files_atomically
+    from classwise.report import write_report
+    from classwise.report.audit import audit_card
+
+    ev = _evaluated(args, args.attack or ["autoattack"])
+    card = audit_card(ev)
+    write_files_atomically(Path(args.out), {"audit.md": lambda p: p.write_text(card)})
+    page, _ = write_report(args.out, Path(args.out) / "report")
+    print(card)
+    print(f"report card: {Path(args.out) / 'audit.md'}; page: {page}")
     return 0
 
 
@@ -286,26 +316,60 @@ def _add_config_options(p: argparse.ArgumentParser, base: str) -> None:
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
 
 
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers like 0.49,0.48,0.45, got {text!r}") from None
+
+
 def _add_evaluate(sub: Any) -> None:
-    p = sub.add_parser("evaluate", help="per-class clean and robust accuracy of a checkpoint under attack")
-    p.add_argument("--checkpoint", required=True, help="a classwise checkpoint (RUN/best.pt)")
+    evaluate = sub.add_parser("evaluate", help="per-class clean and robust accuracy of any model under attack")
+    audit = sub.add_parser(
+        "audit", help="a class-wise report card of any model: per-class AutoAttack accuracy beside the leaderboard's"
+    )
+    evaluate.add_argument(
+        "--model",
+        "--checkpoint",
+        dest="model",
+        required=True,
+        help="a classwise checkpoint (RUN/best.pt), robustbench:NAME, timm:NAME, torchscript:PATH, or "
+        "module.path:factory / file.py:factory (a callable returning an nn.Module)",
+    )
+    audit.add_argument("model", help="the model, as for classwise evaluate --model")
+    for p in (evaluate, audit):
+        _add_evaluation_options(p, audit=p is audit)
+    evaluate.set_defaults(func=cmd_evaluate)
+    audit.set_defaults(func=cmd_audit)
+
+
+def _add_evaluation_options(p: argparse.ArgumentParser, audit: bool) -> None:
     p.add_argument("--dataset", required=True, help="dataset name (classwise datasets) or path to class folders")
     _add_data_root(p)
+    p.add_argument(
+        "--model-dir",
+        default="models",
+        help="RobustBench model folder in its own layout, <dir>/<dataset>/<threat model>/<name>.pt (default models)",
+    )
+    p.add_argument("--weights", default=None, help="local weights file for a timm: or module:factory model")
+    p.add_argument("--mean", type=_floats, default=None, help="the model's input normalisation: 0.5,0.5,0.5")
+    p.add_argument("--std", type=_floats, default=None, help="its standard deviations, per channel (with --mean)")
     p.add_argument(
         "--attack",
         action="append",
         default=None,
         help="attack to run, repeatable: fgsm, pgd, autoattack, or one with options as a YAML mapping: "
-        "'{name: autoattack, args: {version: custom, attacks: [apgd-ce, square]}}' (default pgd)",
+        "'{name: autoattack, args: {version: custom, attacks: [apgd-ce, square]}}' "
+        f"(default {'autoattack' if audit else 'pgd'})",
     )
     p.add_argument(
         "--eps",
         type=_eps_list,
         default=None,
-        help="attack budget in pixel units, or a comma list: 0,2/255,8/255 (default: the ε the checkpoint was "
-        "trained at, else 8/255 for Linf and 0.5 for L2)",
+        help="attack budget in pixel units, or a comma list: 0,2/255,8/255 (default: the ε the model was trained "
+        "or benchmarked at, else 8/255 for Linf and 0.5 for L2)",
     )
-    p.add_argument("--norm", default="Linf", help="threat model: Linf or L2 (default Linf)")
+    p.add_argument("--norm", "--threat-model", dest="norm", default="Linf", help="threat model: Linf or L2")
     p.add_argument("--steps", type=int, default=None, help="iterations of every PGD attack (default 20)")
     p.add_argument("--step-size", type=_fraction, default=None, help="PGD step in pixel units (default 2.5·ε/steps)")
     p.add_argument("--restarts", type=int, default=None, help="PGD random restarts (default 1)")
@@ -339,7 +403,6 @@ def _add_evaluate(sub: Any) -> None:
         required=True,
         help="folder for the results; a killed evaluation resumes there, a finished one is reused, never overwritten",
     )
-    p.set_defaults(func=cmd_evaluate)
 
 
 def _add_training(sub: Any) -> None:

@@ -16,16 +16,24 @@ import torch
 from classwise.errors import ConfigError
 
 
+def unit_images(images: torch.Tensor) -> torch.Tensor:
+    """Images as float in [0,1]: uint8 pixels are divided by 255, float images are taken as they are."""
+    return images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+
+
 @dataclass(frozen=True)
 class LabeledImages:
-    """``images``: uint8 (N, C, H, W); ``labels``: int64 (N,)."""
+    """``images``: uint8 (N, C, H, W) (every dataset read from files), or float32 in [0,1] (images
+    handed over from Python that are not whole multiples of 1/255); ``labels``: int64 (N,)."""
 
     images: torch.Tensor
     labels: torch.Tensor
 
     def __post_init__(self) -> None:
-        if self.images.dtype != torch.uint8 or self.images.ndim != 4:
-            raise ValueError(f"images must be uint8 (N, C, H, W), got {self.images.dtype} {tuple(self.images.shape)}")
+        if self.images.dtype not in (torch.uint8, torch.float32) or self.images.ndim != 4:
+            raise ValueError(
+                f"images must be uint8 or float32 (N, C, H, W), got {self.images.dtype} {tuple(self.images.shape)}"
+            )
         if self.labels.dtype != torch.int64 or self.labels.shape != (self.images.shape[0],):
             raise ValueError(
                 f"labels must be int64 ({self.images.shape[0]},), got {self.labels.dtype} {tuple(self.labels.shape)}"
@@ -36,7 +44,7 @@ class LabeledImages:
 
     def __repr__(self) -> str:  # a summary, not every pixel
         c, h, w = self.images.shape[1:]
-        return f"LabeledImages({len(self)} images of {c}×{h}×{w}, uint8)"
+        return f"LabeledImages({len(self)} images of {c}×{h}×{w}, {str(self.images.dtype).removeprefix('torch.')})"
 
     def take(self, index: torch.Tensor) -> LabeledImages:
         """The samples at ``index`` (a long tensor of positions)."""
@@ -110,8 +118,8 @@ class Dataset:
             "classes": list(self.class_names),
             "input_shape": list(self.input_shape),
             "sizes": {k: len(v) for k, v in self.splits().items()},
-            "mean": list(self.mean),
-            "std": list(self.std),
+            "mean": list(self.mean) if len(self.train) else None,  # a test-only dataset has no train statistics
+            "std": list(self.std) if len(self.train) else None,
             "source": self.source,
             "notes": list(self.notes),
         }
@@ -119,6 +127,8 @@ class Dataset:
 
 def channel_stats(images: torch.Tensor, chunk: int = 8192) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and std in [0,1] units of uint8 (N, C, H, W) images, in float64."""
+    if images.shape[0] == 0:
+        raise ConfigError("no training images to compute the normalisation from; this dataset can only be evaluated")
     c = images.shape[1]
     total = torch.zeros(c, dtype=torch.float64)
     total_sq = torch.zeros(c, dtype=torch.float64)

@@ -231,7 +231,8 @@ def iter_image_files(source: Path) -> Iterator[tuple[tuple[str, ...], bytes]]:
 
 
 def read_class_folders(source: Path) -> tuple[list[str], dict[str, tuple[np.ndarray, np.ndarray]]]:
-    """A tree ``[prefix/]{train,test}/<class>/<image>`` (folder or tar) → class names and splits.
+    """A tree ``[prefix/]{train,test}/<class>/<image>`` (folder or tar) → class names and splits; a
+    tree with only ``test/`` gets an empty train split.
 
     Classes are the sorted class-folder names (the ImageFolder convention); within a class,
     images keep their sorted file order.
@@ -242,11 +243,10 @@ def read_class_folders(source: Path) -> tuple[list[str], dict[str, tuple[np.ndar
             continue
         with reading(source / Path(*parts)):
             by_split[parts[-3]].append((parts[-2], decode_image(data)))
-    missing = [s for s, items in by_split.items() if not items]
-    if missing:
+    if not by_split["test"]:
         raise ValueError(
-            f"{source}: no images under {'/'.join(missing)}/<class>/; expected train/<class>/*.png|jpg and "
-            "test/<class>/*.png|jpg"
+            f"{source}: no images under test/<class>/; expected test/<class>/*.png|jpg (and train/<class>/*.png|jpg "
+            "to train on it)"
         )
     classes = sorted({c for items in by_split.values() for c, _ in items})
     empty = sorted(_class_folders(source) - set(classes))
@@ -255,10 +255,14 @@ def read_class_folders(source: Path) -> tuple[list[str], dict[str, tuple[np.ndar
     index = {c: i for i, c in enumerate(classes)}
     splits = {}
     for split, items in by_split.items():
+        if not items:  # a test-only tree: it evaluates, and training on it is refused
+            continue
         x = stack_hwc([im for _, im in items], f"{source}/{split}")
         y = np.asarray([index[c] for c, _ in items], dtype=np.int64)
         splits[split] = (x, y)
-    if splits["train"][0].shape[1:] != splits["test"][0].shape[1:]:
+    test_x = splits["test"][0]
+    splits.setdefault("train", (test_x[:0], np.zeros(0, dtype=np.int64)))
+    if splits["train"][0].shape[1:] != test_x.shape[1:]:
         raise ValueError(f"{source}: train and test images differ in shape")
     return classes, splits
 

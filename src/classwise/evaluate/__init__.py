@@ -1,7 +1,7 @@
 """Class-wise evaluation: one protocol (:class:`EvalSpec`), per-sample outcomes under attack, the
 analyses measured on the model, and one writer and reader of the results."""
 
-from classwise.evaluate.checkpoint import evaluate_checkpoint
+from classwise.evaluate.command import evaluate_model
 from classwise.evaluate.engine import evaluate, fingerprint, select_images
 from classwise.evaluate.geometry import boundary_distance, centroid_similarity, class_weight_norms, frozen_eval
 from classwise.evaluate.metrics import (
@@ -44,7 +44,7 @@ __all__ = [
     "confusion_matrix",
     "difference_interval",
     "evaluate",
-    "evaluate_checkpoint",
+    "evaluate_model",
     "fingerprint",
     "format_comparison",
     "format_eps_curve",

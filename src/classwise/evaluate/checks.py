@@ -19,13 +19,14 @@ def _shape(shape: tuple[int, ...] | torch.Size) -> str:
 
 
 def check_input(model: nn.Module, image_shape: tuple[int, ...] | torch.Size) -> None:
-    """A classwise model knows the images it was built for: other images are refused before any attack."""
+    """A model that declares the images it takes (every classwise model; a :class:`Preprocessed`
+    model with ``input_shape``) refuses other images before any attack."""
     spec = getattr(model, "spec", None)
-    expected = tuple(getattr(spec, "input_shape", ()) or ())
+    expected = tuple(getattr(model, "input_shape", None) or getattr(spec, "input_shape", ()) or ())
     if expected and tuple(int(v) for v in image_shape) != expected:
         raise ConfigError(
-            f"the model was built for {_shape(expected)} images, the data's are {_shape(image_shape)}; "
-            "evaluate it on the dataset it was trained for"
+            f"the model takes {_shape(expected)} images, the data's are {_shape(image_shape)}; "
+            "evaluate it on data of the shape it was built for"
         )
 
 

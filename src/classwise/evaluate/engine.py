@@ -19,6 +19,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,7 +27,8 @@ from torch import nn
 
 from classwise.attacks import PGD, Attack, flat_norm, format_eps
 from classwise.compute import Autocast, fast_layout, fused_for_inference
-from classwise.data.dataset import Dataset, LabeledImages, per_class_positions
+from classwise.data.convert import evaluation_images
+from classwise.data.dataset import Dataset, LabeledImages, per_class_positions, unit_images
 from classwise.errors import ConfigError
 from classwise.evaluate import geometry
 from classwise.evaluate.checks import (
@@ -58,17 +60,17 @@ class Selection:
     notes: tuple[str, ...]
 
 
-def select_images(data: Dataset | LabeledImages, spec: EvalSpec, class_names: Sequence[str] | None = None) -> Selection:
-    """The split and subset ``spec`` names (all images, the first n per class, or the first n)."""
+def select_images(data: Any, spec: EvalSpec, class_names: Sequence[str] | None = None) -> Selection:
+    """The split and subset ``spec`` names (all images, the first n per class, or the first n) of a
+    classwise :class:`Dataset`, or of any data :func:`classwise.data.convert.evaluation_images` takes."""
     if isinstance(data, Dataset):
         splits = data.splits()
         if spec.split not in splits:
             raise ConfigError(f"{data.name} has no split {spec.split!r}; it has {', '.join(splits)}")
         samples, names, name, notes = splits[spec.split], data.class_names, data.name, data.notes
     else:
-        if class_names is None:
-            raise ConfigError("pass class_names with a LabeledImages split")
-        samples, names, name, notes = data, tuple(class_names), "data", ()
+        samples, names, name = evaluation_images(data, class_names)
+        notes = ()
     if len(samples) == 0:
         raise ConfigError(f"{name}/{spec.split} holds no images to evaluate")
     index = torch.arange(len(samples))
@@ -92,7 +94,7 @@ def fingerprint(spec: EvalSpec, model: nn.Module, selection: Selection) -> str:
 
 def evaluate(
     model: nn.Module,
-    data: Dataset | LabeledImages,
+    data: Any,
     spec: EvalSpec | None = None,
     *,
     class_names: Sequence[str] | None = None,
@@ -104,7 +106,9 @@ def evaluate(
 
     Args:
         model: returns logits (not probabilities) for [0,1] images.
-        data: a :class:`Dataset` (the spec's split is used) or a :class:`LabeledImages` with ``class_names``.
+        data: a :class:`Dataset` (the spec's split is used); or, with ``class_names`` unless the data
+            declares them (``.classes``), a :class:`LabeledImages`, a torch ``Dataset`` or ``DataLoader``
+            of (image, label) pairs, or an ``(images, labels)`` pair of uint8 or [0,1] float tensors.
         spec: the evaluation protocol (default: ``EvalSpec()``, PGD-20 at the norm's usual ε);
             an unresolved ε is resolved with :meth:`EvalSpec.resolved`.
         state_path: save progress there after every batch, and resume from it.
@@ -164,7 +168,7 @@ class _Run:
         self.spec, self.sel, self.state, self.progress = spec, sel, state, progress
         self.x = sel.samples.images.to(dev)
         self.y = sel.samples.labels.to(dev)
-        attacked = fused_for_inference(model, self.x[: spec.batch_size].float() / 255.0)
+        attacked = fused_for_inference(model, unit_images(self.x[: spec.batch_size]))
         self.model = Autocast(attacked, dev) if spec.precision == "bf16" else attacked
         self.k = len(sel.class_names)
         saved = state.get("clean_pred")
@@ -176,7 +180,7 @@ class _Run:
         preds = []
         with torch.no_grad():
             for i in range(0, len(self.x), self.spec.batch_size):
-                logits = forward_checked(self.model, self.x[i : i + self.spec.batch_size].float() / 255.0)
+                logits = forward_checked(self.model, unit_images(self.x[i : i + self.spec.batch_size]))
                 if i == 0:
                     check_logits(logits, self.k)
                 preds.append(logits.argmax(1))
@@ -184,7 +188,7 @@ class _Run:
 
     def checks(self) -> list[str]:
         batch = slice(0, self.spec.batch_size)
-        x, y = self.x[batch].float() / 255.0, self.y[batch]
+        x, y = unit_images(self.x[batch]), self.y[batch]
         warnings = gradient_warnings(self.model, x, y)
         _, attacks = self.spec.build()[0]
         for attack in attacks:  # each attack's own start-up checks (AutoAttack's reference checks)
@@ -256,7 +260,7 @@ class _Run:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(fooled flags, predictions of the fooled, perturbation norms) of one batch."""
         pos = torch.from_numpy(idx).to(self.x.device)
-        x, y = self.x[pos].float() / 255.0, self.y[pos]
+        x, y = unit_images(self.x[pos]), self.y[pos]
         generator = torch.Generator(device=x.device).manual_seed(seed)
         goal = y if target_class is None else torch.full_like(y, target_class)
         x_adv, fooled = attack.run(
@@ -303,7 +307,7 @@ class _Run:
         attack = self.spec.pgd().build(eps_max, self.spec.norm)
         assert isinstance(attack, PGD)
         if saved is None:
-            x = self.x[pos.to(self.x.device)].float() / 255
+            x = unit_images(self.x[pos.to(self.x.device)])
             saved = geometry.boundary_distance(
                 self.model,
                 x,

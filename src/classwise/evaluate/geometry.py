@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from classwise.attacks import PGD, pgd
+from classwise.data.dataset import unit_images
 
 
 @contextmanager
@@ -44,7 +45,7 @@ def class_centroids(
     sums: torch.Tensor | None = None
     with frozen_eval(model), torch.no_grad():
         for i in range(0, len(images), batch_size):
-            x = images[i : i + batch_size].to(device).float() / 255
+            x = unit_images(images[i : i + batch_size].to(device))
             f = model.features(x).float()  # type: ignore[operator]
             y = labels[i : i + batch_size].to(device)
             part = torch.zeros(num_classes, f.shape[1], device=device).index_add_(0, y, f)

@@ -1,6 +1,6 @@
 """Architectures that take [0,1] images (normalisation inside), their registry and checkpoints."""
 
-from classwise.models.base import MODELS, Backbone, ImageClassifier, ModelSpec, Normalize
+from classwise.models.base import MODELS, Backbone, ImageClassifier, ModelSpec, Normalize, Preprocessed
 from classwise.models.checkpoint import atomic_torch_save, load_checkpoint, read_checkpoint, save_checkpoint
 from classwise.models.factory import count_parameters, create_model, model_from_spec, model_rows
 
@@ -10,6 +10,7 @@ __all__ = [
     "ImageClassifier",
     "ModelSpec",
     "Normalize",
+    "Preprocessed",
     "atomic_torch_save",
     "count_parameters",
     "create_model",

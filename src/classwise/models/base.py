@@ -110,5 +110,27 @@ class ImageClassifier(nn.Module):
         return self.backbone.head
 
 
+class Preprocessed(nn.Module):
+    """A model from elsewhere (TorchScript, timm, your own code) under the classwise contract:
+    [0,1] images in, its normalisation (if any) applied first, logits out. ``input_shape``
+    declares the (C, H, W) images it takes, when the model fixes them, so that other data is
+    refused before any attack runs."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        mean: tuple[float, ...] | None = None,
+        std: tuple[float, ...] | None = None,
+        input_shape: tuple[int, int, int] | None = None,
+    ) -> None:
+        super().__init__()
+        self.normalize = Normalize(mean, std) if mean is not None and std is not None else None
+        self.model = model
+        self.input_shape = input_shape
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x if self.normalize is None else self.normalize(x))
+
+
 ArchFactory = Callable[..., Backbone]
 MODELS: Registry[ArchFactory] = Registry("model")  # filled where each architecture is defined

@@ -56,6 +56,8 @@ def setup_line(ev: Evaluation, config: dict[str, Any] | None = None) -> str:
         eps = (config.get("threat") or {}).get("eps")
         trained = f"{model}, {_method(config)}, {epochs} epochs" + (f" at ε={format_eps(eps)}" if eps else "")
         parts.append(trained)
+    elif ev.source.get("model"):  # a model from elsewhere: as it was named (robustbench:..., timm:..., a file)
+        parts.append(f"model {ev.source['model']}")
     parts.append(f"evaluation: {ev.spec.describe()}")
     return "; ".join(parts)
 

@@ -26,7 +26,7 @@ from classwise.data import (
     per_class_subset,
     validation_split,
 )
-from classwise.errors import CheckpointError
+from classwise.errors import CheckpointError, ConfigError
 from classwise.evaluate import Evaluation, evaluate, run_evaluation
 from classwise.models import (
     ImageClassifier,
@@ -79,6 +79,8 @@ def prepare_data(cfg: TrainConfig) -> Dataset:
     imbalance ratio, a long-tailed training split (validation and test stay balanced)."""
     d = cfg.data
     ds = load_dataset(d.dataset, root=d.root)
+    if len(ds.train) == 0:
+        raise ConfigError(f"{d.dataset} has no train/ images: it can be evaluated (classwise evaluate), not trained on")
     if d.train_per_class is not None:
         ds = replace(ds, train=per_class_subset(ds.train, d.train_per_class + d.val_per_class, ds.num_classes))
     ds = validation_split(ds, d.val_per_class, seed=cfg.seed)
