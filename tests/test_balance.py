@@ -42,6 +42,8 @@ def test_every_technique_is_registered_and_builds() -> None:
         "class-eps",
         "frl",
         "cfa",
+        "wat",
+        "dafa",
     }
 
 
@@ -172,6 +174,10 @@ def test_cfa_calibrates_eps_and_beta_from_training_robustness() -> None:
         ({"balance.name": "cfa", "balance.args.ccr": True}, "CCR calibrates TRADES"),
         ({"balance.name": "focal", "balance.args.alpha": 1}, r"balance.args: focal takes no option\(s\) \['alpha'\]"),
         ({"balance.name": "fokal"}, "Did you mean: focal"),
+        ({"balance.name": "wat", "balance.args.eta": 0}, "eta .* must be > 0"),
+        ({"balance.name": "wat", "method.name": "standard"}, "adversarial training only"),
+        ({"balance.name": "dafa", "balance.args.warmup": 1.0}, r"warmup is the fraction .* in \(0, 1\)"),
+        ({"balance.name": "dafa", "balance.args.lam": -1}, "lam must be >= 0"),
     ],
 )
 def test_bad_balancing_settings_fail_before_training(tmp_path: Path, changes: dict, match: str) -> None:
@@ -204,3 +210,74 @@ def test_posthoc_adjusted_checkpoint_keeps_its_shift(tmp_path: Path) -> None:
     train(cfg, tmp_path / "run", progress=False)
     model, _ = load_checkpoint(tmp_path / "run" / "best.pt")
     assert model.logit_shift is not None and model.logit_shift.argmax().item() == 2  # the rarest class
+
+
+def test_wat_hedges_over_classes_and_the_expected_loss() -> None:
+    wat = _make("wat", "trades", eta=0.5)
+    torch.testing.assert_close(wat.class_weights(0), torch.full((3,), 2.0))  # every expert starts at 1
+    wat.observe_validation_loss(0, torch.tensor([1.0, 2.0, 3.0]))
+    wat.observe_validation_loss(1, torch.tensor([1.0, 1.0, 1.0]))
+    cost = torch.tensor([2.0, 3.0, 4.0, 3.0])  # summed over both validations; the last is the mean's expert
+    expected = 3 * torch.exp(0.5 * cost) / torch.exp(0.5 * cost).sum()
+    torch.testing.assert_close(wat.weights, expected)
+    torch.testing.assert_close(wat.class_weights(2), expected[:3] + expected[3])
+    _, y, loss = _batch()  # the reference's loss: sum_k w_k * (class-k losses) / B + w_K * mean loss
+    reference = sum(expected[k] * loss[y == k].sum() for k in range(3)) / len(y) + expected[3] * loss.mean()
+    torch.testing.assert_close(Balance(wat).reduce(loss, y, {}, 2), reference)
+
+
+def test_dafa_weights_and_margins_from_a_probability_matrix() -> None:
+    from classwise.train.fairness import dafa_weights
+
+    probs = torch.tensor([[0.5, 0.3, 0.2], [0.1, 0.8, 0.1], [0.2, 0.1, 0.7]])
+    # class 0 is harder than 1 and 2: it gains p_01·p_11 + p_02·p_22; class 1 is the easiest: it loses
+    expected = torch.tensor([1 + 0.3 * 0.8 + 0.2 * 0.7, 1 - 0.1 * 0.5 - 0.1 * 0.7, 1 + 0.1 * 0.8 - 0.2 * 0.5])
+    torch.testing.assert_close(dafa_weights(probs, 1.0), expected)
+    torch.testing.assert_close(dafa_weights(probs, 0.5), 1 + 0.5 * (expected - 1))
+    dafa = _make("dafa", "trades", warmup=0.3)  # 10 epochs: the probabilities of epoch 3 (index 2) set them
+    dafa.observe_training_probs(1, probs)
+    assert dafa.class_eps(2, 0.1) is None
+    dafa.observe_training_probs(2, probs)
+    torch.testing.assert_close(dafa.class_eps(3, 0.1), 0.1 * expected)
+    _, y, loss = _batch()
+    natural, boundary = loss, 3 * loss
+    w = expected[y]
+    torch.testing.assert_close(
+        Balance(dafa).reduce(natural + boundary, y, {"natural": natural, "boundary": boundary}, 3),
+        (w * natural + boundary).mean(),  # TRADES: only the natural part is weighted, as in the reference
+    )
+    at = _make("dafa", "pgd-at", warmup=0.1)
+    at.observe_training_probs(0, probs)
+    torch.testing.assert_close(Balance(at).reduce(loss, y, {}, 1), (w * loss).mean())
+
+
+@pytest.mark.parametrize(("technique", "args"), [("wat", {"eta": 0.5}), ("dafa", {"warmup": 0.34})])
+def test_wat_and_dafa_resume_exactly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, technique: str, args: dict[str, float]
+) -> None:
+    from classwise.train.loop import Trainer
+
+    data = str(write_class_folders(tmp_path, n=10))
+    settings = {"data.dataset": data, "method.name": "trades", "method.args.steps": 2, "optim.epochs": 3}
+    cfg = TrainConfig.from_dict(tiny({**settings, "balance.name": technique, "balance.args": args}))
+    straight = train(cfg, tmp_path / "straight", progress=False, final_evaluation=False)
+    original = Trainer.epoch
+
+    def stop_after_the_second(self: Trainer, run_dir: Path, epoch: int, *rest: object) -> bool:
+        stop = original(self, run_dir, epoch, *rest)  # type: ignore[arg-type]
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return stop
+
+    monkeypatch.setattr(Trainer, "epoch", stop_after_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path / "stopped", progress=False, final_evaluation=False)
+    monkeypatch.setattr(Trainer, "epoch", original)
+    train(None, tmp_path / "stopped", resume=True, progress=False, final_evaluation=False)
+    a = torch.load(tmp_path / "straight" / "state.pt", weights_only=True)
+    b = torch.load(tmp_path / "stopped" / "state.pt", weights_only=True)
+    for key, value in a["technique"].items():
+        assert value is not None and torch.equal(value, b["technique"][key]), key
+    for name, p in a["model"].items():
+        assert torch.equal(p, b["model"][name]), name
+    assert straight.history[0].get("val", {}).get("method_loss") is not None or technique == "dafa"

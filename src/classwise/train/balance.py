@@ -10,7 +10,9 @@ A technique takes on only the roles it needs, each a small interface:
 - :class:`BudgetRole`: a per-class attack budget or TRADES trade-off (per-class ε, FRL re-margin,
   CFA's CCM and CCR);
 - :class:`SamplingRole`: how often each training image is drawn (class-balanced re-sampling);
-- :class:`ObserverRole`: learning from per-class validation (and training) accuracy;
+- :class:`ObserverRole`: learning from per-class validation (and training) accuracy, from the
+  class-mean predicted probabilities on the training inputs (DAFA), and from the per-class mean of
+  the method's own loss on the validation split (WAT);
 - :class:`AveragingRole`: a weight average the run is finally evaluated with (CFA's FAWA);
 - :class:`PosthocRole`: a shift added to the logits at prediction time (post-hoc logit adjustment).
 
@@ -102,11 +104,21 @@ class SamplingRole:
 
 
 class ObserverRole:
+    wants_validation_loss: ClassVar[bool] = False  # the loop measures it only for techniques that use it
+
     def observe_validation(self, epoch: int, clean: torch.Tensor, robust: torch.Tensor | None) -> None:
         """Per-class validation accuracies after ``epoch``."""
 
     def observe_training(self, epoch: int, robust: torch.Tensor) -> None:
         """Per-class accuracy on the (adversarial) training inputs of ``epoch``."""
+
+    def observe_training_probs(self, epoch: int, probs: torch.Tensor) -> None:
+        """(K, K): row i is the mean predicted probability vector of ``epoch``'s (adversarial) training
+        inputs of class i."""
+
+    def observe_validation_loss(self, epoch: int, loss: torch.Tensor) -> None:
+        """(K,): the mean of the method's per-example loss (its attack included) over each class of
+        the validation split, after ``epoch`` (only when ``wants_validation_loss``)."""
 
 
 class AveragingRole:
@@ -177,10 +189,21 @@ class Balance:
         if t:
             t.observe_validation(epoch, clean, robust)
 
-    def observe_training(self, epoch: int, robust: torch.Tensor) -> None:
+    def observe_training(self, epoch: int, robust: torch.Tensor, probs: torch.Tensor) -> None:
         t = self._role(ObserverRole)
         if t:
             t.observe_training(epoch, robust)
+            t.observe_training_probs(epoch, probs)
+
+    @property
+    def wants_validation_loss(self) -> bool:
+        t = self._role(ObserverRole)
+        return bool(t and t.wants_validation_loss)
+
+    def observe_validation_loss(self, epoch: int, loss: torch.Tensor) -> None:
+        t = self._role(ObserverRole)
+        if t:
+            t.observe_validation_loss(epoch, loss)
 
     def fold(self, weights: dict[str, torch.Tensor], val_robust: torch.Tensor | None) -> dict[str, torch.Tensor] | None:
         """The technique's new weight average after this validation, or None if it keeps none or

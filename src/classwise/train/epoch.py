@@ -12,7 +12,9 @@ import torch
 from torch import nn
 
 from classwise.compute import autocast
-from classwise.data import BatchIterator
+from classwise.data import BatchIterator, LabeledImages
+from classwise.data.dataset import unit_images
+from classwise.evaluate.geometry import frozen_eval
 from classwise.progress import progress_bar
 from classwise.train.balance import Balance
 from classwise.train.methods import Knobs, Method
@@ -34,12 +36,14 @@ class Compute:
 
 @dataclass(frozen=True)
 class EpochTotals:
-    """Per-class images seen and correctly classified, and the summed loss, of one epoch. They stay
-    on the device: reading them back (``.item()``, CUDA ``bincount``) would stall the GPU every
-    step, so they are read only when the progress bar refreshes and at the end of the epoch."""
+    """Per-class images seen and correctly classified, the summed predicted probabilities per true
+    class (K, K), and the summed loss, of one epoch. They stay on the device: reading them back
+    (``.item()``, CUDA ``bincount``) would stall the GPU every step, so they are read only when the
+    progress bar refreshes and at the end of the epoch."""
 
     seen: torch.Tensor
     correct: torch.Tensor
+    probs: torch.Tensor
     loss: torch.Tensor
 
     @classmethod
@@ -47,12 +51,17 @@ class EpochTotals:
         return cls(
             torch.zeros(num_classes, device=device),
             torch.zeros(num_classes, device=device),
+            torch.zeros(num_classes, num_classes, device=device),
             torch.zeros((), device=device),
         )
 
     def class_accuracy(self) -> torch.Tensor:
         """Running training accuracy of each class (0 for a class not seen yet)."""
         return self.correct / self.seen.clamp_min(1)
+
+    def class_probs(self) -> torch.Tensor:
+        """(K, K): row i is the mean predicted probability vector of the class-i inputs seen."""
+        return self.probs / self.seen.clamp_min(1)[:, None]
 
 
 def step_body(
@@ -83,6 +92,7 @@ def step_body(
         with torch.no_grad():
             totals.seen.index_add_(0, y, torch.ones_like(y, dtype=totals.seen.dtype))
             totals.correct.index_add_(0, y, (out.logits.argmax(1) == y).to(totals.correct.dtype))
+            totals.probs.index_add_(0, y, out.logits.float().softmax(1))
             totals.loss.add_(loss.detach().float())
 
     return body
@@ -107,7 +117,8 @@ class EpochSetup:
 def train_epoch(
     setup: EpochSetup, epoch: int, last_val: dict[str, Any] | None, progress: bool, graphs: bool
 ) -> dict[str, Any]:
-    """Train one epoch; returns its record (loss, per-class training accuracy, time, throughput)."""
+    """Train one epoch, let the technique observe it, and return its record (loss, per-class
+    training accuracy, time, throughput)."""
     s = setup
     s.batches.set_epoch(epoch)
     g = torch.Generator(device=s.batches.device).manual_seed(s.seed * 1_000_003 + 7919 * (epoch + 1))
@@ -129,6 +140,7 @@ def train_epoch(
             bar.update(1)
     acc = totals.class_accuracy().cpu().tolist()  # waits for the device: the time is real
     seconds = time.perf_counter() - start
+    s.balance.observe_training(epoch, totals.class_accuracy(), totals.class_probs())
     return {
         "epoch": epoch,
         "lr_end": learning_rate(s.optim, epoch + 1),
@@ -156,3 +168,29 @@ def _postfix(
         if "robust_mean" in val:
             out["val robust"] = f"{val['robust_mean']:.0%} worst {val['robust_worst_class']} {val['robust_worst']:.0%}"
     return out
+
+
+def class_losses(
+    model: nn.Module,
+    method: Method,
+    images: LabeledImages,
+    num_classes: int,
+    batch_size: int,
+    seed: int,
+    precision: str,
+) -> torch.Tensor:
+    """(K,): the mean of ``method``'s per-example loss (its attack included) over each class of
+    ``images``, with the model in eval mode and its weights untouched (WAT's validation cost)."""
+    device = next(model.parameters()).device
+    g = torch.Generator(device=device).manual_seed(seed)
+    total = torch.zeros(num_classes, device=device)
+    seen = torch.zeros(num_classes, device=device)
+    with frozen_eval(model):
+        for i in range(0, len(images), batch_size):
+            x = unit_images(images.images[i : i + batch_size].to(device))
+            y = images.labels[i : i + batch_size].to(device)
+            with autocast(device, precision):
+                out = method.loss(model, x, y, g, Knobs(method.eps))
+            total.index_add_(0, y, out.loss.detach().float())
+            seen.index_add_(0, y, torch.ones_like(total[y]))
+    return total / seen.clamp_min(1)

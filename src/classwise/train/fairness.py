@@ -1,7 +1,8 @@
 """Robust-fairness techniques inside adversarial training: per-class training budgets (fixed, or
-adapted from validation robustness), Fair Robust Learning (Xu et al. 2021) and class-wise
-calibrated fair adversarial training (CFA, Wei et al. 2023). Each registers itself as a technique
-and takes only the roles it needs (``classwise.train.balance``)."""
+adapted from validation robustness), Fair Robust Learning (Xu et al. 2021), class-wise
+calibrated fair adversarial training (CFA, Wei et al. 2023), worst-class adversarial training
+(WAT, Li & Liu 2023) and distance-aware fair adversarial training (DAFA, Lee et al. 2024). Each
+registers itself as a technique and takes only the roles it needs (``classwise.train.balance``)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from classwise.train.balance import (
     ObserverRole,
     ReductionRole,
     Technique,
+    WeightsRole,
 )
 from classwise.train.methods import Method
 
@@ -185,3 +187,92 @@ class CFA(Technique, BudgetRole, ObserverRole, AveragingRole):
     def check(cls, args: dict[str, Any], method: type[Method]) -> None:
         if args.get("ccr") and not method.uses_beta:
             raise ConfigError("cfa: CCR calibrates TRADES' β; this method has none: leave ccr out or set ccr=false")
+
+
+@TECHNIQUES.register("wat")
+class WAT(Technique, WeightsRole, ObserverRole):
+    """Worst-class adversarial training (Li & Liu, AAAI 2023), on TRADES in the paper: Hedge
+    (exponentially weighted experts) over the K classes plus one expert for the expected loss.
+    After each validation the cost of class k is the mean of the method's own loss (TRADES:
+    natural + β·KL, its attack included) over the validation images of class k, the extra expert's
+    the mean over all; with C the costs summed over the validations so far, the weights are
+    w = K·softmax(``eta``·C) over the K + 1 experts, and an example of class k is weighted
+    w_k + w_K (its class's weight plus the expected-loss term). All weights start at 1."""
+
+    requires_adversarial = True
+    wants_validation_loss = True
+
+    def __init__(self, counts: torch.Tensor, epochs: int, method: type[Method], eta: float = 0.1) -> None:
+        super().__init__(counts, epochs, method)
+        if not eta > 0:
+            raise ConfigError(f"wat: eta (the Hedge learning rate) must be > 0, got {eta}")
+        self.eta = eta
+        self.cost = torch.zeros(self.k + 1)
+        self.weights = torch.ones(self.k + 1)
+
+    def observe_validation_loss(self, epoch: int, loss: torch.Tensor) -> None:
+        cost = torch.cat([loss.float(), loss.float().mean()[None]])  # the validation split is class-balanced
+        self.cost = self.cost.to(cost.device) + cost
+        self.weights = self.k * torch.softmax(self.eta * self.cost, 0)
+
+    def class_weights(self, epoch: int) -> torch.Tensor | None:
+        return self.weights[: self.k] + self.weights[self.k]
+
+    def state(self) -> dict[str, Any]:
+        return {"cost": self.cost, "weights": self.weights}
+
+
+def dafa_weights(probs: torch.Tensor, lam: float) -> torch.Tensor:
+    """DAFA's class weights from the (K, K) class-mean predicted probabilities ``probs`` (row i: the
+    mean probability vector of class i's adversarial examples): w_i = 1 + λ·Σ_{j≠i} ±p_ij·p_jj,
+    + where class i is harder than class j (p_ii < p_jj: i takes weight from the classes it is
+    confused with), − otherwise; never below 0."""
+    p = probs.float()
+    diag = p.diagonal()
+    sign = torch.where(diag[:, None] < diag[None, :], 1.0, -1.0)
+    share = sign * p * diag[None, :]
+    share.fill_diagonal_(0)
+    return (1 + lam * share.sum(1)).clamp_min(0)
+
+
+@TECHNIQUES.register("dafa")
+class DAFA(Technique, BudgetRole, ReductionRole, ObserverRole):
+    """Distance-aware fair adversarial training (Lee et al., ICLR 2024). At the end of the warm-up
+    epoch (the ``warmup`` fraction of the epochs; 70 of 110 in the reference) the class weights are
+    set once from that epoch's class-mean predicted probabilities on the adversarial training
+    inputs (:func:`dafa_weights`, scale ``lam``). From the next epoch on class i trains with
+    ε_i = w_i·ε and its loss weighted by w_i: TRADES' natural (cross-entropy) part, as in the
+    reference code, or the whole loss of other methods. (The reference also scales each class's
+    attack step by w_i; here the step stays the method's.)"""
+
+    requires_adversarial = True
+
+    def __init__(
+        self, counts: torch.Tensor, epochs: int, method: type[Method], lam: float = 1.0, warmup: float = 70 / 110
+    ) -> None:
+        super().__init__(counts, epochs, method)
+        if not 0 < warmup < 1:
+            raise ConfigError(f"dafa: warmup is the fraction of the epochs before the weights, in (0, 1): {warmup}")
+        if lam < 0:
+            raise ConfigError(f"dafa: lam must be >= 0, got {lam}")
+        self.lam = lam
+        self.warmup_epoch = max(0, round(warmup * epochs) - 1)  # the epoch whose probabilities set the weights
+        self.weights: torch.Tensor | None = None
+
+    def observe_training_probs(self, epoch: int, probs: torch.Tensor) -> None:
+        if epoch == self.warmup_epoch:
+            self.weights = dafa_weights(probs, self.lam)
+
+    def class_eps(self, epoch: int, eps: float) -> torch.Tensor | None:
+        return None if self.weights is None else self.weights * eps
+
+    def reduce(self, loss: torch.Tensor, y: torch.Tensor, parts: dict[str, torch.Tensor], epoch: int) -> torch.Tensor:
+        if self.weights is None:
+            return loss.mean()
+        w = self.weights.to(loss.device)[y]
+        if "natural" in parts:  # TRADES: natural + β·boundary, the natural part weighted
+            return (w * parts["natural"] + parts["boundary"]).mean()
+        return (w * loss).mean()
+
+    def state(self) -> dict[str, Any]:
+        return {"weights": self.weights}

@@ -39,7 +39,7 @@ from classwise.models import (
 from classwise.train import rundir
 from classwise.train.balance import Balance, make_technique
 from classwise.train.config import TrainConfig
-from classwise.train.epoch import Compute, EpochSetup, train_epoch
+from classwise.train.epoch import Compute, EpochSetup, class_losses, train_epoch
 from classwise.train.methods import METHODS, EpochEnd, Method
 from classwise.train.selection import SELECTION, BestCheckpoint
 
@@ -178,6 +178,11 @@ class Trainer:
         val = record["val"] = validation_record(predictor, self.ds, self.cfg)
         robust = None if val.get("robust") is None else torch.tensor(val["robust"], device=self.device)
         self.balance.observe_validation(epoch, torch.tensor(val["clean"], device=self.device), robust)
+        if self.balance.wants_validation_loss and self.ds.val is not None:
+            seed, size, precision = self.cfg.seed * 1_000_003 + epoch, self.cfg.optim.batch_size, self.compute.precision
+            loss = class_losses(self.model, self.method, self.ds.val, self.ds.num_classes, size, seed, precision)
+            record["val"]["method_loss"] = loss.cpu().tolist()
+            self.balance.observe_validation_loss(epoch, loss)
         value = SELECTION.get(self.cfg.selection_metric)(val)
         if state.best.improves(value):
             state.best.keep(value, epoch)
@@ -192,7 +197,6 @@ class Trainer:
         """Train, observe, validate, check and save one epoch; True when the method stops the run."""
         self.balance.to(self.device)
         record = train_epoch(self.setup(), epoch, state.last_validation, progress, graphs)
-        self.balance.observe_training(epoch, torch.tensor(record["train_class_acc"], device=self.device))
         if (epoch + 1) % self.cfg.monitor.every == 0 or epoch + 1 == self.cfg.optim.epochs:
             self.validate(run_dir, epoch, record, state)
         batch = self.ds.train.take(torch.arange(min(len(self.ds.train), self.cfg.optim.batch_size)))
