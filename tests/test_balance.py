@@ -200,6 +200,7 @@ def test_cfa_run_evaluates_its_weight_average_and_resumes_its_state(tmp_path: Pa
     state = torch.load(tmp_path / "run" / "state.pt", weights_only=True)
     assert state["technique"]["train_robust"] is not None and state["technique"]["average"] is not None
     assert result.test.clean().n.tolist() == [10, 10, 10]
+    assert [h["val"]["weights_averaged"] for h in result.history] == [True, True]  # FAWA took both epochs
 
 
 def test_posthoc_adjusted_checkpoint_keeps_its_shift(tmp_path: Path) -> None:
@@ -281,3 +282,22 @@ def test_wat_and_dafa_resume_exactly(
     for name, p in a["model"].items():
         assert torch.equal(p, b["model"][name]), name
     assert straight.history[0].get("val", {}).get("method_loss") is not None or technique == "dafa"
+
+
+def test_init_from_starts_from_the_given_weights_and_refuses_another_architecture(tmp_path: Path) -> None:
+    data = str(write_class_folders(tmp_path, n=10))
+    base = {"data.dataset": data, "method.name": "trades", "method.args.steps": 1}
+    pre = train(TrainConfig.from_dict(tiny(base)), tmp_path / "pre", progress=False, final_evaluation=False)
+    settings = {**base, "balance.name": "frl", "model.init_from": str(pre.run_dir), "optim.lr": 1e-9}
+    tuned = train(TrainConfig.from_dict(tiny(settings)), tmp_path / "tuned", progress=False, final_evaluation=False)
+    a, _ = load_checkpoint(tmp_path / "pre" / "best.pt")
+    b, _ = load_checkpoint(tuned.run_dir / "model.pt")
+    for (name, p), q in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        if p.is_floating_point() and "running" not in name and "num_batches" not in name:
+            torch.testing.assert_close(p, q, atol=1e-6, rtol=0)  # a learning rate of 1e-9 barely moves them
+    with pytest.raises(ClasswiseError, match="holds a 'resnet20' model, not 'small_cnn'"):
+        train(TrainConfig.from_dict(tiny({**settings, "model.name": "small_cnn"})), tmp_path / "x", progress=False)
+    with pytest.raises(ClasswiseError, match=r"holds no best\.pt"):
+        cfg = TrainConfig.from_dict(tiny({**settings, "model.init_from": str(tmp_path)}))
+        train(cfg, tmp_path / "y", progress=False)
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()

@@ -216,3 +216,17 @@ def test_a_second_study_run_on_the_same_folder_is_refused(tmp_path: Path) -> Non
     (tmp_path / "s").mkdir()
     with exclusive(tmp_path / "s"), pytest.raises(ClasswiseError, match="being run by another"):
         run_study(study, tmp_path / "s", progress=False)
+
+
+def test_a_setting_added_later_keeps_the_ids_of_existing_runs() -> None:
+    import hashlib
+    import json
+
+    from classwise.study import run_hash
+    from classwise.train import TrainConfig
+
+    cfg = TrainConfig()
+    before = cfg.to_dict()
+    del before["model"]["init_from"]  # the config as studies knew it before model.init_from existed
+    assert run_hash(cfg) == hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:12]
+    assert run_hash(cfg.with_overrides({"model.init_from": "runs/pre"})) != run_hash(cfg)

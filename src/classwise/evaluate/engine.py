@@ -233,6 +233,7 @@ class _Run:
                 desc += f" → {self.sel.class_names[target_class]}"
             with progress_bar(len(todo), desc, enabled=self.progress) as bar:
                 bar.update(min(start * self.spec.batch_size, len(todo)))
+                bar.set_postfix(robust=f"{robust.sum() / n:.1%}" if target_class is None else "-")
                 for b, first in enumerate(batches):
                     if b < start:
                         continue

@@ -127,9 +127,19 @@ def _resolve(base: dict[str, Any], overrides: dict[str, Any], where: str) -> Tra
         raise ConfigError(f"{where}: run with {overrides}: a value has the wrong type ({exc})") from None
 
 
+# Settings added after studies had been run, with their defaults: a run that leaves one at its
+# default is identified without it, so a new setting never renames (and re-runs) existing runs.
+LATER_SETTINGS: dict[str, Any] = {"model.init_from": None}
+
+
 def run_hash(config: TrainConfig) -> str:
     """12 hex digits identifying a run by its resolved config (its evaluation included)."""
-    canonical = json.dumps(config.to_dict(), sort_keys=True)
+    settings = config.to_dict()
+    for key, default in LATER_SETTINGS.items():
+        section, name = key.split(".")
+        if settings[section].get(name, default) == default:
+            settings[section].pop(name, None)
+    canonical = json.dumps(settings, sort_keys=True)
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 

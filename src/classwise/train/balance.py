@@ -211,6 +211,11 @@ class Balance:
         t = self._role(AveragingRole)
         return t.average if t and t.fold(weights, val_robust) else None
 
+    @property
+    def averages(self) -> bool:
+        """Whether the technique keeps a weight average (each validation then says if it took the epoch)."""
+        return self._role(AveragingRole) is not None
+
     def posthoc_logit_shift(self) -> torch.Tensor | None:
         t = self._role(PosthocRole)
         return t.posthoc_logit_shift() if t else None

@@ -63,6 +63,11 @@ class ModelConfig:
 
     name: str = field_help("architecture name (classwise models)", default="small_cnn")
     args: dict[str, Any] = field_help("the architecture's arguments, e.g. {width: 16}", default_factory=dict)
+    init_from: str | None = field_help(
+        "start from these weights: a run folder (its best.pt) or a classwise checkpoint of the same architecture "
+        "and classes (fine-tuning, as FRL does)",
+        default=None,
+    )
 
 
 @dataclass(frozen=True)

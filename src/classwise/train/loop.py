@@ -94,6 +94,8 @@ class Trainer:
         self.cfg, self.ds, self.device = cfg, ds, device
         torch.manual_seed(cfg.seed)
         model = create_model(cfg.model.name, ds.num_classes, ds.input_shape, ds.mean, ds.std, **cfg.model.args)
+        if cfg.model.init_from is not None:
+            init_weights(model, Path(cfg.model.init_from), ds.num_classes)
         self.model = model.to(device)
         self.compute = Compute(resolve_precision(cfg.optim.precision, device), channels_last_safe(model, device))
         if self.compute.channels_last:
@@ -188,6 +190,8 @@ class Trainer:
             state.best.keep(value, epoch)
             save_checkpoint(run_dir / rundir.BEST, predictor, epoch=epoch, **self.meta)
         average = self.balance.fold(predictor.state_dict(), robust)
+        if self.balance.averages:
+            val["weights_averaged"] = average is not None  # whether this epoch entered the average (CFA's FAWA)
         if average is not None:
             averaged = model_from_spec(predictor.spec)
             averaged.load_state_dict(average)
@@ -244,6 +248,22 @@ def train(
         if trainer.epoch(run_dir, epoch, state, progress, graphs):
             break
     return _finish(run_dir, cfg, ds, state, dev, final_evaluation, progress)
+
+
+def init_weights(model: ImageClassifier, source: Path, num_classes: int) -> None:
+    """Load the weights of ``source`` (a run folder's ``best.pt``, or a checkpoint) into ``model``;
+    they must be of the same architecture, arguments and classes."""
+    path = source / rundir.BEST if source.is_dir() else source
+    if source.is_dir() and not path.exists():
+        raise ConfigError(f"model.init_from: {source} holds no {rundir.BEST}; give a finished run or a checkpoint")
+    loaded, _ = load_checkpoint(path, arch=model.spec.arch, num_classes=num_classes)
+    if loaded.spec.kwargs != model.spec.kwargs or loaded.spec.input_shape != model.spec.input_shape:
+        raise ConfigError(
+            f"model.init_from: {path} holds a {loaded.spec.arch} with {loaded.spec.kwargs} for "
+            f"{loaded.spec.input_shape} images; this run builds one with {model.spec.kwargs} "
+            f"for {model.spec.input_shape}"
+        )
+    model.load_state_dict(loaded.state_dict())
 
 
 def validation_record(model: ImageClassifier, ds: Dataset, cfg: TrainConfig) -> dict[str, Any]:
