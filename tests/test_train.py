@@ -236,3 +236,29 @@ def test_an_empty_config_is_an_error_not_the_defaults(tmp_path: Path) -> None:
     (tmp_path / "run" / "config.yaml").write_text("")
     with pytest.raises(ConfigError, match="empty"):
         train(None, tmp_path / "run", resume=True, progress=False)
+
+
+def test_the_overfitting_check_compares_with_the_previous_epoch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Wong et al.'s code stops when PGD accuracy on a fixed batch falls 20 points below the
+    previous epoch's, not below the best so far (early epochs' near-constant predictions inflate it)."""
+    import types
+
+    import numpy as np
+
+    import classwise.evaluate as evaluation
+    from classwise.train.methods import METHODS, EpochEnd
+
+    accuracies = iter([0.55, 0.38, 0.34, 0.10])
+
+    def fake_evaluate(*args: object, **kwargs: object) -> object:
+        record = types.SimpleNamespace(robust=np.array([next(accuracies)]))
+        return types.SimpleNamespace(worst=[record])
+
+    monkeypatch.setattr(evaluation, "evaluate", fake_evaluate)
+    method = METHODS.get("fgsm-rs")(METHODS.get("fgsm-rs").Options(), 8 / 255)
+    stops = []
+    for epoch in range(4):
+        record: dict[str, object] = {"epoch": epoch}
+        stops.append(method.end_of_epoch(EpochEnd(torch.nn.Identity(), None, ("a",), 8 / 255, 0, record)))
+    assert stops == [False, False, False, True]  # 0.55 → 0.34 is 21 points below the best, but 4 below the last
+    assert method.state() == {"co_last": 0.34}
