@@ -23,7 +23,7 @@ import importlib.util
 import inspect
 import sys
 import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +66,6 @@ class LoadedModel:
     threat_model: str | None = None
     class_names: tuple[str, ...] | None = None
     leaderboard: Entry | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
 
 
 def load_model(spec: str, request: ModelRequest) -> LoadedModel:
@@ -119,7 +118,7 @@ def _checkpoint(path: Path, request: ModelRequest) -> LoadedModel:
     names = meta.get("class_names")
     trained_eps = float(eps) if isinstance(eps, int | float) and eps > 0 else None
     # classwise trains under L∞ only
-    return LoadedModel(model, source, trained_eps, "Linf", tuple(names) if names else None, meta=meta)
+    return LoadedModel(model, source, trained_eps, "Linf", tuple(names) if names else None)
 
 
 def _torchscript(path_text: str, request: ModelRequest) -> LoadedModel:

@@ -7,16 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from classwise.attacks import format_eps
-from classwise.evaluate import Evaluation, format_flows, format_table, wilson_interval
+from classwise.evaluate import Evaluation, format_flows, format_table
 from classwise.report.headline import model_headline
-
-
-def _pct(k: int, n: int) -> str:
-    low, high = wilson_interval(np.array([k]), np.array([n]))
-    return f"{100 * k / n:.2f}% [{100 * low[0]:.1f}, {100 * high[0]:.1f}]"
+from classwise.report.paper_scale import mean_with_interval
 
 
 def same_images(ev: Evaluation, board: dict[str, Any]) -> str | None:
@@ -38,14 +32,14 @@ def leaderboard_lines(ev: Evaluation) -> list[str]:
     if not board:
         return []
     n, record = len(ev.labels), ev.headline
-    clean, robust = int(ev.clean_correct.sum()), int(record.robust.sum())
     full = any(a.name == "autoattack" for a in ev.spec.attacks)
     attack = ev.spec.describe() + ("" if full else " (an upper bound on AutoAttack's robust accuracy)")
     lines = [
         f"RobustBench leaderboard ({board['name']}, {board['venue']}): clean {float(board['clean_acc']):.2f}%, "
         f"AutoAttack {float(board['autoattack_acc']):.2f}% on all {int(board['test_images']):,} {board['dataset']} "
         f"test images at {board['threat_model']} ε={format_eps(float(board['eps']))}.",
-        f"Measured here: clean {_pct(clean, n)}, robust {_pct(robust, n)} under {attack}, on {n:,} images.",
+        f"Measured here: clean {mean_with_interval(ev.clean())}%, robust {mean_with_interval(ev.robust(record))}% "
+        f"under {attack}, on {n:,} images.",
     ]
     why = same_images(ev, board)
     lines.append(
