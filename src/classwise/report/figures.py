@@ -162,6 +162,27 @@ def heatmap(matrix: np.ndarray, names: Sequence[str], title: str, fmt: str = "{:
     return _png(fig)
 
 
+def difference_grid(diff: np.ndarray, rows: Sequence[str], names: Sequence[str], title: str) -> bytes:
+    """(S, K) changes in [−1, 1] as a labelled grid in points, one row per setting, a diverging
+    scale centred on 0 (red: lower, blue: higher)."""
+    s, k = diff.shape
+    fig, ax = _figure((0.6 * k + 3, 0.45 * s + 1.8))
+    points = 100 * diff
+    top = float(np.nanmax(np.abs(points))) if np.isfinite(points).any() else 1.0
+    im = ax.imshow(points, cmap="RdBu", vmin=-(top or 1.0), vmax=top or 1.0, aspect="auto")
+    ax.set_xticks(range(k), names, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(s), rows, fontsize=8)
+    ax.set_title(title, fontsize=9)
+    if k <= 12:
+        for i in range(s):
+            for j in range(k):
+                if np.isfinite(points[i, j]):
+                    color = "white" if abs(points[i, j]) > 0.6 * top else "black"
+                    ax.text(j, i, f"{points[i, j]:+.1f}", ha="center", va="center", fontsize=6, color=color)
+    fig.colorbar(im, ax=ax, fraction=0.046, label="points")
+    return _png(fig)
+
+
 def per_class_lines(
     x: Sequence[float], acc: np.ndarray, names: Sequence[str], xlabel: str, ylabel: str, title: str
 ) -> bytes:

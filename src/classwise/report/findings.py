@@ -7,7 +7,9 @@ the only numbers typed here are the published anchors, each with its source. Run
 atomically.
 
 Sections: the study's questions (a) and (b) (``results/study/<name>/``, copied from a study
-folder by :func:`snapshot_study`; :mod:`classwise.report.study_answers`) and the paper-scale GPU
+folder by :func:`snapshot_study`; :mod:`classwise.report.study_answers`), question (c) from a
+study whose runs differ in their balancing technique (:mod:`classwise.report.closing_gap`), the
+CPU recipes (:mod:`classwise.report.recipe`) and the paper-scale GPU
 runs (``results/paper-scale/<device>-<date>/``; :mod:`classwise.report.paper_scale`).
 """
 
@@ -23,6 +25,7 @@ from typing import Any
 
 from classwise.errors import ClasswiseError
 from classwise.evaluate.store import write_files_atomically
+from classwise.report.closing_gap import closing_gap_section, is_technique_study
 from classwise.report.paper_scale import paper_scale_section
 from classwise.report.recipe import recipe_section
 from classwise.report.study_answers import study_section
@@ -46,7 +49,7 @@ def write_findings(results: str | Path, out: str | Path) -> Path:
     ]
     figs: dict[str, bytes] = {}
     for folder in studies:
-        text, f = study_section(folder)
+        text, f = closing_gap_section(folder) if is_technique_study(folder) else study_section(folder)
         parts.append(text)
         figs.update(f)
     if recipes:

@@ -91,7 +91,7 @@ def study_runs(folder: Path) -> list[StudyRun]:
     return out
 
 
-def _pooled(models: Sequence[ModelResult], robust: bool) -> np.ndarray:
+def pooled_accuracy(models: Sequence[ModelResult], robust: bool) -> np.ndarray:
     """(3, K): per-class accuracy pooled over the runs' test images, with its Wilson interval."""
     accs = [m.evaluation.robust(m.headline) if robust else m.evaluation.clean() for m in models]
     correct = np.sum([a.correct for a in accs], axis=0)
@@ -100,7 +100,7 @@ def _pooled(models: Sequence[ModelResult], robust: bool) -> np.ndarray:
     return np.stack([correct / n, low, high])
 
 
-def _classes(acc: np.ndarray, names: tuple[str, ...], order: np.ndarray) -> str:
+def with_intervals(acc: np.ndarray, names: tuple[str, ...], order: np.ndarray) -> str:
     """The classes at ``order`` with their intervals; more than three tied at the lowest value are
     counted rather than listed as if three of them were the weakest."""
     tied = np.flatnonzero(acc[0] == acc[0, order[0]])
@@ -116,7 +116,7 @@ def _fisher(rho: float, n: int) -> str:
     return f"{rho:+.2f} [{low:+.2f}, {high:+.2f}]"
 
 
-def _table(columns: Sequence[str], rows: list[str], empty: str) -> list[str]:
+def markdown_table(columns: Sequence[str], rows: list[str], empty: str) -> list[str]:
     """A Markdown table; a table without rows says why in its first cell."""
     blank = " |" * (len(columns) - 1)
     return [
@@ -150,12 +150,13 @@ def weakest_part(runs: Sequence[StudyRun], datasets: list[str], ans: Answers) ->
         series = []
         for method in _methods(runs, d):
             group = _by(runs, dataset=d, method=method)
-            clean, robust = _pooled([r.model for r in group], False), _pooled([r.model for r in group], True)
+            models = [r.model for r in group]
+            clean, robust = pooled_accuracy(models, False), pooled_accuracy(models, True)
             oc, orob = np.argsort(clean[0], kind="stable"), np.argsort(robust[0], kind="stable")
             tied = np.ptp(robust[0]) == 0
-            weak_robust = f"all at {pct(robust[0][0])}" if tied else _classes(robust, names, orob[:3])
+            weak_robust = f"all at {pct(robust[0][0])}" if tied else with_intervals(robust, names, orob[:3])
             rows.append(
-                f"| {d} | {method} | {len(group)} | {pct(clean[0].mean())} | {_classes(clean, names, oc[:3])} | "
+                f"| {d} | {method} | {len(group)} | {pct(clean[0].mean())} | {with_intervals(clean, names, oc[:3])} | "
                 f"{pct(robust[0].mean())} | {weak_robust} |"
             )
             series += [(f"{method}: clean", clean), (f"{method}: under attack", robust)]
@@ -164,11 +165,11 @@ def weakest_part(runs: Sequence[StudyRun], datasets: list[str], ans: Answers) ->
             if group[0].adversarial and not tied:
                 ans.robust_gap.append((d, bool(robust[2, orob[0]] < robust[0].mean()), names[orob[0]]))
                 if d.startswith("CIFAR-10"):
-                    ans.weakest_cifar = _classes(robust, names, orob[:1])
+                    ans.weakest_cifar = with_intervals(robust, names, orob[:1])
         order = [int(k) for k in np.argsort(series[-1][1][0], kind="stable")]
         figs[f"study-{_slug(d)}.png"] = figures.series_bars(names, series, order)
     columns = ("dataset", "method", "runs", "clean mean", "weakest clean", "robust mean", "weakest under attack")
-    lines += _table(columns, rows, "no run has finished yet")
+    lines += markdown_table(columns, rows, "no run has finished yet")
     lines += ["", *(f"![{d}: per-class accuracy pooled over runs](figures/study-{_slug(d)}.png)" for d in datasets)]
     return lines, figs
 
@@ -205,7 +206,7 @@ def stability_part(runs: Sequence[StudyRun], datasets: list[str]) -> list[str]:
                         f"{min(rhos):+.2f} to {max(rhos):+.2f} |"
                     )
     columns = ("dataset", "method", "differs in", "pairs", "mean ρ [Fisher 95% interval at K classes]", "range")
-    return lines + _table(columns, rows, "no two finished runs differ in only one respect yet")
+    return lines + markdown_table(columns, rows, "no two finished runs differ in only one respect yet")
 
 
 def widening_part(runs: Sequence[StudyRun], datasets: list[str], ans: Answers) -> list[str]:
@@ -239,7 +240,7 @@ def widening_part(runs: Sequence[StudyRun], datasets: list[str], ans: Answers) -
                 ans.clean_means[d] = (float(cmp.a.mean()), float(cmp.b.mean()))
         rows.append(f"| {d} | {len(pairs)} | " + " | ".join(cells) + " |")
     columns = ("dataset", "pairs", "std across classes", "max − min", "worst class", "mean")
-    return lines + _table(
+    return lines + markdown_table(
         columns, rows, "no standard and adversarial run with the same settings have both finished yet"
     )
 
@@ -271,7 +272,7 @@ def explanations_part(runs: Sequence[StudyRun], datasets: list[str], ans: Answer
             ans.explanations.setdefault(name, []).append((med, len(defined), below, above))
             rows.append(f"| {d} | {name} | {len(defined)} | {med:+.2f} | {below} | {above} |")
     columns = ("dataset", "explanation", "runs", "median ρ", "interval below 0", "interval above 0")
-    return lines + _table(columns, rows, "no adversarially trained run has finished yet")
+    return lines + markdown_table(columns, rows, "no adversarially trained run has finished yet")
 
 
 def answers_part(ans: Answers) -> list[str]:

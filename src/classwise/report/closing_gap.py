@@ -1,0 +1,241 @@
+"""Question (c) of the findings: do long-tail and robust-fairness techniques, inside adversarial
+training, close the class-wise gap, and at what cost? Read from a study snapshot whose runs
+differ in their balancing technique (``results/study/<name>/``, e.g. ``studies/cpu/question_c.yaml``).
+
+Every technique is compared with its base method (the run of the same method, no technique, same
+seed): paired differences, technique − base, in worst-class and mean robust accuracy and in clean
+accuracy, with Student-t intervals over the seeds; which classes gain; and whether any setting
+reaches the goal of issue 17 against PGD-AT (worst-class robust accuracy up by at least 5 points,
+its interval above 0, mean robust accuracy down by at most 2)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from classwise import analysis
+from classwise.attacks import format_eps
+from classwise.report import figures
+from classwise.report.paper_scale import pct
+from classwise.report.study_answers import StudyRun, markdown_table, pooled_accuracy, study_runs, with_intervals
+
+GOAL_GAIN, GOAL_COST = 0.05, 0.02  # worst-class robust gain at least, mean robust loss at most
+STATISTICS = (("worst", True), ("mean", True), ("mean", False), ("worst", False))  # (statistic, robust)
+
+
+def is_technique_study(folder: Path) -> bool:
+    """Whether the study's runs differ in their balancing technique (question (c))."""
+    entries = json.loads((folder / "runs.json").read_text())
+    return any("balance.name" in (e["overrides"].get("with") or e["overrides"]) for e in entries)
+
+
+def technique(run: StudyRun) -> str:
+    """``focal (gamma=2)``: the run's balancing technique with the arguments it was given."""
+    balance = run.model.config.get("balance") or {}
+    args = balance.get("args") or {}
+    given = ", ".join(f"{k}={v}" for k, v in sorted(args.items()))
+    return f"{balance.get('name', 'none')}" + (f" ({given})" if given else "")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """The runs of one method and technique, by seed."""
+
+    method: str
+    technique: str
+    runs: dict[int, StudyRun]
+
+    @property
+    def label(self) -> str:
+        return self.method if self.technique == "none" else f"{self.method} + {self.technique}"
+
+    def accuracy(self, seeds: Sequence[int], robust: bool) -> np.ndarray:
+        """(seeds, K) per-class accuracy of the given seeds' runs."""
+        return np.array([self.runs[s].model.robust[0] if robust else self.runs[s].model.clean[0] for s in seeds])
+
+
+@dataclass(frozen=True)
+class Paired:
+    """A setting against a base over the seeds both finished."""
+
+    setting: Setting
+    base: Setting
+    seeds: list[int]
+
+    def compare(self, statistic: str, robust: bool) -> analysis.GapComparison:
+        return analysis.compare_gaps(
+            self.base.accuracy(self.seeds, robust), self.setting.accuracy(self.seeds, robust), statistic
+        )
+
+    def per_class(self) -> np.ndarray:
+        """(3, K): per-class change in robust accuracy, mean over seeds with its t-interval."""
+        diff = self.setting.accuracy(self.seeds, True) - self.base.accuracy(self.seeds, True)
+        bounds = np.array([analysis.mean_interval(diff[:, k]) for k in range(diff.shape[1])]).T
+        return np.vstack([diff.mean(0), bounds])
+
+    def meets_goal(self) -> bool:
+        worst, mean = self.compare("worst", True), self.compare("mean", True)
+        return worst.mean_difference >= GOAL_GAIN and worst.low > 0 and mean.mean_difference >= -GOAL_COST
+
+
+def settings_of(runs: Sequence[StudyRun]) -> list[Setting]:
+    """The study's settings in the order of its grid (each base method first)."""
+    grouped: dict[tuple[str, str], dict[int, StudyRun]] = {}
+    for r in runs:
+        grouped.setdefault((r.method, technique(r)), {})[r.seed] = r
+    keys = sorted(grouped, key=lambda k: (k[0], k[1] != "none", k[1]))
+    return [Setting(m, t, grouped[(m, t)]) for m, t in keys]
+
+
+def pair(setting: Setting, base: Setting) -> Paired:
+    return Paired(setting, base, sorted(set(setting.runs) & set(base.runs)))
+
+
+def _difference(cmp: analysis.GapComparison) -> str:
+    interval = f" [{100 * cmp.low:+.1f}, {100 * cmp.high:+.1f}]" if np.isfinite(cmp.low) else ""
+    return f"{100 * cmp.mean_difference:+.1f}{interval}"
+
+
+def _movers(change: np.ndarray, names: tuple[str, ...]) -> str:
+    """The two classes gaining most and the one losing most, in points."""
+    order = np.argsort(-change[0], kind="stable")
+    gains = [f"{names[k]} {100 * change[0, k]:+.1f}" for k in order[:2]]
+    return ", ".join(gains) + f"; {names[order[-1]]} {100 * change[0, order[-1]]:+.1f}"
+
+
+def reached_part(settings: Sequence[Setting]) -> list[str]:
+    lines = [
+        "What each setting reached, the mean over its seeds of each run's statistic, with the weakest class under "
+        "attack pooled over the seeds' test images:",
+        "",
+    ]
+    rows = []
+    for s in settings:
+        seeds = sorted(s.runs)
+        names = s.runs[seeds[0]].model.class_names
+        cells = [
+            pct(float(np.mean([analysis.spread_of(a)[stat] for a in s.accuracy(seeds, robust)])))
+            for stat, robust in (("mean", False), ("worst", False), ("mean", True), ("worst", True))
+        ]
+        robust = pooled_accuracy([s.runs[k].model for k in seeds], True)
+        weakest = with_intervals(robust, names, np.argsort(robust[0], kind="stable")[:1])
+        rows.append(f"| {s.label} | {', '.join(map(str, seeds))} | " + " | ".join(cells) + f" | {weakest} |")
+    columns = ("setting", "seeds", "clean mean", "clean worst", "robust mean", "robust worst", "weakest under attack")
+    return lines + markdown_table(columns, rows, "no run has finished yet")
+
+
+def paired_part(pairs: Sequence[Paired]) -> list[str]:
+    lines = [
+        "",
+        "Each technique against its base method trained with the same seed: technique − base in points, the mean "
+        "over the seeds with its 95% Student-t interval (no interval from one seed). The last column names the two "
+        "classes whose robust accuracy rose most and the one that fell most.",
+        "",
+    ]
+    rows = []
+    for p in pairs:
+        names = p.setting.runs[p.seeds[0]].model.class_names
+        cells = [_difference(p.compare(stat, robust)) for stat, robust in STATISTICS]
+        rows.append(
+            f"| {p.setting.label} | {p.base.label} | {len(p.seeds)} | "
+            + " | ".join(cells)
+            + f" | {_movers(p.per_class(), names)} |"
+        )
+    columns = (
+        "setting",
+        "against",
+        "seeds",
+        "Δ robust worst",
+        "Δ robust mean",
+        "Δ clean mean",
+        "Δ clean worst",
+        "classes gaining most; losing most",
+    )
+    return lines + markdown_table(columns, rows, "no technique and its base have both finished with one seed yet")
+
+
+def goal_part(against_pgd: Sequence[Paired]) -> list[str]:
+    """The goal against PGD-AT, judged for every setting that shares seeds with it."""
+    lines = ["", "### The answer to (c) so far", ""]
+    judged = [p for p in against_pgd if len(p.seeds) >= 2]
+    if not against_pgd:
+        return [*lines, "- No setting has finished beside a PGD-AT run of the same seed yet."]
+    met = [p for p in judged if p.meets_goal()]
+    goal = (
+        f"worst-class robust accuracy up by at least {100 * GOAL_GAIN:.0f} points over PGD-AT, its interval above 0, "
+        f"at a cost of at most {100 * GOAL_COST:.0f} points of mean robust accuracy"
+    )
+    if met:
+        lines.append(f"- **Goal met** ({goal}) by: " + "; ".join(_verdict(p) for p in met) + ".")
+    else:
+        cheap = [p for p in against_pgd if p.compare("mean", True).mean_difference >= -GOAL_COST] or list(against_pgd)
+        best = max(cheap, key=lambda p: p.compare("worst", True).mean_difference)
+        why = "no setting has two seeds beside PGD-AT yet, so no interval" if not judged else "none does"
+        lines.append(f"- **Goal not met** ({goal}): {why}. Closest: {_verdict(best)}.")
+    closing = [p for p in judged if p.compare("worst", True).low > 0]
+    widening = [p for p in judged if p.compare("worst", True).high < 0]
+    lines.append(
+        f"- Worst-class robust accuracy against PGD-AT, over {len(judged)} setting(s) with at least two seeds: "
+        f"raised (interval above 0) by {', '.join(p.setting.label for p in closing) or 'none'}; "
+        f"lowered (interval below 0) by {', '.join(p.setting.label for p in widening) or 'none'}."
+    )
+    return lines
+
+
+def _verdict(p: Paired) -> str:
+    worst, mean, clean = p.compare("worst", True), p.compare("mean", True), p.compare("mean", False)
+    return (
+        f"{p.setting.label} (worst class {_difference(worst)}, mean robust {_difference(mean)}, "
+        f"clean mean {_difference(clean)}, {len(p.seeds)} seed{'s' if len(p.seeds) != 1 else ''})"
+    )
+
+
+def closing_gap_section(folder: Path) -> tuple[str, dict[str, bytes]]:
+    """Markdown and figures for question (c) from one study snapshot."""
+    finished = study_runs(folder)
+    runs = [r for r in finished if not r.diverged]
+    total = len(json.loads((folder / "runs.json").read_text()))
+    title = f"## Question (c): can the techniques close the gap? Study `{folder.name}`"
+    if not runs:
+        return f"{title}\n\nNo run of the study has finished yet ({total} planned).\n", {}
+    diverged = [f"`{r.model.name}` ({r.method}, {technique(r)}, seed {r.seed})" for r in finished if r.diverged]
+    settings = settings_of(runs)
+    bases = {s.method: s for s in settings if s.technique == "none"}
+    pairs = [pair(s, bases[s.method]) for s in settings if s.technique != "none" and s.method in bases]
+    pairs = [p for p in pairs if p.seeds]
+    r0 = runs[0]
+    lines = [
+        title,
+        "",
+        f"{len(finished)} of {total} planned runs have finished (results in `{'/'.join(folder.parts[-3:])}`): "
+        f"{r0.dataset}, {r0.architecture}, ε={format_eps(r0.model.config['threat']['eps'])}, "
+        f"{len(settings)} settings so far. "
+        + ("Left out because training diverged: " + "; ".join(diverged) + ". " if diverged else "")
+        + f"Every run is evaluated with {r0.model.evaluation.spec.describe()}.",
+        "",
+        *reached_part(settings),
+        *paired_part(pairs),
+    ]
+    figs = {}
+    for method, base in bases.items():
+        group = [p for p in pairs if p.base is base]
+        if not group:
+            continue
+        names = base.runs[sorted(base.runs)[0]].model.class_names
+        grid = np.array([p.per_class()[0] for p in group])
+        name = f"closing-gap-{method}.png"
+        figs[name] = figures.difference_grid(
+            grid,
+            [f"{p.setting.technique} ({len(p.seeds)})" for p in group],
+            names,
+            f"{folder.name}: change in per-class robust accuracy against {method} (points; seeds in brackets)",
+        )
+        lines += ["", f"![Per-class change in robust accuracy against {method}](figures/{name})"]
+    if "pgd-at" in bases:
+        against_pgd = [pair(s, bases["pgd-at"]) for s in settings if s is not bases["pgd-at"]]
+        lines += goal_part([p for p in against_pgd if p.seeds])
+    return "\n".join(lines) + "\n", figs

@@ -1,0 +1,72 @@
+"""Question (c) in the findings: every technique against its base method, paired by seed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+from classwise.cli import main
+from classwise.evaluate import read_evaluation
+from classwise.report.closing_gap import Paired, Setting
+from classwise.study import load_study, run_study
+from tests.test_study import _study
+
+
+def _setting(method: str, name: str, robust: list[list[float]], clean: list[list[float]] | None = None) -> Setting:
+    """A setting whose seed-s run has the given per-class robust (and clean) accuracy."""
+    runs = {
+        s: SimpleNamespace(model=SimpleNamespace(robust=np.array([r]), clean=np.array([(clean or robust)[s]])))
+        for s, r in enumerate(robust)
+    }
+    return Setting(method, name, runs)  # type: ignore[arg-type]
+
+
+def test_the_goal_needs_a_5_point_worst_class_gain_above_0_at_most_2_points_of_mean_cost() -> None:
+    base = _setting("pgd-at", "none", [[0.20, 0.60], [0.22, 0.58], [0.21, 0.61]])
+    # worst class +6, +7, +6 (interval above 0); mean −0.5 each seed: met
+    good = _setting("pgd-at", "x", [[0.26, 0.53], [0.29, 0.50], [0.27, 0.54]])
+    p = Paired(good, base, [0, 1, 2])
+    assert np.isclose(p.compare("worst", True).mean_difference, (0.06 + 0.07 + 0.06) / 3)
+    assert p.meets_goal()
+    # the same worst-class gain, paid with 3 points of mean robust accuracy: not met
+    costly = _setting("pgd-at", "y", [[0.26, 0.48], [0.28, 0.46], [0.27, 0.49]])
+    assert Paired(costly, base, [0, 1, 2]).compare("mean", True).mean_difference < -0.02
+    assert not Paired(costly, base, [0, 1, 2]).meets_goal()
+    # a large mean gain whose interval includes 0 (one seed lost ground): not met
+    noisy = _setting("pgd-at", "z", [[0.40, 0.60], [0.12, 0.60], [0.41, 0.60]])
+    assert Paired(noisy, base, [0, 1, 2]).compare("worst", True).low < 0
+    assert not Paired(noisy, base, [0, 1, 2]).meets_goal()
+    # the per-class change: class 0 gained what the worst class gained here
+    change = p.per_class()
+    assert change.shape == (3, 2) and np.isclose(change[0, 0], (0.06 + 0.07 + 0.06) / 3) and change[1, 0] > 0
+
+
+def test_a_technique_study_is_answered_as_question_c_with_paired_differences(tmp_path: Path) -> None:
+    grid = {
+        "seed": [0, 1],
+        "with": [
+            {"method.name": "pgd-at"},
+            {"method.name": "pgd-at", "balance.name": "focal", "balance.args": {"gamma": 2}},
+        ],
+    }
+    study = load_study(_study(tmp_path, grid))
+    run_study(study, tmp_path / "tech", progress=False)
+    results, out = tmp_path / "results", tmp_path / "f.md"
+    assert main(["findings", "--study", str(tmp_path / "tech"), "--results", str(results), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "## Question (c): can the techniques close the gap? Study `tech`" in text
+    assert "4 of 4 planned runs have finished" in text
+    # the paired row, by hand from the stored evaluations: worst-class robust accuracy, focal − base per seed
+    by = {(r.overrides["with"].get("balance.name", "none"), r.overrides["seed"]): r.run_id for r in study.runs}
+    worst = []
+    for seed in (0, 1):
+        evs = [read_evaluation(results / "study" / "tech" / "runs" / by[(t, seed)] / "eval") for t in ("none", "focal")]
+        base, focal = (ev.robust(ev.headline).accuracy.min() for ev in evs)
+        worst.append(focal - base)
+    row = next(line for line in text.splitlines() if line.startswith("| pgd-at + focal (gamma=2) | pgd-at | 2 |"))
+    assert row.split(" | ")[3].startswith(f"{100 * np.mean(worst):+.1f} [")
+    assert "![Per-class change in robust accuracy against pgd-at](figures/closing-gap-pgd-at.png)" in text
+    assert (tmp_path / "figures" / "closing-gap-pgd-at.png").read_bytes()[:4] == b"\x89PNG"
+    assert "### The answer to (c) so far" in text and "pgd-at + focal (gamma=2) (worst class" in text
