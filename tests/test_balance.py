@@ -252,6 +252,39 @@ def test_dafa_weights_and_margins_from_a_probability_matrix() -> None:
     torch.testing.assert_close(Balance(at).reduce(loss, y, {}, 1), (w * loss).mean())
 
 
+@pytest.mark.parametrize("method", ["pgd-at", "trades"])
+def test_dafa_scales_each_class_attack_step_with_its_weight(method: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As in DAFA's reference code: class i is attacked within w_i·ε with steps of w_i times the method's."""
+    import classwise.train.methods as methods
+    from classwise.train.methods import Knobs
+
+    probs = torch.tensor([[0.5, 0.3, 0.2], [0.1, 0.8, 0.1], [0.2, 0.1, 0.7]])
+    dafa = Balance(_make("dafa", method, warmup=0.1))
+    assert dafa.class_step_scale(0) is None  # before the weights are set, the method's step
+    dafa.technique.observe_training_probs(0, probs)
+    w = dafa.class_step_scale(1)
+    assert w is not None
+    torch.testing.assert_close(dafa.class_eps(1, 8 / 255), w * 8 / 255)
+    seen: list[torch.Tensor] = []
+
+    def spy(model: object, x: torch.Tensor, *args: object, step_size: torch.Tensor, **kw: object) -> tuple:
+        seen.append(torch.as_tensor(step_size))
+        return x, torch.zeros(len(x), dtype=torch.bool)
+
+    monkeypatch.setattr(methods, "pgd", spy)
+    trained = METHODS.get(method)(TrainConfig.from_dict({"method": {"name": method}}).method.options(), 8 / 255)
+    y = torch.tensor([0, 1, 2, 2])
+    x = torch.rand(4, 3, 8, 8)
+    model = create_model("resnet20", 3, (3, 8, 8), (0.5,) * 3, (0.25,) * 3, width=4)
+    eps = dafa.class_eps(1, 8 / 255)
+    assert eps is not None
+    trained.loss(model, x, y, torch.Generator(), methods.Knobs(eps[y], step_scale=w[y]))
+    trained.loss(model, x, y, torch.Generator(), Knobs(8 / 255))  # without DAFA: the method's own step
+    step = 2.5 * (8 / 255) / trained.options.steps
+    torch.testing.assert_close(seen[0], step * w[y])
+    torch.testing.assert_close(seen[1], torch.tensor(step))
+
+
 @pytest.mark.parametrize(("technique", "args"), [("wat", {"eta": 0.5}), ("dafa", {"warmup": 0.34})])
 def test_wat_and_dafa_resume_exactly(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, technique: str, args: dict[str, float]

@@ -97,6 +97,10 @@ class BudgetRole:
     def class_beta(self, epoch: int, beta: float) -> torch.Tensor | None:
         return None
 
+    def class_step_scale(self, epoch: int) -> torch.Tensor | None:
+        """(K,) multipliers of the method's attack step per class, or None to keep it."""
+        return None
+
 
 class SamplingRole:
     def sample_weights(self, labels: torch.Tensor) -> torch.Tensor | None:
@@ -169,6 +173,10 @@ class Balance:
     def class_beta(self, epoch: int, beta: float | None) -> torch.Tensor | None:
         t = self._role(BudgetRole)
         return t.class_beta(epoch, beta) if t and beta is not None else None
+
+    def class_step_scale(self, epoch: int) -> torch.Tensor | None:
+        t = self._role(BudgetRole)
+        return t.class_step_scale(epoch) if t else None
 
     def reduce(self, loss: torch.Tensor, y: torch.Tensor, parts: dict[str, torch.Tensor], epoch: int) -> torch.Tensor:
         """The technique's reduction, else the mean of class-weighted per-example losses (exactly

@@ -79,13 +79,15 @@ def step_body(
     :class:`TrainStep` runs it eagerly or as a CUDA graph."""
     class_eps = balance.class_eps(epoch, method.eps)
     class_beta = balance.class_beta(epoch, method.beta())
+    class_step = balance.class_step_scale(epoch)
     criterion = balance.criterion(epoch)
 
     def body(x: torch.Tensor, y: torch.Tensor) -> None:
         eps = method.eps if class_eps is None else class_eps[y]
         beta = None if class_beta is None else class_beta[y]
+        step_scale = 1.0 if class_step is None else class_step[y]
         with autocast(x.device, precision):
-            out = method.loss(model, x, y, generator, Knobs(eps, beta, criterion))
+            out = method.loss(model, x, y, generator, Knobs(eps, beta, criterion, step_scale))
         loss = balance.reduce(out.loss, y, out.parts, epoch)
         loss.backward()
         optimizer.step()

@@ -241,9 +241,8 @@ class DAFA(Technique, BudgetRole, ReductionRole, ObserverRole):
     epoch (the ``warmup`` fraction of the epochs; 70 of 110 in the reference) the class weights are
     set once from that epoch's class-mean predicted probabilities on the adversarial training
     inputs (:func:`dafa_weights`, scale ``lam``). From the next epoch on class i trains with
-    ε_i = w_i·ε and its loss weighted by w_i: TRADES' natural (cross-entropy) part, as in the
-    reference code, or the whole loss of other methods. (The reference also scales each class's
-    attack step by w_i; here the step stays the method's.)"""
+    ε_i = w_i·ε, attack step w_i times the method's, and its loss weighted by w_i: TRADES' natural
+    (cross-entropy) part, as in the reference code, or the whole loss of other methods."""
 
     requires_adversarial = True
 
@@ -265,6 +264,9 @@ class DAFA(Technique, BudgetRole, ReductionRole, ObserverRole):
 
     def class_eps(self, epoch: int, eps: float) -> torch.Tensor | None:
         return None if self.weights is None else self.weights * eps
+
+    def class_step_scale(self, epoch: int) -> torch.Tensor | None:
+        return self.weights
 
     def reduce(self, loss: torch.Tensor, y: torch.Tensor, parts: dict[str, torch.Tensor], epoch: int) -> torch.Tensor:
         if self.weights is None:

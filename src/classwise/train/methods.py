@@ -42,12 +42,14 @@ def cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 @dataclass(frozen=True)
 class Knobs:
     """What a balancing technique sets per batch: the attack budget (one or per example), TRADES'
-    β (one or per example; per-example β also normalises the loss by 1 + β, as CFA's CCR does)
-    and the per-example criterion."""
+    β (one or per example; per-example β also normalises the loss by 1 + β, as CFA's CCR does),
+    the per-example criterion, and a multiplier of the method's attack step (one or per example;
+    DAFA scales the step with each class's ε)."""
 
     eps: Budget
     beta: float | torch.Tensor | None = None
     criterion: Criterion = cross_entropy
+    step_scale: Budget = 1.0
 
 
 @dataclass(frozen=True)
@@ -142,7 +144,8 @@ def _check_attack(steps: int, step_size: float | None) -> None:
 def _adversarial(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, g: torch.Generator, k: Knobs, steps: int, step: float
 ) -> MethodOutput:
-    x_adv, _ = pgd(model, x, y, eps=k.eps, step_size=step, steps=steps, random_start=True, generator=g, judge=False)
+    alpha = step * k.step_scale
+    x_adv, _ = pgd(model, x, y, eps=k.eps, step_size=alpha, steps=steps, random_start=True, generator=g, judge=False)
     logits = model(x_adv)
     return MethodOutput(k.criterion(logits, y), logits)
 
@@ -257,7 +260,7 @@ class TRADES(Method):
                 x,
                 y,
                 eps=k.eps,
-                step_size=step,
+                step_size=step * k.step_scale,
                 steps=o.steps,
                 generator=g,
                 objective=lambda logits, rows: kl_per_example(clean_logits[rows], logits),
