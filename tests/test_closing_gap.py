@@ -6,6 +6,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
 from classwise.cli import main
 from classwise.evaluate import read_evaluation
@@ -16,10 +17,15 @@ from tests.test_study import _study
 
 def _setting(method: str, name: str, robust: list[list[float]], clean: list[list[float]] | None = None) -> Setting:
     """A setting whose seed-s run has the given per-class robust (and clean) accuracy."""
-    runs = {
-        s: SimpleNamespace(model=SimpleNamespace(robust=np.array([r]), clean=np.array([(clean or robust)[s]])))
-        for s, r in enumerate(robust)
-    }
+    def evaluation(s: int) -> SimpleNamespace:
+        acc = {"robust": np.array(robust[s]), "clean": np.array((clean or robust)[s])}
+        return SimpleNamespace(
+            headline="robust",
+            robust=lambda record: SimpleNamespace(accuracy=acc[record]),
+            clean=lambda: SimpleNamespace(accuracy=acc["clean"]),
+        )
+
+    runs = {s: SimpleNamespace(model=SimpleNamespace(evaluation=evaluation(s))) for s in range(len(robust))}
     return Setting(method, name, runs)  # type: ignore[arg-type]
 
 
@@ -51,8 +57,15 @@ def test_a_technique_study_is_answered_as_question_c_with_paired_differences(tmp
             {"method.name": "pgd-at", "balance.name": "focal", "balance.args": {"gamma": 2}},
         ],
     }
-    study = load_study(_study(tmp_path, grid))
+    path = _study(tmp_path, grid)
+    study = load_study(path)
     run_study(study, tmp_path / "tech", progress=False)
+    # a second evaluation of every finished run (here FGSM on 2 images per class), its own folder per run
+    again = ["study", "evaluate", str(path), "--dir", str(tmp_path / "tech"), "--name", "fgsm"]
+    assert main([*again, "--attack", "fgsm", "--n-per-class", "2", "--eps", "4/255"]) == 0
+    for run in study.runs:
+        ev = read_evaluation(tmp_path / "tech" / "runs" / run.run_id / "eval-fgsm")
+        assert ev.spec.images == "first 2 test images per class" and ev.source["checkpoint"].endswith("best.pt")
     results, out = tmp_path / "results", tmp_path / "f.md"
     assert main(["findings", "--study", str(tmp_path / "tech"), "--results", str(results), "--out", str(out)]) == 0
     text = out.read_text()
@@ -70,3 +83,18 @@ def test_a_technique_study_is_answered_as_question_c_with_paired_differences(tmp
     assert "![Per-class change in robust accuracy against pgd-at](figures/closing-gap-pgd-at.png)" in text
     assert (tmp_path / "figures" / "closing-gap-pgd-at.png").read_bytes()[:4] == b"\x89PNG"
     assert "### The answer to (c) so far" in text and "pgd-at + focal (gamma=2) (worst class" in text
+    # the later evaluation, copied with the runs (gzipped records), gives its own paired table
+    assert (results / "study" / "tech" / "runs" / by[("none", 0)] / "eval-fgsm" / "samples.csv.gz").exists()
+    assert "The same pairs under `eval-fgsm`: fgsm at ε=4/255 (Linf), first 2 test images per class." in text
+    assert text.count("| pgd-at + focal (gamma=2) | pgd-at | 2 |") == 2
+
+
+def test_study_evaluate_refuses_bad_names_and_folders(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = _study(tmp_path, {"seed": [0]})
+    base = ["study", "evaluate", str(path), "--dir", str(tmp_path / "none")]
+    assert main([*base, "--name", "AutoAttack!"]) == 2
+    assert "use lower-case letters, digits and '-'" in capsys.readouterr().err
+    assert main([*base, "--name", "autoattack"]) == 2
+    assert "is not a study folder" in capsys.readouterr().err
+    assert main([*base, "--name", "x", "--attack", "pgdd"]) == 2
+    assert "pgdd" in capsys.readouterr().err

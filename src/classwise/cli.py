@@ -263,6 +263,16 @@ def cmd_study_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_study_evaluate(args: argparse.Namespace) -> int:
+    from classwise.study.evaluate import evaluate_study
+
+    spec = _eval_spec(args, args.attack or ["autoattack"])
+    done = evaluate_study(_study_dir(args), spec, args.name, device=args.device)
+    new = sum(not e.reused for e in done)
+    print(f"{len(done)} finished runs evaluated as eval-{args.name} ({new} new): {spec.describe()}")
+    return 0
+
+
 def cmd_study_export(args: argparse.Namespace) -> int:
     from classwise.study import export_study
 
@@ -354,13 +364,22 @@ def _add_evaluation_options(p: argparse.ArgumentParser, audit: bool) -> None:
     p.add_argument("--weights", default=None, help="local weights file for a timm: or module:factory model")
     p.add_argument("--mean", type=_floats, default=None, help="the model's input normalisation: 0.5,0.5,0.5")
     p.add_argument("--std", type=_floats, default=None, help="its standard deviations, per channel (with --mean)")
+    _add_attack_options(p, "autoattack" if audit else "pgd")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="folder for the results; a killed evaluation resumes there, a finished one is reused, never overwritten",
+    )
+
+
+def _add_attack_options(p: argparse.ArgumentParser, default_attack: str) -> None:
     p.add_argument(
         "--attack",
         action="append",
         default=None,
         help="attack to run, repeatable: fgsm, pgd, autoattack, or one with options as a YAML mapping: "
         "'{name: autoattack, args: {version: custom, attacks: [apgd-ce, square]}}' "
-        f"(default {'autoattack' if audit else 'pgd'})",
+        f"(default {default_attack})",
     )
     p.add_argument(
         "--eps",
@@ -398,11 +417,6 @@ def _add_evaluation_options(p: argparse.ArgumentParser, audit: bool) -> None:
     p.add_argument("--batch-size", type=int, default=256, help="images per attacked batch (default 256)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument("--seed", type=int, default=0, help="seed of the attacks' randomness (default 0)")
-    p.add_argument(
-        "--out",
-        required=True,
-        help="folder for the results; a killed evaluation resumes there, a finished one is reused, never overwritten",
-    )
 
 
 def _add_training(sub: Any) -> None:
@@ -437,6 +451,7 @@ def _add_study(sub: Any) -> None:
         ("run", cmd_study_run, "expand and run (or resume) the study"),
         ("status", cmd_study_status, "done / running / failed / pending runs"),
         ("export", cmd_study_export, "per-class results as one tidy table"),
+        ("evaluate", cmd_study_evaluate, "attack every finished run again (e.g. AutoAttack on a subset)"),
     ):
         p = study_sub.add_parser(name, help=text)
         p.add_argument("file", help="study YAML file (see studies/)")
@@ -450,6 +465,13 @@ def _add_study(sub: Any) -> None:
             p.add_argument("--address", default=None, help="Ray cluster address host:port (default: a local Ray)")
             p.add_argument("--device", default="auto", help="cpu, cuda, ... (default: cuda when available)")
             p.add_argument("--yes", action="store_true", help=f"run more than {CONFIRM_ABOVE} runs without asking")
+        if name == "evaluate":
+            p.add_argument(
+                "--name",
+                required=True,
+                help="the evaluation's name: results go to runs/<id>/eval-<name>/ (e.g. autoattack)",
+            )
+            _add_attack_options(p, "autoattack")
         if name == "export":
             p.add_argument("--format", default="csv", help="csv or parquet (parquet needs pyarrow; default csv)")
             p.add_argument("--out", default=None, help="output file (default <study folder>/per_class.<format>)")

@@ -10,6 +10,7 @@ its interval above 0, mean robust accuracy down by at most 2)."""
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ import numpy as np
 
 from classwise import analysis
 from classwise.attacks import format_eps
+from classwise.evaluate import Evaluation, read_evaluation
 from classwise.report import figures
 from classwise.report.paper_scale import pct
 from classwise.report.study_answers import StudyRun, markdown_table, pooled_accuracy, study_runs, with_intervals
@@ -53,9 +55,14 @@ class Setting:
     def label(self) -> str:
         return self.method if self.technique == "none" else f"{self.method} + {self.technique}"
 
-    def accuracy(self, seeds: Sequence[int], robust: bool) -> np.ndarray:
-        """(seeds, K) per-class accuracy of the given seeds' runs."""
-        return np.array([self.runs[s].model.robust[0] if robust else self.runs[s].model.clean[0] for s in seeds])
+    def accuracy(self, seeds: Sequence[int], robust: bool, evaluation: str = "eval") -> np.ndarray:
+        """(seeds, K) per-class accuracy of the given seeds' runs, from the study's evaluation
+        (``eval``) or a later one (``eval-<name>``, :mod:`classwise.study.evaluate`)."""
+        out = []
+        for s in seeds:
+            ev = self.runs[s].model.evaluation if evaluation == "eval" else stored(self.runs[s].path / evaluation)
+            out.append(ev.robust(ev.headline).accuracy if robust else ev.clean().accuracy)
+        return np.array(out)
 
 
 @dataclass(frozen=True)
@@ -66,9 +73,11 @@ class Paired:
     base: Setting
     seeds: list[int]
 
-    def compare(self, statistic: str, robust: bool) -> analysis.GapComparison:
+    def compare(self, statistic: str, robust: bool, evaluation: str = "eval") -> analysis.GapComparison:
         return analysis.compare_gaps(
-            self.base.accuracy(self.seeds, robust), self.setting.accuracy(self.seeds, robust), statistic
+            self.base.accuracy(self.seeds, robust, evaluation),
+            self.setting.accuracy(self.seeds, robust, evaluation),
+            statistic,
         )
 
     def per_class(self) -> np.ndarray:
@@ -80,6 +89,11 @@ class Paired:
     def meets_goal(self) -> bool:
         worst, mean = self.compare("worst", True), self.compare("mean", True)
         return worst.mean_difference >= GOAL_GAIN and worst.low > 0 and mean.mean_difference >= -GOAL_COST
+
+
+@functools.cache
+def stored(folder: Path) -> Evaluation:
+    return read_evaluation(folder)
 
 
 def settings_of(runs: Sequence[StudyRun]) -> list[Setting]:
@@ -158,6 +172,35 @@ def paired_part(pairs: Sequence[Paired]) -> list[str]:
     return lines + markdown_table(columns, rows, "no technique and its base have both finished with one seed yet")
 
 
+def later_evaluation_part(pairs: Sequence[Paired], name: str) -> list[str]:
+    """The paired table again under a later evaluation of the runs (``eval-<name>``), over the seeds
+    where both runs of a pair have it."""
+    rows, described = [], ""
+    for p in pairs:
+        seeds = [
+            s for s in p.seeds if all((x.runs[s].path / name / "evaluation.json").exists() for x in (p.setting, p.base))
+        ]
+        if not seeds:
+            continue
+        sub = Paired(p.setting, p.base, seeds)
+        described = described or stored(p.base.runs[seeds[0]].path / name).spec.describe()
+        worst, mean = sub.compare("worst", True, name), sub.compare("mean", True, name)
+        rows.append(
+            f"| {p.setting.label} | {p.base.label} | {len(seeds)} | {pct(float(worst.b.mean()))} | "
+            f"{pct(float(mean.b.mean()))} | {_difference(worst)} | {_difference(mean)} |"
+        )
+    if not rows:
+        return []
+    lines = [
+        "",
+        f"The same pairs under `{name}`: {described}. Robust accuracy of the setting (mean over seeds), and "
+        "technique − base in points with its 95% t-interval:",
+        "",
+    ]
+    columns = ("setting", "against", "seeds", "robust worst", "robust mean", "Δ robust worst", "Δ robust mean")
+    return lines + markdown_table(columns, rows, "")
+
+
 def goal_part(against_pgd: Sequence[Paired]) -> list[str]:
     """The goal against PGD-AT, judged for every setting that shares seeds with it."""
     lines = ["", "### The answer to (c) so far", ""]
@@ -220,6 +263,9 @@ def closing_gap_section(folder: Path) -> tuple[str, dict[str, bytes]]:
         *reached_part(settings),
         *paired_part(pairs),
     ]
+    later = sorted({e.name for r in runs for e in r.path.glob("eval-*") if (e / "evaluation.json").exists()})
+    for name in later:
+        lines += later_evaluation_part(pairs, name)
     figs = {}
     for method, base in bases.items():
         group = [p for p in pairs if p.base is base]

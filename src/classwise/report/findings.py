@@ -94,20 +94,24 @@ def snapshot_study(study_dir: str | Path, results: str | Path) -> Path:
 
 
 def copy_run(src: Path, out: Path) -> Path:
-    """Copy a finished run folder in small form: config, history and evaluation files, the
-    per-sample records gzipped, no checkpoint. A run already copied is kept."""
+    """Copy a finished run folder in small form: config, history and evaluation files (``eval/``
+    and any later ``eval-<name>/`` of ``classwise study evaluate``), the per-sample records
+    gzipped, no checkpoint. What was copied before is kept; evaluations added since are copied."""
     if not (src / "eval" / "evaluation.json").exists():
         raise ClasswiseError(f"{src} holds no finished run (no eval/evaluation.json); give a trained run folder")
-    if (out / "eval" / "evaluation.json").exists():
-        return out
-    write_files_atomically(out, {name: partial(_copy, src / name) for name in RUN_FILES})
-    writers: dict[str, Callable[[Path], Any]] = {
-        name: partial(_copy, src / "eval" / name) for name in EVAL_FILES if (src / "eval" / name).exists()
-    }
-    writers["samples.csv.gz"] = partial(_gzip, src / "eval" / "samples.csv")
-    evaluation = writers.pop("evaluation.json")  # last: its presence marks a complete copy
-    write_files_atomically(out / "eval", writers)
-    write_files_atomically(out / "eval", {"evaluation.json": evaluation})
+    if not (out / "eval" / "evaluation.json").exists():
+        write_files_atomically(out, {name: partial(_copy, src / name) for name in RUN_FILES})
+    for folder in sorted([src / "eval", *src.glob("eval-*")]):
+        dest = out / folder.name
+        if not (folder / "evaluation.json").exists() or (dest / "evaluation.json").exists():
+            continue  # unfinished, or copied before
+        writers: dict[str, Callable[[Path], Any]] = {
+            name: partial(_copy, folder / name) for name in EVAL_FILES if (folder / name).exists()
+        }
+        writers["samples.csv.gz"] = partial(_gzip, folder / "samples.csv")
+        evaluation = writers.pop("evaluation.json")  # last: its presence marks a complete copy
+        write_files_atomically(dest, writers)
+        write_files_atomically(dest, {"evaluation.json": evaluation})
     return out
 
 

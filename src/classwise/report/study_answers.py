@@ -34,6 +34,7 @@ class StudyRun:
     method: str
     seed: int
     variant: str  # ε and the hyper-parameters set together with the dataset
+    path: Path  # the run's folder in the snapshot
 
     @property
     def adversarial(self) -> bool:
@@ -87,7 +88,7 @@ def study_runs(folder: Path) -> list[StudyRun]:
         ]
         variant = ", ".join([f"ε={format_eps(c['threat']['eps'])}", *extra])
         ds = DISPLAY.get(m.evaluation.dataset, m.evaluation.dataset)
-        out.append(StudyRun(m, ds, c["model"]["name"], c["method"]["name"], int(c["seed"]), variant))
+        out.append(StudyRun(m, ds, c["model"]["name"], c["method"]["name"], int(c["seed"]), variant, path))
     return out
 
 
