@@ -17,6 +17,7 @@ from tests.test_study import _study
 
 def _setting(method: str, name: str, robust: list[list[float]], clean: list[list[float]] | None = None) -> Setting:
     """A setting whose seed-s run has the given per-class robust (and clean) accuracy."""
+
     def evaluation(s: int) -> SimpleNamespace:
         acc = {"robust": np.array(robust[s]), "clean": np.array((clean or robust)[s])}
         return SimpleNamespace(
@@ -98,3 +99,11 @@ def test_study_evaluate_refuses_bad_names_and_folders(tmp_path: Path, capsys: py
     assert "is not a study folder" in capsys.readouterr().err
     assert main([*base, "--name", "x", "--attack", "pgdd"]) == 2
     assert "pgdd" in capsys.readouterr().err
+
+
+def test_a_long_tailed_dataset_is_labelled_with_its_ratio() -> None:
+    from classwise.report.paper_scale import display_name
+
+    assert display_name("cifar10-jpeg-lt10") == "CIFAR-10 (JPEG q75), long-tailed training split (ratio 10)"
+    assert display_name("cifar10-jpeg") == "CIFAR-10 (JPEG q75)"
+    assert display_name("my-ltx") == "my-ltx"  # a name that only looks like one

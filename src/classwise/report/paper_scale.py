@@ -25,6 +25,15 @@ DISPLAY = {  # dataset labels on the page; results on the shared JPEG copy carry
 }
 
 
+def display_name(dataset: str) -> str:
+    """The page's label of a dataset name: ``cifar10-jpeg-lt10`` → ``CIFAR-10 (JPEG q75), long-tailed
+    training split (ratio 10)``."""
+    base, tail, ratio = dataset.rpartition("-lt")
+    if tail and base and ratio.replace(".", "", 1).isdigit():
+        return f"{DISPLAY.get(base, base)}, long-tailed training split (ratio {ratio})"
+    return DISPLAY.get(dataset, dataset)
+
+
 @dataclass(frozen=True)
 class Anchor:
     """Published CIFAR-10 L∞ 8/255 AutoAttack numbers (%) of one method, mean and worst class."""
@@ -176,7 +185,7 @@ def paper_scale_section(folder: Path) -> tuple[str, dict[str, bytes]]:
     if not runs:
         raise ClasswiseError(f"{folder} holds no run folder (eval/evaluation.json)")
     names = runs[0].run.class_names
-    title = DISPLAY.get(runs[0].run.evaluation.dataset, runs[0].run.evaluation.dataset)
+    title = display_name(runs[0].run.evaluation.dataset)
     rows, verdicts = zip(*(_row_and_verdict(r, names) for r in runs), strict=True)
     epochs = " and ".join(sorted({str(r.run.config["optim"]["epochs"]) for r in runs}))
     lines = [

@@ -10,7 +10,7 @@ import numpy as np
 
 from classwise.models.leaderboard import published
 from classwise.report.collect import model_from_folder
-from classwise.report.paper_scale import DISPLAY, mean_with_interval, pct
+from classwise.report.paper_scale import display_name, mean_with_interval, pct
 
 # The study issue's targets on 2 CPU cores, CIFAR-10 (JPEG q75), whole test set:
 # (clean accuracy %, PGD-20 robust accuracy % or None, minutes of training and evaluation).
@@ -36,7 +36,7 @@ def _recipe_line(folder: Path) -> str:
     return (
         f"- `{folder.name}`: {c['model']['name']}, {c['method']['name']}, {o['epochs']} epochs {o['schedule']} "
         f"(peak lr {o['lr']}, batch {o['batch_size']}, {h[0].get('precision', '?')}) on "
-        f"{DISPLAY.get(ev.dataset, ev.dataset)}: clean {mean_with_interval(clean)}, worst class "
+        f"{display_name(ev.dataset)}: clean {mean_with_interval(clean)}, worst class "
         f"{ev.class_names[int(np.argmin(clean.accuracy))]} {pct(float(clean.accuracy.min()))}{robust} on "
         f"{ev.spec.images}. Target {target_clean:.0f}% clean"
         + (f" and {target_robust:.0f}% robust" if target_robust else "")

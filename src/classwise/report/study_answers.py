@@ -21,7 +21,7 @@ from classwise.attacks import format_eps
 from classwise.evaluate import wilson_interval
 from classwise.report import figures
 from classwise.report.collect import ModelResult, model_from_folder
-from classwise.report.paper_scale import DISPLAY, pct
+from classwise.report.paper_scale import display_name, pct
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ def study_runs(folder: Path) -> list[StudyRun]:
             if k not in ("data.dataset", "data.root", "threat.eps")
         ]
         variant = ", ".join([f"ε={format_eps(c['threat']['eps'])}", *extra])
-        ds = DISPLAY.get(m.evaluation.dataset, m.evaluation.dataset)
+        ds = display_name(m.evaluation.dataset)
         out.append(StudyRun(m, ds, c["model"]["name"], c["method"]["name"], int(c["seed"]), variant, path))
     return out
 
