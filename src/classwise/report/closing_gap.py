@@ -32,7 +32,7 @@ STATISTICS = (("worst", True), ("mean", True), ("mean", False), ("worst", False)
 def is_technique_study(folder: Path) -> bool:
     """Whether the study's runs differ in their balancing technique (question (c))."""
     entries = json.loads((folder / "runs.json").read_text())
-    return any("balance.name" in (e["overrides"].get("with") or e["overrides"]) for e in entries)
+    return any("balance.name" in {**e["overrides"], **(e["overrides"].get("with") or {})} for e in entries)
 
 
 def technique(run: StudyRun) -> str:
@@ -97,7 +97,7 @@ def stored(folder: Path) -> Evaluation:
 
 
 def settings_of(runs: Sequence[StudyRun]) -> list[Setting]:
-    """The study's settings in the order of its grid (each base method first)."""
+    """The study's settings by method, each base method first, then its techniques by name."""
     grouped: dict[tuple[str, str], dict[int, StudyRun]] = {}
     for r in runs:
         grouped.setdefault((r.method, technique(r)), {})[r.seed] = r
