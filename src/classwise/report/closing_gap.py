@@ -256,7 +256,7 @@ def closing_gap_section(folder: Path) -> tuple[str, dict[str, bytes]]:
         "",
         f"{len(finished)} of {total} planned runs have finished (results in `{'/'.join(folder.parts[-3:])}`): "
         f"{r0.dataset}, {r0.architecture}, ε={format_eps(r0.model.config['threat']['eps'])}, "
-        f"{len(settings)} settings so far. "
+        f"{len(settings)} setting{'s' if len(settings) != 1 else ''} so far. "
         + ("Left out because training diverged: " + "; ".join(diverged) + ". " if diverged else "")
         + f"Every run is evaluated with {r0.model.evaluation.spec.describe()}.",
         "",
