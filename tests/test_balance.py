@@ -6,14 +6,16 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 
 from classwise.attacks import flat_norm, pgd
+from classwise.cli import main
 from classwise.data import BatchIterator, LabeledImages
 from classwise.errors import ClasswiseError
 from classwise.models import create_model, load_checkpoint
 from classwise.train import METHODS, TECHNIQUES, TrainConfig, train
 from classwise.train.balance import Balance, make_technique
-from tests.synthetic import tiny, write_class_folders
+from tests.synthetic import tiny, tiny_train_args, write_class_folders
 from tests.test_attacks import Linear
 
 COUNTS = torch.tensor([400, 100, 25])
@@ -334,3 +336,9 @@ def test_init_from_starts_from_the_given_weights_and_refuses_another_architectur
         cfg = TrainConfig.from_dict(tiny({**settings, "model.init_from": str(tmp_path)}))
         train(cfg, tmp_path / "y", progress=False)
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+    # the command line's --init-from is the same setting
+    cli = {k: v for k, v in settings.items() if k != "model.init_from"}
+    argv = ["train", *tiny_train_args({**cli, "optim.epochs": 1}), "--init-from", str(pre.run_dir)]
+    assert main([*argv, "--out", str(tmp_path / "cli")]) == 0
+    assert yaml.safe_load((tmp_path / "cli" / "config.yaml").read_text())["model"]["init_from"] == str(pre.run_dir)
+    assert main([*argv, "--resume", str(tmp_path / "cli")]) == 2

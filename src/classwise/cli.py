@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -141,7 +142,8 @@ def train_config(args: argparse.Namespace, base: dict[str, Any] | None = None) -
     from classwise.train import TrainConfig
 
     cfg = TrainConfig.from_dict(load_yaml(args.config, "training settings") if args.config else base or {})
-    return cfg.with_overrides(args.set or [])
+    init = [f"model.init_from={json.dumps(args.init_from)}"] if getattr(args, "init_from", None) else []
+    return cfg.with_overrides([*(args.set or []), *init])
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -150,6 +152,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from classwise.train.rundir import saved_config
 
     device, graphs = resolve_device(args.device), not args.no_cuda_graphs
+    if args.resume and args.init_from:
+        raise ClasswiseError("--init-from starts a new run from given weights; give it with --out, not --resume")
     if args.resume:
         saved = saved_config(Path(args.resume))  # --set alone changes the saved config (and is refused)
         base = saved.to_dict() if saved is not None and not args.config else None
@@ -424,6 +428,12 @@ def _add_training(sub: Any) -> None:
     _add_config_options(p, "the defaults of classwise config")
     p.add_argument("--out", default=None, help="new run folder (never overwritten)")
     p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue the run in RUN_DIR")
+    p.add_argument(
+        "--init-from",
+        default=None,
+        metavar="RUN_DIR|CHECKPOINT",
+        help="start from these weights (model.init_from): fine-tune a robust model, as FRL does",
+    )
     p.add_argument(
         "--no-cuda-graphs",
         action="store_true",
