@@ -219,6 +219,8 @@ def goal_part(against_pgd: Sequence[Paired]) -> list[str]:
         best = max(cheap, key=lambda p: p.compare("worst", True).mean_difference)
         why = "no setting has two seeds beside PGD-AT yet, so no interval" if not judged else "none does"
         lines.append(f"- **Goal not met** ({goal}): {why}. Closest: {_verdict(best)}.")
+    if not judged:
+        return lines
     closing = [p for p in judged if p.compare("worst", True).low > 0]
     widening = [p for p in judged if p.compare("worst", True).high < 0]
     lines.append(
