@@ -107,3 +107,23 @@ def test_a_long_tailed_dataset_is_labelled_with_its_ratio() -> None:
     assert display_name("cifar10-jpeg-lt10") == "CIFAR-10 (JPEG q75), long-tailed training split (ratio 10)"
     assert display_name("cifar10-jpeg") == "CIFAR-10 (JPEG q75)"
     assert display_name("my-ltx") == "my-ltx"  # a name that only looks like one
+
+
+def test_the_page_says_how_often_cfa_weight_averaging_engaged() -> None:
+    from classwise.report.closing_gap import averaging_part
+
+    def run(flags: list[bool], name: str = "cfa", **args: float) -> SimpleNamespace:
+        history = [{"epoch": i, "val": {"weights_averaged": f}} for i, f in enumerate(flags)] + [{"epoch": 9}]
+        if name != "cfa":
+            history = [{"epoch": 0, "val": {"robust_mean": 0.3}}]
+        config = {"balance": {"name": name, "args": args}}
+        return SimpleNamespace(model=SimpleNamespace(history=history, config=config))
+
+    def page(method: str, name: str, runs: dict) -> str:
+        return "\n".join(averaging_part([Setting(method, name, runs)]))
+
+    text = page("pgd-at", "cfa", {0: run([False, True, True]), 1: run([False, False, True])})
+    assert "pgd-at + cfa: 3 of 6 validations entered the weight average" in text and "fawa_threshold, 0.2)" in text
+    given = page("trades", "cfa", {0: run([False], fawa_threshold=0.05)})
+    assert "0 of 1 validations" in given and "fawa_threshold, 0.05)" in given
+    assert page("pgd-at", "none", {0: run([], "none")}) == ""  # no averaging technique: no lines

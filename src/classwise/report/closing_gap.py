@@ -11,6 +11,7 @@ its interval above 0, mean robust accuracy down by at most 2)."""
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -172,6 +173,36 @@ def paired_part(pairs: Sequence[Paired]) -> list[str]:
     return lines + markdown_table(columns, rows, "no technique and its base have both finished with one seed yet")
 
 
+def averaging_part(settings: Sequence[Setting]) -> list[str]:
+    """Whether a weight-averaging technique (CFA's FAWA) engaged: validations that entered the
+    average, from each run's history (``val.weights_averaged``)."""
+    lines = []
+    for s in settings:
+        flags = [
+            bool(e["val"]["weights_averaged"])
+            for r in s.runs.values()
+            for e in r.model.history
+            if "weights_averaged" in (e.get("val") or {})
+        ]
+        if flags:
+            balance = s.runs[min(s.runs)].model.config.get("balance") or {}
+            threshold = (balance.get("args") or {}).get("fawa_threshold", _default(balance["name"], "fawa_threshold"))
+            bar = f", {threshold:g}" if isinstance(threshold, float) else ""
+            lines.append(
+                f"- {s.label}: {sum(flags)} of {len(flags)} validations entered the weight average (FAWA takes an "
+                f"epoch only when its worst-class validation robust accuracy reaches fawa_threshold{bar})."
+            )
+    return ["", "Weight averaging:", "", *lines] if lines else []
+
+
+def _default(technique_name: str, option: str) -> object:
+    """A technique's default for ``option`` (None where it has no such option)."""
+    from classwise.train import TECHNIQUES
+
+    parameter = inspect.signature(TECHNIQUES.get(technique_name)).parameters.get(option)
+    return None if parameter is None else parameter.default
+
+
 def later_evaluation_part(pairs: Sequence[Paired], name: str) -> list[str]:
     """The paired table again under a later evaluation of the runs (``eval-<name>``), over the seeds
     where both runs of a pair have it."""
@@ -265,6 +296,7 @@ def closing_gap_section(folder: Path) -> tuple[str, dict[str, bytes]]:
         *reached_part(settings),
         *paired_part(pairs),
     ]
+    lines += averaging_part(settings)
     later = sorted({e.name for r in runs for e in r.path.glob("eval-*") if (e / "evaluation.json").exists()})
     for name in later:
         lines += later_evaluation_part(pairs, name)
