@@ -110,16 +110,21 @@ def pair(setting: Setting, base: Setting) -> Paired:
     return Paired(setting, base, sorted(set(setting.runs) & set(base.runs)))
 
 
+def _points(value: float) -> str:
+    """``+1.2`` points; a value that rounds to zero is ``+0.0``, never ``-0.0``."""
+    return f"{round(100 * value, 1) + 0.0:+.1f}"
+
+
 def _difference(cmp: analysis.GapComparison) -> str:
-    interval = f" [{100 * cmp.low:+.1f}, {100 * cmp.high:+.1f}]" if np.isfinite(cmp.low) else ""
-    return f"{100 * cmp.mean_difference:+.1f}{interval}"
+    interval = f" [{_points(cmp.low)}, {_points(cmp.high)}]" if np.isfinite(cmp.low) else ""
+    return f"{_points(cmp.mean_difference)}{interval}"
 
 
 def _movers(change: np.ndarray, names: tuple[str, ...]) -> str:
     """The two classes gaining most and the one losing most, in points."""
     order = np.argsort(-change[0], kind="stable")
-    gains = [f"{names[k]} {100 * change[0, k]:+.1f}" for k in order[:2]]
-    return ", ".join(gains) + f"; {names[order[-1]]} {100 * change[0, order[-1]]:+.1f}"
+    gains = [f"{names[k]} {_points(change[0, k])}" for k in order[:2]]
+    return ", ".join(gains) + f"; {names[order[-1]]} {_points(change[0, order[-1]])}"
 
 
 def reached_part(settings: Sequence[Setting]) -> list[str]:
