@@ -253,8 +253,9 @@ def goal_part(against_pgd: Sequence[Paired]) -> list[str]:
     else:
         cheap = [p for p in against_pgd if p.compare("mean", True).mean_difference >= -GOAL_COST] or list(against_pgd)
         best = max(cheap, key=lambda p: p.compare("worst", True).mean_difference)
+        verdict = "**Goal not decided yet**" if not judged else "**Goal not met**"
         why = "no setting has two seeds beside PGD-AT yet, so no interval" if not judged else "none does"
-        lines.append(f"- **Goal not met** ({goal}): {why}. Closest: {_verdict(best)}.")
+        lines.append(f"- {verdict} ({goal}): {why}. Closest: {_verdict(best)}.")
     if not judged:
         return lines
     closing = [p for p in judged if p.compare("worst", True).low > 0]
