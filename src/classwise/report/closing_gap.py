@@ -24,7 +24,7 @@ from classwise.attacks import format_eps
 from classwise.evaluate import Evaluation, read_evaluation
 from classwise.report import figures
 from classwise.report.paper_scale import pct
-from classwise.report.study_answers import StudyRun, markdown_table, pooled_accuracy, study_runs, with_intervals
+from classwise.report.study_answers import StudyRun, markdown_table, pooled_accuracy, snapshot_runs, with_intervals
 
 GOAL_GAIN, GOAL_COST = 0.05, 0.02  # worst-class robust gain at least, mean robust loss at most
 STATISTICS = (("worst", True), ("mean", True), ("mean", False), ("worst", False))  # (statistic, robust)
@@ -278,9 +278,7 @@ def _verdict(p: Paired) -> str:
 
 def closing_gap_section(folder: Path) -> tuple[str, dict[str, bytes]]:
     """Markdown and figures for question (c) from one study snapshot."""
-    finished = study_runs(folder)
-    runs = [r for r in finished if not r.diverged]
-    total = len(json.loads((folder / "runs.json").read_text()))
+    finished, runs, total = snapshot_runs(folder)
     title = f"## Question (c): can the techniques close the gap? Study `{folder.name}`"
     if not runs:
         return f"{title}\n\nNo run of the study has finished yet ({total} planned).\n", {}

@@ -335,11 +335,15 @@ def answers_part(ans: Answers) -> list[str]:
     return lines
 
 
+def snapshot_runs(folder: Path) -> tuple[list[StudyRun], list[StudyRun], int]:
+    """A study snapshot's finished runs, those of them that did not diverge, and the runs planned."""
+    finished = study_runs(folder)
+    return finished, [r for r in finished if not r.diverged], len(json.loads((folder / "runs.json").read_text()))
+
+
 def study_section(folder: Path) -> tuple[str, dict[str, bytes]]:
     """Markdown and figures for questions (a) and (b) from one study snapshot."""
-    finished = study_runs(folder)
-    runs = [r for r in finished if not r.diverged]
-    total = len(json.loads((folder / "runs.json").read_text()))
+    finished, runs, total = snapshot_runs(folder)
     title = f"## Questions (a) and (b) on real data: study `{folder.name}`"
     if not runs:
         note = f", and the {len(finished)} finished diverged" if finished else ""
