@@ -11,7 +11,6 @@ its interval above 0, mean robust accuracy down by at most 2)."""
 from __future__ import annotations
 
 import functools
-import inspect
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,6 +24,8 @@ from classwise.evaluate import Evaluation, read_evaluation
 from classwise.report import figures
 from classwise.report.paper_scale import pct
 from classwise.report.study_answers import StudyRun, markdown_table, pooled_accuracy, snapshot_runs, with_intervals
+from classwise.train import TECHNIQUES
+from classwise.train.balance import technique_options
 
 GOAL_GAIN, GOAL_COST = 0.05, 0.02  # worst-class robust gain at least, mean robust loss at most
 STATISTICS = (("worst", True), ("mean", True), ("mean", False), ("worst", False))  # (statistic, robust)
@@ -191,21 +192,14 @@ def averaging_part(settings: Sequence[Setting]) -> list[str]:
         ]
         if flags:
             balance = s.runs[min(s.runs)].model.config.get("balance") or {}
-            threshold = (balance.get("args") or {}).get("fawa_threshold", _default(balance["name"], "fawa_threshold"))
+            defaults = technique_options(TECHNIQUES.get(balance["name"]))
+            threshold = (balance.get("args") or {}).get("fawa_threshold", defaults.get("fawa_threshold"))
             bar = f", {threshold:g}" if isinstance(threshold, float) else ""
             lines.append(
                 f"- {s.label}: {sum(flags)} of {len(flags)} validations entered the weight average (FAWA takes an "
                 f"epoch only when its worst-class validation robust accuracy reaches fawa_threshold{bar})."
             )
     return ["", "Weight averaging:", "", *lines] if lines else []
-
-
-def _default(technique_name: str, option: str) -> object:
-    """A technique's default for ``option`` (None where it has no such option)."""
-    from classwise.train import TECHNIQUES
-
-    parameter = inspect.signature(TECHNIQUES.get(technique_name)).parameters.get(option)
-    return None if parameter is None else parameter.default
 
 
 def later_evaluation_part(pairs: Sequence[Paired], name: str) -> list[str]:

@@ -243,6 +243,12 @@ TECHNIQUES: Registry[type[Technique]] = Registry("balancing technique")
 TECHNIQUES.register("none", description="plain training method")(Technique)
 
 
+def technique_options(cls: type[Technique]) -> dict[str, Any]:
+    """A technique's options (the arguments of ``balance.args``) with their defaults."""
+    params = inspect.signature(cls.__init__).parameters.values()
+    return {p.name: p.default for p in params if p.name not in ("self", "counts", "epochs", "method")}
+
+
 def check_combination(cls: type[Technique], args: dict[str, Any], method: type[Method], where: str) -> None:
     """The checks that need no data: known options, and a method the technique works with."""
     name = next(e.name for e in TECHNIQUES if e.factory is cls)
@@ -255,7 +261,7 @@ def check_combination(cls: type[Technique], args: dict[str, Any], method: type[M
             f"{where}: {name} reweighs the {' and '.join(cls.needs_parts)} parts of the loss; use it with "
             f"{', '.join(with_parts)}"
         )
-    allowed = set(inspect.signature(cls.__init__).parameters) - {"self", "counts", "epochs", "method"}
+    allowed = set(technique_options(cls))
     unknown = set(args) - allowed
     if unknown:
         raise ConfigError(f"{where}.args: {name} takes no option(s) {sorted(unknown)}; it takes {sorted(allowed)}")

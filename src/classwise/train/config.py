@@ -31,7 +31,7 @@ from classwise.compute import PRECISIONS
 from classwise.config import apply_overrides, describe, dump_yaml, field_help, from_plain, load_yaml, to_plain
 from classwise.errors import ConfigError
 from classwise.evaluate.spec import AttackSpec, EvalSpec
-from classwise.train.balance import TECHNIQUES, check_combination
+from classwise.train.balance import TECHNIQUES, check_combination, technique_options
 from classwise.train.methods import METHODS
 from classwise.train.schedules import SCHEDULES
 from classwise.train.selection import SELECTION
@@ -276,16 +276,12 @@ class TrainConfig:
 def setting_rows() -> list[tuple[str, str, str]]:
     """(dotted key, default, meaning) of every setting, then every method's and technique's options
     (what ``classwise config`` prints)."""
-    import inspect
-
     rows = [r for r in describe(TrainConfig) if r[0] not in ("method.args", "balance.args", "model.args")]
     for entry in METHODS:
         for key, default, meaning in describe(entry.factory.Options, "method.args"):
             rows.append((key, default, f"{entry.name}: {meaning}"))
     for technique in TECHNIQUES:
-        params = inspect.signature(technique.factory.__init__).parameters.values()
-        options = [p for p in params if p.name not in ("self", "counts", "epochs", "method")]
-        shown = ", ".join(f"{p.name}={p.default!r}" for p in options) or "-"
+        shown = ", ".join(f"{k}={v!r}" for k, v in technique_options(technique.factory).items()) or "-"
         rows.append((f"balance.name: {technique.name}", shown, technique.description))
     rows.append(("model.args", "{}", "the architecture's arguments, e.g. {width: 16} (classwise models)"))
     return rows
