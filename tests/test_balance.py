@@ -14,7 +14,7 @@ from classwise.data import BatchIterator, LabeledImages
 from classwise.errors import ClasswiseError
 from classwise.models import create_model, load_checkpoint
 from classwise.train import METHODS, TECHNIQUES, TrainConfig, train
-from classwise.train.balance import Balance, make_technique
+from classwise.train.balance import Balance, make_technique, normalise
 from tests.synthetic import tiny, tiny_train_args, write_class_folders
 from tests.test_attacks import Linear
 
@@ -22,7 +22,7 @@ COUNTS = torch.tensor([400, 100, 25])
 
 
 def _make(name: str, method: str = "pgd-at", **args: object):  # the technique, to call its roles directly
-    return make_technique(name, dict(args), COUNTS, 10, METHODS.get(method)).technique
+    return make_technique(name, dict(args), COUNTS, 10, METHODS.get(method)).techniques[0]
 
 
 def _batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -130,6 +130,22 @@ def test_adaptive_eps_and_weights_follow_validation() -> None:
     assert w is not None and w.argmax().item() == 2 and w.sum().item() == pytest.approx(3)
 
 
+def test_a_combination_gives_each_role_to_its_technique_and_keeps_both_states() -> None:
+    balance = make_technique(
+        "class-eps+adaptive-reweight", {"class-eps": {"lam": 0.5}}, COUNTS, 10, METHODS.get("pgd-at")
+    )
+    clean, robust = torch.tensor([0.9, 0.8, 0.5]), torch.tensor([0.5, 0.4, 0.1])
+    balance.observe_validation(0, clean, robust)  # both observe
+    torch.testing.assert_close(balance.class_eps(1, 0.1), torch.tensor([0.1, 0.09, 0.06]))
+    _, y, loss = _batch()
+    w = normalise(1 - robust)
+    torch.testing.assert_close(balance.reduce(loss, y, {}, 1), (w[y] * loss).mean())
+    again = make_technique("class-eps+adaptive-reweight", {}, COUNTS, 10, METHODS.get("pgd-at"))
+    again.load(balance.state())
+    torch.testing.assert_close(again.class_eps(1, 0.1), balance.class_eps(1, 0.1))
+    torch.testing.assert_close(again.reduce(loss, y, {}, 1), balance.reduce(loss, y, {}, 1))
+
+
 def test_frl_raises_the_weight_and_margin_of_the_class_with_the_largest_error() -> None:
     frl = _make("frl", method="trades", mode="both", tau_clean=0.0, tau_boundary=0.0)
     clean, robust = torch.tensor([0.9, 0.85, 0.5]), torch.tensor([0.6, 0.5, 0.1])
@@ -180,6 +196,12 @@ def test_cfa_calibrates_eps_and_beta_from_training_robustness() -> None:
         ({"balance.name": "wat", "method.name": "standard"}, "adversarial training only"),
         ({"balance.name": "dafa", "balance.args.warmup": 1.0}, r"warmup is the fraction .* in \(0, 1\)"),
         ({"balance.name": "dafa", "balance.args.lam": -1}, "lam must be >= 0"),
+        ({"balance.name": "class-eps+cfa"}, "class-eps and cfa both set the attack budget"),
+        ({"balance.name": "dafa+reweight"}, "both set the loss weighting"),
+        ({"balance.name": "focal+reweight", "balance.args.gamma": 2}, "options under its name"),
+        ({"balance.name": "focal+focal"}, "joins different techniques"),
+        ({"balance.name": "focal+fokal"}, "Did you mean: focal"),
+        ({"balance.name": "focal+frl"}, "frl reweighs the natural and boundary parts"),
     ],
 )
 def test_bad_balancing_settings_fail_before_training(tmp_path: Path, changes: dict, match: str) -> None:
@@ -263,7 +285,7 @@ def test_dafa_scales_each_class_attack_step_with_its_weight(method: str, monkeyp
     probs = torch.tensor([[0.5, 0.3, 0.2], [0.1, 0.8, 0.1], [0.2, 0.1, 0.7]])
     dafa = Balance(_make("dafa", method, warmup=0.1))
     assert dafa.class_step_scale(0) is None  # before the weights are set, the method's step
-    dafa.technique.observe_training_probs(0, probs)
+    dafa.techniques[0].observe_training_probs(0, probs)
     w = dafa.class_step_scale(1)
     assert w is not None
     torch.testing.assert_close(dafa.class_eps(1, 8 / 255), w * 8 / 255)
@@ -287,8 +309,11 @@ def test_dafa_scales_each_class_attack_step_with_its_weight(method: str, monkeyp
     torch.testing.assert_close(seen[1], torch.tensor(step))
 
 
-@pytest.mark.parametrize(("technique", "args"), [("wat", {"eta": 0.5}), ("dafa", {"warmup": 0.34})])
-def test_wat_and_dafa_resume_exactly(
+@pytest.mark.parametrize(
+    ("technique", "args"),
+    [("wat", {"eta": 0.5}), ("dafa", {"warmup": 0.34}), ("class-eps+wat", {"wat": {"eta": 0.5}})],
+)
+def test_wat_dafa_and_a_combination_resume_exactly(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, technique: str, args: dict[str, float]
 ) -> None:
     from classwise.train.loop import Trainer
@@ -312,8 +337,11 @@ def test_wat_and_dafa_resume_exactly(
     train(None, tmp_path / "stopped", resume=True, progress=False, final_evaluation=False)
     a = torch.load(tmp_path / "straight" / "state.pt", weights_only=True)
     b = torch.load(tmp_path / "stopped" / "state.pt", weights_only=True)
-    for key, value in a["technique"].items():
-        assert value is not None and torch.equal(value, b["technique"][key]), key
+    states = a["technique"].get("combined", [a["technique"]])
+    for i, state in enumerate(states):
+        for key, value in state.items():
+            again = b["technique"]["combined"][i] if "combined" in b["technique"] else b["technique"]
+            assert value is not None and torch.equal(value, again[key]), key
     for name, p in a["model"].items():
         assert torch.equal(p, b["model"][name]), name
     assert straight.history[0].get("val", {}).get("method_loss") is not None or technique == "dafa"

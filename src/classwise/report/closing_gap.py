@@ -25,7 +25,7 @@ from classwise.report import figures
 from classwise.report.paper_scale import pct
 from classwise.report.study_answers import StudyRun, markdown_table, pooled_accuracy, snapshot_runs, with_intervals
 from classwise.train import TECHNIQUES
-from classwise.train.balance import technique_options
+from classwise.train.balance import components, technique_options
 
 GOAL_GAIN, GOAL_COST = 0.05, 0.02  # worst-class robust gain at least, mean robust loss at most
 STATISTICS = (("worst", True), ("mean", True), ("mean", False), ("worst", False))  # (statistic, robust)
@@ -38,11 +38,15 @@ def is_technique_study(folder: Path) -> bool:
 
 
 def technique(run: StudyRun) -> str:
-    """``focal (gamma=2)``: the run's balancing technique with the arguments it was given."""
+    """``focal (gamma=2)``: the run's balancing technique with the arguments it was given
+    (``class-eps+focal (focal.gamma=2)`` for a combination)."""
     balance = run.model.config.get("balance") or {}
-    args = balance.get("args") or {}
-    given = ", ".join(f"{k}={v}" for k, v in sorted(args.items()))
-    return f"{balance.get('name', 'none')}" + (f" ({given})" if given else "")
+    name = balance.get("name", "none")
+    parts = components(name, balance.get("args") or {})
+    given = ", ".join(
+        f"{part + '.' if len(parts) > 1 else ''}{k}={v}" for part, args in parts for k, v in sorted(args.items())
+    )
+    return name + (f" ({given})" if given else "")
 
 
 @dataclass(frozen=True)
@@ -192,8 +196,12 @@ def averaging_part(settings: Sequence[Setting]) -> list[str]:
         ]
         if flags:
             balance = s.runs[min(s.runs)].model.config.get("balance") or {}
-            defaults = technique_options(TECHNIQUES.get(balance["name"]))
-            threshold = (balance.get("args") or {}).get("fawa_threshold", defaults.get("fawa_threshold"))
+            options = {  # every option of the run's technique(s), defaults included
+                key: value
+                for part, args in components(balance["name"], balance.get("args") or {})
+                for key, value in {**technique_options(TECHNIQUES.get(part)), **args}.items()
+            }
+            threshold = options.get("fawa_threshold")
             bar = f", {threshold:g}" if isinstance(threshold, float) else ""
             lines.append(
                 f"- {s.label}: {sum(flags)} of {len(flags)} validations entered the weight average (FAWA takes an "

@@ -17,13 +17,16 @@ A technique takes on only the roles it needs, each a small interface:
 - :class:`PosthocRole`: a shift added to the logits at prediction time (post-hoc logit adjustment).
 
 :class:`Balance` gives the loop every role, with the plain behaviour for the roles a technique
-does not take. A technique declares what it needs of the training method (adversarial training,
+does not take. Techniques that take different roles combine: ``balance.name:
+class-eps+adaptive-reweight`` with ``balance.args: {class-eps: {lam: 0.5}, adaptive-reweight:
+{source: robust}}``. A technique declares what it needs of the training method (adversarial training,
 or named parts of the loss) and its state is saved with the run, so resuming continues it exactly.
 """
 
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import torch
@@ -154,13 +157,20 @@ class PosthocRole:
 
 
 class Balance:
-    """What the loop asks of a technique, with the plain behaviour for roles it does not take."""
+    """What the loop asks of the run's techniques, with the plain behaviour for roles none takes.
 
-    def __init__(self, technique: Technique) -> None:
-        self.technique = technique
+    A run may combine techniques (``balance.name: class-eps+adaptive-reweight``): each role other
+    than observing is taken by at most one of them (:func:`check_balance` refuses a clash), and
+    every observer sees every validation."""
+
+    def __init__(self, technique: Technique, *more: Technique) -> None:
+        self.techniques = (technique, *more)
 
     def _role(self, role: type) -> Any:
-        return self.technique if isinstance(self.technique, role) else None
+        return next((t for t in self.techniques if isinstance(t, role)), None)
+
+    def _observers(self) -> list[ObserverRole]:
+        return [t for t in self.techniques if isinstance(t, ObserverRole)]
 
     def criterion(self, epoch: int) -> Criterion:
         t = self._role(CriterionRole)
@@ -193,25 +203,22 @@ class Balance:
         return t.sample_weights(labels) if t else None
 
     def observe_validation(self, epoch: int, clean: torch.Tensor, robust: torch.Tensor | None) -> None:
-        t = self._role(ObserverRole)
-        if t:
+        for t in self._observers():
             t.observe_validation(epoch, clean, robust)
 
     def observe_training(self, epoch: int, robust: torch.Tensor, probs: torch.Tensor) -> None:
-        t = self._role(ObserverRole)
-        if t:
+        for t in self._observers():
             t.observe_training(epoch, robust)
             t.observe_training_probs(epoch, probs)
 
     @property
     def wants_validation_loss(self) -> bool:
-        t = self._role(ObserverRole)
-        return bool(t and t.wants_validation_loss)
+        return any(t.wants_validation_loss for t in self._observers())
 
     def observe_validation_loss(self, epoch: int, loss: torch.Tensor) -> None:
-        t = self._role(ObserverRole)
-        if t:
-            t.observe_validation_loss(epoch, loss)
+        for t in self._observers():
+            if t.wants_validation_loss:
+                t.observe_validation_loss(epoch, loss)
 
     def fold(self, weights: dict[str, torch.Tensor], val_robust: torch.Tensor | None) -> dict[str, torch.Tensor] | None:
         """The technique's new weight average after this validation, or None if it keeps none or
@@ -229,14 +236,22 @@ class Balance:
         return t.posthoc_logit_shift() if t else None
 
     def to(self, device: torch.device) -> Balance:
-        self.technique.to(device)
+        for t in self.techniques:
+            t.to(device)
         return self
 
     def state(self) -> dict[str, Any]:
-        return self.technique.state()
+        """One technique's state as it is; a combination's as a list in the order of its name."""
+        if len(self.techniques) == 1:
+            return self.techniques[0].state()
+        return {"combined": [t.state() for t in self.techniques]}
 
     def load(self, state: dict[str, Any]) -> None:
-        self.technique.load(state)
+        if len(self.techniques) == 1:
+            self.techniques[0].load(state)
+            return
+        for t, s in zip(self.techniques, state["combined"], strict=True):
+            t.load(s)
 
 
 TECHNIQUES: Registry[type[Technique]] = Registry("balancing technique")
@@ -247,6 +262,54 @@ def technique_options(cls: type[Technique]) -> dict[str, Any]:
     """A technique's options (the arguments of ``balance.args``) with their defaults."""
     params = inspect.signature(cls.__init__).parameters.values()
     return {p.name: p.default for p in params if p.name not in ("self", "counts", "epochs", "method")}
+
+
+# Roles that one technique of a combination may take; observing is shared. Class weights and a
+# reduction clash because a reduction replaces the class-weighted mean.
+EXCLUSIVE_ROLES: dict[str, tuple[type, ...]] = {
+    "per-example loss": (CriterionRole,),
+    "loss weighting": (WeightsRole, ReductionRole),
+    "attack budget": (BudgetRole,),
+    "sampling": (SamplingRole,),
+    "weight average": (AveragingRole,),
+    "post-hoc logit shift": (PosthocRole,),
+}
+
+
+def components(name: str, args: Mapping[str, Any], where: str = "balance") -> list[tuple[str, dict[str, Any]]]:
+    """The techniques ``name`` stands for, each with its options: ``focal`` takes its options as
+    ``args``; a combination ``a+b`` takes each technique's options under its name,
+    ``{a: {...}, b: {...}}`` (a technique left out keeps its defaults)."""
+    names = name.split("+")
+    if len(names) == 1:
+        return [(name, dict(args))]
+    if "" in names or "none" in names or len(set(names)) != len(names):
+        raise ConfigError(
+            f"{where}.name {name!r}: a combination joins different techniques other than none with +, "
+            "e.g. class-eps+adaptive-reweight"
+        )
+    stray = sorted(set(args) - set(names))
+    if stray or not all(isinstance(v, Mapping) or v is None for v in args.values()):
+        raise ConfigError(
+            f"{where}.args of the combination {name}: give each technique's options under its name, e.g. "
+            f"{{{names[0]}: {{...}}}}; got {dict(args)}"
+        )
+    return [(n, dict(args.get(n) or {})) for n in names]
+
+
+def check_balance(name: str, args: Mapping[str, Any], method: type[Method], where: str = "balance") -> None:
+    """The checks that need no data: known techniques and options, methods they work with, and no
+    two techniques of a combination taking the same role."""
+    parts = components(name, args, where)
+    for part, part_args in parts:
+        check_combination(TECHNIQUES.get(part), part_args, method, where)
+    for what, roles in EXCLUSIVE_ROLES.items():
+        takers = [part for part, _ in parts if issubclass(TECHNIQUES.get(part), roles)]
+        if len(takers) > 1:
+            raise ConfigError(
+                f"{where}.name {name!r}: {' and '.join(takers)} both set the {what}; combine techniques that "
+                "change different things (classwise config lists each technique)"
+            )
 
 
 def check_combination(cls: type[Technique], args: dict[str, Any], method: type[Method], where: str) -> None:
@@ -272,10 +335,13 @@ def check_combination(cls: type[Technique], args: dict[str, Any], method: type[M
 
 
 def make_technique(name: str, args: dict[str, Any], counts: torch.Tensor, epochs: int, method: type[Method]) -> Balance:
-    """Build technique ``name`` with ``args`` for the loop; impossible options fail here, before training."""
-    cls = TECHNIQUES.get(name)
-    check_combination(cls, args, method, "balance")
-    try:
-        return Balance(cls(counts, epochs, method, **args))
-    except TypeError as exc:
-        raise ConfigError(f"balance: {name}: {exc}") from None
+    """Build technique ``name`` (or the combination ``a+b``) with ``args`` for the loop; impossible
+    options fail here, before training."""
+    check_balance(name, args, method)
+    built = []
+    for part, part_args in components(name, args):
+        try:
+            built.append(TECHNIQUES.get(part)(counts, epochs, method, **part_args))
+        except TypeError as exc:
+            raise ConfigError(f"balance: {part}: {exc}") from None
+    return Balance(*built)

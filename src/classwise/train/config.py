@@ -31,7 +31,7 @@ from classwise.compute import PRECISIONS
 from classwise.config import apply_overrides, describe, dump_yaml, field_help, from_plain, load_yaml, to_plain
 from classwise.errors import ConfigError
 from classwise.evaluate.spec import AttackSpec, EvalSpec
-from classwise.train.balance import TECHNIQUES, check_combination, technique_options
+from classwise.train.balance import TECHNIQUES, check_balance, technique_options
 from classwise.train.methods import METHODS
 from classwise.train.schedules import SCHEDULES
 from classwise.train.selection import SELECTION
@@ -144,9 +144,14 @@ class BalanceConfig:
     """A long-tail or robust-fairness technique and its options (``classwise config`` lists them)."""
 
     name: str = field_help(
-        "none, reweight, resample, focal, ldam, logit-adjust, class-eps, frl, cfa, ...", default="none"
+        "none, reweight, resample, focal, ldam, logit-adjust, class-eps, frl, cfa, ...; a+b combines "
+        "techniques that change different things",
+        default="none",
     )
-    args: dict[str, Any] = field_help("the technique's options, e.g. {gamma: 2}", default_factory=dict)
+    args: dict[str, Any] = field_help(
+        "the technique's options, e.g. {gamma: 2}; a combination's under each name, {focal: {gamma: 2}}",
+        default_factory=dict,
+    )
 
 
 SECTIONS = {
@@ -196,7 +201,7 @@ class TrainConfig:
         self.method.options()
         if method.adversarial and self.threat.eps == 0:
             raise ConfigError(f"{self.method.name} needs threat.eps > 0; use method standard for eps 0")
-        check_combination(TECHNIQUES.get(self.balance.name), self.balance.args, method, "balance")
+        check_balance(self.balance.name, self.balance.args, method, "balance")
 
     # --- derived settings -------------------------------------------------------------------
 
