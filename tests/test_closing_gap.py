@@ -114,7 +114,7 @@ def test_the_page_says_how_often_cfa_weight_averaging_engaged() -> None:
 
     def run(flags: list[bool], name: str = "cfa", **args: float) -> SimpleNamespace:
         history = [{"epoch": i, "val": {"weights_averaged": f}} for i, f in enumerate(flags)] + [{"epoch": 9}]
-        if name != "cfa":
+        if "cfa" not in name:
             history = [{"epoch": 0, "val": {"robust_mean": 0.3}}]
         config = {"balance": {"name": name, "args": args}}
         return SimpleNamespace(model=SimpleNamespace(history=history, config=config))
@@ -127,3 +127,17 @@ def test_the_page_says_how_often_cfa_weight_averaging_engaged() -> None:
     given = page("trades", "cfa", {0: run([False], fawa_threshold=0.05)})
     assert "0 of 1 validations" in given and "fawa_threshold, 0.05)" in given
     assert page("pgd-at", "none", {0: run([], "none")}) == ""  # no averaging technique: no lines
+    combined = run([True], "resample+cfa")
+    combined.model.config["balance"]["args"] = {"cfa": {"fawa_threshold": 0.3}}
+    assert "fawa_threshold, 0.3)" in page("pgd-at", "resample+cfa", {0: combined})
+
+
+def test_a_combination_is_labelled_with_each_technique_s_options() -> None:
+    from classwise.report.closing_gap import technique
+
+    def run(name: str, args: dict) -> SimpleNamespace:
+        return SimpleNamespace(model=SimpleNamespace(config={"balance": {"name": name, "args": args}}))
+
+    assert technique(run("focal", {"gamma": 2})) == "focal (gamma=2)"
+    label = technique(run("class-eps+adaptive-reweight", {"class-eps": {"lam": 0.3}}))
+    assert label == "class-eps+adaptive-reweight (class-eps.lam=0.3)"
