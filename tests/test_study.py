@@ -72,6 +72,19 @@ def test_expansion_counts_hashes_and_dotted_keys(tmp_path: Path) -> None:
     assert [r.run_id for r in again.runs] == [r.run_id for r in study.runs]
 
 
+def test_a_grid_that_drops_an_option_by_switching_the_method_warns_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = _study(tmp_path, {"seed": [0, 1], "with": [{"method.name": "trades"}]})
+    doc = yaml.safe_load(path.read_text())
+    doc["base"]["method"] = {"name": "pgd-at", "args": {"steps": 2}}
+    path.write_text(yaml.safe_dump(doc))
+    with caplog.at_level("WARNING"):
+        study = load_study(path)
+    assert caplog.text.count("method.name=trades starts method.args afresh and drops steps=2") == 1
+    assert {r.config.method.options().steps for r in study.runs} == {10}  # the warning changes nothing
+
+
 def test_local_run_records_every_class_and_skips_finished_runs(tmp_path: Path) -> None:
     study = load_study(_study(tmp_path, {"seed": [0, 1]}))
     out = run_study(study, tmp_path / "s", progress=False)
@@ -189,7 +202,7 @@ def test_unknown_executor_and_unreachable_ray(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "preset", sorted((ROOT / "studies").rglob("question_*.yaml")), ids=lambda p: p.parent.name + "/" + p.stem
 )
-def test_presets_expand(preset: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_presets_expand(preset: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     def datasets(node: object) -> list[str]:
         if isinstance(node, list):
             return [d for item in node for d in datasets(item)]
@@ -207,6 +220,7 @@ def test_presets_expand(preset: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("CLASSWISE_DATA", str(REAL_DATA.resolve()))
     study = load_study(preset)
     assert len(study.runs) >= 12
+    assert "args afresh" not in caplog.text  # no grid entry loses an option by switching a piece
 
 
 def test_a_second_study_run_on_the_same_folder_is_refused(tmp_path: Path) -> None:

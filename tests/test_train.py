@@ -76,6 +76,21 @@ def test_overrides_use_one_syntax_and_fractions_work_everywhere(tmp_path: Path) 
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
 
 
+def test_switching_a_piece_warns_when_it_drops_options_the_new_piece_takes(caplog: pytest.LogCaptureFixture) -> None:
+    from classwise.train.config import dropped_options
+
+    pgd3 = TrainConfig().with_overrides({"method.name": "pgd-at", "method.args.steps": 3}).to_dict()
+    (message,) = dropped_options(pgd3, {"method.name": "trades"})  # TRADES takes steps: 3 would be lost
+    assert message.startswith("method.name=trades starts method.args afresh and drops steps=3")
+    assert dropped_options(pgd3, {"method.name": "standard"}) == []  # standard training has no steps
+    assert dropped_options(pgd3, {"method.name": "trades", "method.args": {"steps": 3}}) == []
+    cfa = {**pgd3, "balance": {"name": "cfa", "args": {"lambda1": 0.3}}}
+    assert dropped_options(cfa, {"balance.name": "focal"}) == []  # focal has no lambda1
+    with caplog.at_level("WARNING"):
+        trades = TrainConfig.from_dict(pgd3).with_overrides(["method.name=trades"])
+    assert trades.method.args == {} and "drops steps=3" in caplog.text
+
+
 def test_step_size_defaults_follow_the_papers() -> None:
     pgd_at = METHODS.get("pgd-at")(TrainConfig().method.options(), 8 / 255)
     x, y = torch.zeros(2, 3, 8, 8), torch.tensor([0, 1])

@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import logging
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,9 @@ from classwise.data import locate
 from classwise.errors import ClasswiseError, ConfigError
 from classwise.evaluate import EvalSpec
 from classwise.train import TrainConfig
+from classwise.train.config import dropped_options
+
+log = logging.getLogger(__name__)
 
 TOP_LEVEL = {"name", "base", "grid", "evaluation", "retries", "description"}
 SETTINGS = tuple(f.name for f in fields(TrainConfig))
@@ -102,9 +106,13 @@ def load_study(path: str | Path) -> Study:
 def expand(study: Study, where: str = "study") -> list[Run]:
     """The grid's runs in a stable order, each validated as a :class:`TrainConfig`."""
     keys = list(study.grid)
-    runs, seen = [], set()
+    runs, seen, warned = [], set(), set()
     for values in itertools.product(*(study.grid[k] for k in keys)):
         overrides = dict(zip(keys, values, strict=True))
+        for message in dropped_options(study.base, _assignments(overrides)):
+            if message not in warned:  # once per study, not once per seed
+                warned.add(message)
+                log.warning("%s: %s", where, message)
         config = _resolve(study.base, overrides, where)
         run_id = run_hash(config)
         if run_id not in seen:  # two grid points may resolve to the same run
@@ -113,11 +121,16 @@ def expand(study: Study, where: str = "study") -> list[Run]:
     return runs
 
 
-def _resolve(base: dict[str, Any], overrides: dict[str, Any], where: str) -> TrainConfig:
+def _assignments(overrides: dict[str, Any]) -> dict[str, Any]:
+    """A grid point's dotted-key settings, the ``with`` entry's included."""
     assignments: dict[str, Any] = {}
     for key, value in overrides.items():
         assignments.update(value if key == "with" else {key: value})
-    values = apply_overrides(base, assignments)
+    return assignments
+
+
+def _resolve(base: dict[str, Any], overrides: dict[str, Any], where: str) -> TrainConfig:
+    values = apply_overrides(base, _assignments(overrides))
     try:
         return TrainConfig.from_dict(values)
     except ConfigError as exc:

@@ -22,19 +22,31 @@ args: switching its name by an override starts its args afresh unless the overri
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from classwise.compute import PRECISIONS
-from classwise.config import apply_overrides, describe, dump_yaml, field_help, from_plain, load_yaml, to_plain
+from classwise.config import (
+    apply_overrides,
+    describe,
+    dump_yaml,
+    field_help,
+    from_plain,
+    load_yaml,
+    parse_assignment,
+    to_plain,
+)
 from classwise.errors import ConfigError
 from classwise.evaluate.spec import AttackSpec, EvalSpec
 from classwise.train.balance import TECHNIQUES, check_balance, technique_options
 from classwise.train.methods import METHODS
 from classwise.train.schedules import SCHEDULES
 from classwise.train.selection import SELECTION
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -259,8 +271,12 @@ class TrainConfig:
         return from_plain(cls, data, "")
 
     def with_overrides(self, assignments: Mapping[str, Any] | Iterable[str]) -> TrainConfig:
-        """This config with dotted-key overrides (``{"optim.lr": 0.05}`` or ``["optim.lr=0.05"]``)."""
-        return TrainConfig.from_dict(apply_overrides(self.to_dict(), assignments))
+        """This config with dotted-key overrides (``{"optim.lr": 0.05}`` or ``["optim.lr=0.05"]``);
+        a warning names any option that switching a piece dropped although the new piece takes it."""
+        items = dict(assignments.items() if isinstance(assignments, Mapping) else map(parse_assignment, assignments))
+        for message in dropped_options(self.to_dict(), items):
+            log.warning(message)
+        return TrainConfig.from_dict(apply_overrides(self.to_dict(), items))
 
     def replace(self, **sections: Any) -> TrainConfig:
         return replace(self, **sections)
@@ -276,6 +292,34 @@ class TrainConfig:
             return cls.from_dict(data)
         except ConfigError as exc:
             raise ConfigError(f"{path}: {exc}") from None
+
+
+def dropped_options(tree: Mapping[str, Any], assignments: Mapping[str, Any]) -> list[str]:
+    """What switching a piece silently loses: for ``method`` and ``balance``, the options of
+    ``tree`` that setting ``X.name`` starts afresh (:func:`~classwise.config.apply_overrides`)
+    although the new piece takes them too, one message per piece. Switching PGD-AT with ``steps: 3``
+    to TRADES drops the 3 steps, and TRADES takes ``steps``: the run would attack with TRADES'
+    default instead; switching to standard training drops them silently, as it has no steps."""
+    resolved = apply_overrides(tree, assignments)
+    messages = []
+    for section in ("method", "balance"):
+        given = (tree.get(section) or {}).get("args") or {}
+        kept = (resolved.get(section) or {}).get("args") or {}
+        lost = {k: v for k, v in given.items() if k not in kept}
+        if not lost:
+            continue
+        carried = apply_overrides(resolved, {f"{section}.args.{k}": v for k, v in lost.items()})
+        try:
+            TrainConfig.from_dict(carried)
+        except (ConfigError, TypeError, ValueError):
+            continue  # the new piece does not take them: nothing lost
+        name = resolved[section].get("name")
+        shown = ", ".join(f"{k}={v}" for k, v in lost.items())
+        messages.append(
+            f"{section}.name={name} starts {section}.args afresh and drops {shown}, which {name} also takes; "
+            f"set {section}.args together with the name to keep {'it' if len(lost) == 1 else 'them'}"
+        )
+    return messages
 
 
 def setting_rows() -> list[tuple[str, str, str]]:
