@@ -190,6 +190,18 @@ def test_status_export_and_confirmation(tmp_path: Path, capsys: pytest.CaptureFi
     assert "pass --yes" in capsys.readouterr().err
 
 
+def test_an_edited_grid_is_the_plan_and_keeps_finished_runs(tmp_path: Path) -> None:
+    runs = load_study(_study(tmp_path, {"seed": [0, 1, 2]})).runs
+    store = Store(tmp_path / "s" / STORE)
+    store.register(runs)
+    store.claim(runs[0].run_id, "w", 1)
+    store.finish(runs[0].run_id, [], {})  # seed 0 finished; seed 1 left running by a killed study
+    store.claim(runs[1].run_id, "w", 1)
+    store.register((runs[2],))  # the grid now holds seed 2 only
+    rows = {r["run_id"]: r["status"] for r in store.runs()}
+    assert rows == {runs[2].run_id: "pending", runs[0].run_id: "done"}
+
+
 def test_unknown_executor_and_unreachable_ray(tmp_path: Path) -> None:
     study = load_study(_study(tmp_path, {"seed": [0]}))
     with pytest.raises(ConfigError, match="unknown executor"):

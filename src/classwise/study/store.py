@@ -88,13 +88,20 @@ class Store:
             db.execute("COMMIT")
 
     def register(self, runs: tuple[Run, ...]) -> None:
-        """Add runs not yet known (a re-run or extended study keeps finished runs)."""
+        """Make the grid the plan: add runs not yet known, put every run at its place in the grid,
+        and forget runs an edited grid no longer holds unless they finished (a re-run or extended
+        study keeps finished runs; a run taken out or renamed before it finished is not planned)."""
         with self.transaction() as db:
+            db.execute("CREATE TEMP TABLE grid (run_id TEXT PRIMARY KEY)")
+            db.executemany("INSERT OR IGNORE INTO grid VALUES (?)", [(run.run_id,) for run in runs])
+            db.execute("DELETE FROM runs WHERE status != 'done' AND run_id NOT IN (SELECT run_id FROM grid)")
+            db.execute("DROP TABLE grid")
             for i, run in enumerate(runs):
                 db.execute(
                     "INSERT OR IGNORE INTO runs (run_id, position, config, overrides) VALUES (?, ?, ?, ?)",
                     (run.run_id, i, json.dumps(run.config.to_dict()), json.dumps(run.overrides)),
                 )
+                db.execute("UPDATE runs SET position=? WHERE run_id=?", (i, run.run_id))
 
     def release_stale(self) -> int:
         """Runs left 'running' by a study that died go back to 'pending' (their run folder resumes)."""
