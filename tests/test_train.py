@@ -77,7 +77,11 @@ def test_overrides_use_one_syntax_and_fractions_work_everywhere(tmp_path: Path) 
 
 
 def test_switching_a_piece_warns_when_it_drops_options_the_new_piece_takes(caplog: pytest.LogCaptureFixture) -> None:
-    from classwise.train.config import dropped_options
+    from classwise.config import apply_overrides
+    from classwise.train.config import dropped_options as dropped
+
+    def dropped_options(tree: dict, assignments: dict) -> list[str]:
+        return dropped(tree, apply_overrides(tree, assignments))
 
     pgd3 = TrainConfig().with_overrides({"method.name": "pgd-at", "method.args.steps": 3}).to_dict()
     (message,) = dropped_options(pgd3, {"method.name": "trades"})  # TRADES takes steps: 3 would be lost

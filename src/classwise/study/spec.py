@@ -109,11 +109,12 @@ def expand(study: Study, where: str = "study") -> list[Run]:
     runs, seen, warned = [], set(), set()
     for values in itertools.product(*(study.grid[k] for k in keys)):
         overrides = dict(zip(keys, values, strict=True))
-        for message in dropped_options(study.base, _assignments(overrides)):
+        tree = apply_overrides(study.base, _assignments(overrides))
+        for message in dropped_options(study.base, tree):
             if message not in warned:  # once per study, not once per seed
                 warned.add(message)
                 log.warning("%s: %s", where, message)
-        config = _resolve(study.base, overrides, where)
+        config = _resolve(tree, overrides, where)
         run_id = run_hash(config)
         if run_id not in seen:  # two grid points may resolve to the same run
             seen.add(run_id)
@@ -129,10 +130,10 @@ def _assignments(overrides: dict[str, Any]) -> dict[str, Any]:
     return assignments
 
 
-def _resolve(base: dict[str, Any], overrides: dict[str, Any], where: str) -> TrainConfig:
-    values = apply_overrides(base, _assignments(overrides))
+def _resolve(tree: dict[str, Any], overrides: dict[str, Any], where: str) -> TrainConfig:
+    """``tree`` (the base with the grid point ``overrides`` applied) as a config, its errors naming the point."""
     try:
-        return TrainConfig.from_dict(values)
+        return TrainConfig.from_dict(tree)
     except ConfigError as exc:
         point = ", ".join(f"{k}={v}" for k, v in overrides.items())
         raise ConfigError(f"{where}: run [{point}]: {exc}") from None

@@ -98,10 +98,10 @@ class Store:
             db.execute("DROP TABLE grid")
             for i, run in enumerate(runs):
                 db.execute(
-                    "INSERT OR IGNORE INTO runs (run_id, position, config, overrides) VALUES (?, ?, ?, ?)",
+                    "INSERT INTO runs (run_id, position, config, overrides) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (run_id) DO UPDATE SET position=excluded.position",
                     (run.run_id, i, json.dumps(run.config.to_dict()), json.dumps(run.overrides)),
                 )
-                db.execute("UPDATE runs SET position=? WHERE run_id=?", (i, run.run_id))
 
     def release_stale(self) -> int:
         """Runs left 'running' by a study that died go back to 'pending' (their run folder resumes)."""

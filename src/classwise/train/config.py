@@ -36,7 +36,6 @@ from classwise.config import (
     field_help,
     from_plain,
     load_yaml,
-    parse_assignment,
     to_plain,
 )
 from classwise.errors import ConfigError
@@ -273,10 +272,11 @@ class TrainConfig:
     def with_overrides(self, assignments: Mapping[str, Any] | Iterable[str]) -> TrainConfig:
         """This config with dotted-key overrides (``{"optim.lr": 0.05}`` or ``["optim.lr=0.05"]``);
         a warning names any option that switching a piece dropped although the new piece takes it."""
-        items = dict(assignments.items() if isinstance(assignments, Mapping) else map(parse_assignment, assignments))
-        for message in dropped_options(self.to_dict(), items):
+        tree = self.to_dict()
+        resolved = apply_overrides(tree, assignments)
+        for message in dropped_options(tree, resolved):
             log.warning(message)
-        return TrainConfig.from_dict(apply_overrides(self.to_dict(), items))
+        return TrainConfig.from_dict(resolved)
 
     def replace(self, **sections: Any) -> TrainConfig:
         return replace(self, **sections)
@@ -294,13 +294,13 @@ class TrainConfig:
             raise ConfigError(f"{path}: {exc}") from None
 
 
-def dropped_options(tree: Mapping[str, Any], assignments: Mapping[str, Any]) -> list[str]:
+def dropped_options(tree: Mapping[str, Any], resolved: Mapping[str, Any]) -> list[str]:
     """What switching a piece silently loses: for ``method`` and ``balance``, the options of
-    ``tree`` that setting ``X.name`` starts afresh (:func:`~classwise.config.apply_overrides`)
-    although the new piece takes them too, one message per piece. Switching PGD-AT with ``steps: 3``
-    to TRADES drops the 3 steps, and TRADES takes ``steps``: the run would attack with TRADES'
-    default instead; switching to standard training drops them silently, as it has no steps."""
-    resolved = apply_overrides(tree, assignments)
+    ``tree`` that ``resolved`` (``tree`` after :func:`~classwise.config.apply_overrides`) started
+    afresh by setting ``X.name``, although the new piece takes them too, one message per piece.
+    Switching PGD-AT with ``steps: 3`` to TRADES drops the 3 steps, and TRADES takes ``steps``: the
+    run would attack with TRADES' default instead; switching to standard training drops them
+    silently, as it has no steps."""
     messages = []
     for section in ("method", "balance"):
         given = (tree.get(section) or {}).get("args") or {}
