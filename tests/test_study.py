@@ -18,6 +18,7 @@ from classwise.cli import main
 from classwise.data.official import DATASETS
 from classwise.errors import ClasswiseError, ConfigError
 from classwise.study import STORE, Store, export, load_study, run_study
+from classwise.study.spec import describe_point
 from tests.conftest import REAL_DATA
 from tests.synthetic import tiny, write_class_folders
 
@@ -167,6 +168,11 @@ def test_ray_and_local_give_the_same_per_class_results(tmp_path: Path) -> None:
         return [tuple(m.values()) for m in Store(tmp_path / d / STORE).metrics()]
 
     assert table("local") == table("ray")
+
+
+def test_status_shows_each_grid_point_whole() -> None:
+    point = {"seed": 1, "with": {"method.name": "trades", "method.args": {"steps": 3}, "balance.args": {"b": [1, 2]}}}
+    assert describe_point(point) == "seed=1 method.name=trades method.args={steps: 3} balance.args={b: [1, 2]}"
 
 
 def test_status_export_and_confirmation(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import fcntl
-import json
 import logging
 import multiprocessing as mp
 import os
@@ -35,7 +34,7 @@ from classwise.evaluate import per_class_rows
 from classwise.progress import progress_bar
 from classwise.provenance import versions
 from classwise.registry import Registry
-from classwise.study.spec import Run, Study
+from classwise.study.spec import Run, Study, describe_point
 from classwise.study.store import STORE_FILE, Store, worker_name
 from classwise.train import train
 from classwise.train.rundir import CONFIG
@@ -184,7 +183,7 @@ class RunStatus:
 
     def cells(self) -> tuple[str, ...]:
         seconds = f"{self.seconds:.0f}" if self.seconds else ""
-        return (self.run_id, json.dumps(self.overrides)[:60], self.status, str(self.attempts), seconds, self.error)
+        return (self.run_id, describe_point(self.overrides), self.status, str(self.attempts), seconds, self.error)
 
 
 def study_status(study: Study, study_dir: str | Path) -> list[RunStatus]:

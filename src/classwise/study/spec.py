@@ -31,6 +31,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from classwise.config import apply_overrides, load_yaml
 from classwise.data import locate
 from classwise.errors import ClasswiseError, ConfigError
@@ -128,6 +130,18 @@ def _assignments(overrides: dict[str, Any]) -> dict[str, Any]:
     for key, value in overrides.items():
         assignments.update(value if key == "with" else {key: value})
     return assignments
+
+
+def describe_point(overrides: dict[str, Any]) -> str:
+    """A grid point as its settings, whole and in order: ``seed=1 method.name=trades
+    method.args={steps: 3} balance.name=cfa`` (the ``with`` entry's settings inline)."""
+
+    def text(value: Any) -> str:
+        if isinstance(value, dict | list):
+            return yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=10**6).strip()
+        return str(value)
+
+    return " ".join(f"{key}={text(value)}" for key, value in _assignments(overrides).items())
 
 
 def _resolve(tree: dict[str, Any], overrides: dict[str, Any], where: str) -> TrainConfig:
