@@ -113,7 +113,9 @@ def test_the_page_says_how_often_cfa_weight_averaging_engaged() -> None:
     from classwise.report.closing_gap import averaging_part
 
     def run(flags: list[bool], name: str = "cfa", **args: float) -> SimpleNamespace:
-        history = [{"epoch": i, "val": {"weights_averaged": f}} for i, f in enumerate(flags)] + [{"epoch": 9}]
+        history = [
+            {"epoch": i, "val": {"weights_averaged": f, "robust_worst": 0.1 + 0.05 * i}} for i, f in enumerate(flags)
+        ] + [{"epoch": 9}]
         if "cfa" not in name:
             history = [{"epoch": 0, "val": {"robust_mean": 0.3}}]
         config = {"balance": {"name": name, "args": args}}
@@ -123,13 +125,17 @@ def test_the_page_says_how_often_cfa_weight_averaging_engaged() -> None:
         return "\n".join(averaging_part([Setting(method, name, runs)]))
 
     text = page("pgd-at", "cfa", {0: run([False, True, True]), 1: run([False, False, True])})
-    assert "pgd-at + cfa: 3 of 6 validations entered the weight average" in text and "fawa_threshold, 0.2)" in text
+    assert "pgd-at + cfa: 3 of 6 validations entered the weight average" in text
+    assert "fawa_threshold, 0.2; the highest these validations reached was 0.20)" in text  # epoch 2's 0.1 + 0.05·2
     given = page("trades", "cfa", {0: run([False], fawa_threshold=0.05)})
-    assert "0 of 1 validations" in given and "fawa_threshold, 0.05)" in given
+    assert (
+        "0 of 1 validations" in given
+        and "fawa_threshold, 0.05; the highest these validations reached was 0.10)" in given
+    )
     assert page("pgd-at", "none", {0: run([], "none")}) == ""  # no averaging technique: no lines
     combined = run([True], "resample+cfa")
     combined.model.config["balance"]["args"] = {"cfa": {"fawa_threshold": 0.3}}
-    assert "fawa_threshold, 0.3)" in page("pgd-at", "resample+cfa", {0: combined})
+    assert "fawa_threshold, 0.3;" in page("pgd-at", "resample+cfa", {0: combined})
 
 
 def test_a_combination_is_labelled_with_each_technique_s_options() -> None:

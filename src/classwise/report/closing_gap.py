@@ -188,12 +188,10 @@ def averaging_part(settings: Sequence[Setting]) -> list[str]:
     average, from each run's history (``val.weights_averaged``)."""
     lines = []
     for s in settings:
-        flags = [
-            bool(e["val"]["weights_averaged"])
-            for r in s.runs.values()
-            for e in r.model.history
-            if "weights_averaged" in (e.get("val") or {})
+        validations = [
+            e["val"] for r in s.runs.values() for e in r.model.history if "weights_averaged" in (e.get("val") or {})
         ]
+        flags = [bool(v["weights_averaged"]) for v in validations]
         if flags:
             balance = s.runs[min(s.runs)].model.config.get("balance") or {}
             options = {  # every option of the run's technique(s), defaults included
@@ -203,9 +201,11 @@ def averaging_part(settings: Sequence[Setting]) -> list[str]:
             }
             threshold = options.get("fawa_threshold")
             bar = f", {threshold:g}" if isinstance(threshold, float) else ""
+            highest = max((float(v["robust_worst"]) for v in validations if "robust_worst" in v), default=None)
+            reached = "" if highest is None else f"; the highest these validations reached was {highest:.2f}"
             lines.append(
                 f"- {s.label}: {sum(flags)} of {len(flags)} validations entered the weight average (FAWA takes an "
-                f"epoch only when its worst-class validation robust accuracy reaches fawa_threshold{bar})."
+                f"epoch only when its worst-class validation robust accuracy reaches fawa_threshold{bar}{reached})."
             )
     return ["", "Weight averaging:", "", *lines] if lines else []
 
