@@ -302,7 +302,7 @@ def check_balance(name: str, args: Mapping[str, Any], method: type[Method], wher
     two techniques of a combination taking the same role."""
     parts = components(name, args, where)
     for part, part_args in parts:
-        check_combination(TECHNIQUES.get(part), part_args, method, where)
+        _check_technique(TECHNIQUES.get(part), part_args, method, where)
     for what, roles in EXCLUSIVE_ROLES.items():
         takers = [part for part, _ in parts if issubclass(TECHNIQUES.get(part), roles)]
         if len(takers) > 1:
@@ -312,8 +312,8 @@ def check_balance(name: str, args: Mapping[str, Any], method: type[Method], wher
             )
 
 
-def check_combination(cls: type[Technique], args: dict[str, Any], method: type[Method], where: str) -> None:
-    """The checks that need no data: known options, and a method the technique works with."""
+def _check_technique(cls: type[Technique], args: dict[str, Any], method: type[Method], where: str) -> None:
+    """One technique's checks that need no data: known options, and a method it works with."""
     name = next(e.name for e in TECHNIQUES if e.factory is cls)
     if cls.requires_adversarial and not method.adversarial:
         raise ConfigError(f"{where}: {name} works with adversarial training only, not standard training")
