@@ -56,6 +56,7 @@ def test_a_technique_study_is_answered_as_question_c_with_paired_differences(tmp
         "with": [
             {"method.name": "pgd-at"},
             {"method.name": "pgd-at", "balance.name": "focal", "balance.args": {"gamma": 2}},
+            {"method.name": "trades"},
         ],
     }
     path = _study(tmp_path, grid)
@@ -71,12 +72,22 @@ def test_a_technique_study_is_answered_as_question_c_with_paired_differences(tmp
     assert main(["findings", "--study", str(tmp_path / "tech"), "--results", str(results), "--out", str(out)]) == 0
     text = out.read_text()
     assert "## Question (c): can the techniques close the gap? Study `tech`" in text
-    assert "4 of 4 planned runs have finished" in text
+    assert "6 of 6 planned runs have finished" in text
     # the paired row, by hand from the stored evaluations: worst-class robust accuracy, focal − base per seed
-    by = {(r.overrides["with"].get("balance.name", "none"), r.overrides["seed"]): r.run_id for r in study.runs}
+    by = {
+        (
+            r.overrides["with"]["method.name"],
+            r.overrides["with"].get("balance.name", "none"),
+            r.overrides["seed"],
+        ): r.run_id
+        for r in study.runs
+    }
     worst = []
     for seed in (0, 1):
-        evs = [read_evaluation(results / "study" / "tech" / "runs" / by[(t, seed)] / "eval") for t in ("none", "focal")]
+        evs = [
+            read_evaluation(results / "study" / "tech" / "runs" / by[("pgd-at", t, seed)] / "eval")
+            for t in ("none", "focal")
+        ]
         base, focal = (ev.robust(ev.headline).accuracy.min() for ev in evs)
         worst.append(focal - base)
     row = next(line for line in text.splitlines() if line.startswith("| pgd-at + focal (gamma=2) | pgd-at | 2 |"))
@@ -85,9 +96,11 @@ def test_a_technique_study_is_answered_as_question_c_with_paired_differences(tmp
     assert (tmp_path / "figures" / "closing-gap-pgd-at.png").read_bytes()[:4] == b"\x89PNG"
     assert "### The answer to (c) so far" in text and "pgd-at + focal (gamma=2) (worst class" in text
     # the later evaluation, copied with the runs (gzipped records), gives its own paired table
-    assert (results / "study" / "tech" / "runs" / by[("none", 0)] / "eval-fgsm" / "samples.csv.gz").exists()
+    assert (results / "study" / "tech" / "runs" / by[("pgd-at", "none", 0)] / "eval-fgsm" / "samples.csv.gz").exists()
     assert "The same pairs under `eval-fgsm`: fgsm at ε=4/255 (Linf), first 2 test images per class." in text
     assert text.count("| pgd-at + focal (gamma=2) | pgd-at | 2 |") == 2
+    # another method is paired with PGD-AT too, the goal's reference, under both evaluations
+    assert text.count("| trades | pgd-at | 2 |") == 2
 
 
 def test_study_evaluate_refuses_bad_names_and_folders(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
