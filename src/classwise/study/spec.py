@@ -149,8 +149,7 @@ def _resolve(tree: dict[str, Any], overrides: dict[str, Any], where: str) -> Tra
     try:
         return TrainConfig.from_dict(tree)
     except ConfigError as exc:
-        point = ", ".join(f"{k}={v}" for k, v in overrides.items())
-        raise ConfigError(f"{where}: run [{point}]: {exc}") from None
+        raise ConfigError(f"{where}: run [{describe_point(overrides)}]: {exc}") from None
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where}: run with {overrides}: a value has the wrong type ({exc})") from None
 
