@@ -92,8 +92,8 @@ def test_a_technique_study_is_answered_as_question_c_with_paired_differences(tmp
         worst.append(focal - base)
     row = next(line for line in text.splitlines() if line.startswith("| pgd-at + focal (gamma=2) | pgd-at | 2 |"))
     assert row.split(" | ")[3].startswith(f"{100 * np.mean(worst):+.1f} [")
-    assert "![Per-class change in robust accuracy against pgd-at](figures/closing-gap-pgd-at.png)" in text
-    assert (tmp_path / "figures" / "closing-gap-pgd-at.png").read_bytes()[:4] == b"\x89PNG"
+    assert "![Per-class change in robust accuracy against pgd-at](figures/closing-gap-tech-pgd-at.png)" in text
+    assert (tmp_path / "figures" / "closing-gap-tech-pgd-at.png").read_bytes()[:4] == b"\x89PNG"
     assert "### The answer to (c) so far" in text and "pgd-at + focal (gamma=2) (worst class" in text
     # the later evaluation, copied with the runs (gzipped records), gives its own paired table
     assert (results / "study" / "tech" / "runs" / by[("pgd-at", "none", 0)] / "eval-fgsm" / "samples.csv.gz").exists()

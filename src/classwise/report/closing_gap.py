@@ -317,7 +317,7 @@ def closing_gap_section(folder: Path) -> tuple[str, dict[str, bytes]]:
             continue
         names = base.runs[sorted(base.runs)[0]].model.class_names
         grid = np.array([p.per_class()[0] for p in group])
-        name = f"closing-gap-{method}.png"
+        name = f"closing-gap-{folder.name}-{method}.png"
         figs[name] = figures.difference_grid(
             grid,
             [f"{p.setting.label} ({len(p.seeds)})" for p in group],

@@ -47,15 +47,14 @@ def write_findings(results: str | Path, out: str | Path) -> Path:
         "original by about the size of the attack budget, so numbers are on that variant.",
         "",
     ]
-    figs: dict[str, bytes] = {}
-    for folder in studies:
-        text, f = closing_gap_section(folder) if is_technique_study(folder) else study_section(folder)
-        parts.append(text)
-        figs.update(f)
+    sections = [closing_gap_section(f) if is_technique_study(f) else study_section(f) for f in studies]
     if recipes:
-        parts.append(recipe_section(recipes))
-    for folder in paper:
-        text, f = paper_scale_section(folder)
+        sections.append((recipe_section(recipes), {}))
+    sections += [paper_scale_section(folder) for folder in paper]
+    figs: dict[str, bytes] = {}
+    for text, f in sections:
+        clash = figs.keys() & f.keys()
+        assert not clash, f"two sections of the findings write the same figure: {sorted(clash)}"
         parts.append(text)
         figs.update(f)
     figures_dir = out.parent / "figures"  # first the figures, then the page that shows them

@@ -131,6 +131,10 @@ def _slug(dataset: str) -> str:
     return dataset.lower().replace(" ", "-").replace("(", "").replace(")", "")
 
 
+def _figure(study: str, dataset: str) -> str:
+    return f"study-{study}-{_slug(dataset)}.png"
+
+
 def _by(runs: Sequence[StudyRun], **match: object) -> list[StudyRun]:
     return [r for r in runs if all(getattr(r, k) == v for k, v in match.items())]
 
@@ -139,7 +143,9 @@ def _methods(runs: Sequence[StudyRun], dataset: str) -> list[str]:
     return sorted({r.method for r in _by(runs, dataset=dataset)})
 
 
-def weakest_part(runs: Sequence[StudyRun], datasets: list[str], ans: Answers) -> tuple[list[str], dict[str, bytes]]:
+def weakest_part(
+    runs: Sequence[StudyRun], datasets: list[str], ans: Answers, study: str
+) -> tuple[list[str], dict[str, bytes]]:
     lines = [
         "Weakest classes, pooled over every run of a dataset and method (architectures, hyper-parameters, seeds):",
         "",
@@ -168,10 +174,10 @@ def weakest_part(runs: Sequence[StudyRun], datasets: list[str], ans: Answers) ->
                 if d.startswith("CIFAR-10"):
                     ans.weakest_cifar = with_intervals(robust, names, orob[:1])
         order = [int(k) for k in np.argsort(series[-1][1][0], kind="stable")]
-        figs[f"study-{_slug(d)}.png"] = figures.series_bars(names, series, order)
+        figs[_figure(study, d)] = figures.series_bars(names, series, order)
     columns = ("dataset", "method", "runs", "clean mean", "weakest clean", "robust mean", "weakest under attack")
     lines += markdown_table(columns, rows, "no run has finished yet")
-    lines += ["", *(f"![{d}: per-class accuracy pooled over runs](figures/study-{_slug(d)}.png)" for d in datasets)]
+    lines += ["", *(f"![{d}: per-class accuracy pooled over runs](figures/{_figure(study, d)})" for d in datasets)]
     return lines, figs
 
 
@@ -360,7 +366,7 @@ def study_section(folder: Path) -> tuple[str, dict[str, bytes]]:
         for d in datasets
     )
     ans = Answers()
-    weakest, figs = weakest_part(runs, datasets, ans)
+    weakest, figs = weakest_part(runs, datasets, ans, folder.name)
     lines = [
         title,
         "",
