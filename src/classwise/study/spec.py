@@ -151,7 +151,7 @@ def _resolve(tree: dict[str, Any], overrides: dict[str, Any], where: str) -> Tra
     except ConfigError as exc:
         raise ConfigError(f"{where}: run [{describe_point(overrides)}]: {exc}") from None
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{where}: run with {overrides}: a value has the wrong type ({exc})") from None
+        raise ConfigError(f"{where}: run [{describe_point(overrides)}]: a value has the wrong type ({exc})") from None
 
 
 # Settings added after studies had been run, with their defaults: a run that leaves one at its
