@@ -44,6 +44,26 @@ def test_paper_scale_numbers_come_from_the_stored_evaluations(folder: Path, tmp_
         assert f"mean {'within' if abs(dm) <= 3 else 'outside'}, worst class " in verdict
 
 
+@pytest.mark.skipif(not PAPER, reason="no paper-scale results committed")
+def test_a_figure_the_page_no_longer_shows_is_removed_and_nothing_else(tmp_path: Path) -> None:
+    import shutil
+
+    results, docs = tmp_path / "results", tmp_path / "docs"
+    shutil.copytree(PAPER[0], results / "paper-scale" / "gpu-old")
+    write_findings(results, docs / "findings.md")
+    figures = docs / "figures"
+    assert (figures / "paper-scale-gpu-old-per-class.png").exists()
+    (figures / "mine.png").write_bytes(b"kept")  # not the page's: never touched
+    listing = json.loads((figures / ".findings-figures.json").read_text())
+    # a hostile list may name files outside the folder, or files that are no figures
+    (figures / ".findings-figures.json").write_text(json.dumps([*listing, "../findings.md", "/etc/passwd", 3]))
+    (results / "paper-scale" / "gpu-old").rename(results / "paper-scale" / "gpu-new")
+    write_findings(results, docs / "findings.md")
+    assert sorted(p.name for p in figures.glob("*.png")) == ["mine.png", "paper-scale-gpu-new-per-class.png"]
+    assert "gpu-new" in (docs / "findings.md").read_text()
+    assert json.loads((figures / ".findings-figures.json").read_text()) == ["paper-scale-gpu-new-per-class.png"]
+
+
 def test_findings_without_results_is_one_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["findings", "--results", str(tmp_path), "--out", str(tmp_path / "f.md")]) == 2
     assert "holds no results yet" in capsys.readouterr().err

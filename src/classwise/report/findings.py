@@ -4,7 +4,8 @@ Every number on the page is read from result folders under ``results/`` (evaluat
 run folders with ``history.json``, and the ``timings.json`` a device session wrote beside them);
 the only numbers typed here are the published anchors, each with its source. Run
 ``classwise findings`` after new results are committed; the page and its figures are replaced
-atomically.
+atomically, and a figure the page no longer shows (listed in ``figures/.findings-figures.json``
+by the previous page) is removed.
 
 Sections: the study's questions (a) and (b) (``results/study/<name>/``, copied from a study
 folder by :func:`snapshot_study`; :mod:`classwise.report.study_answers`), question (c) from a
@@ -58,9 +59,30 @@ def write_findings(results: str | Path, out: str | Path) -> Path:
         parts.append(text)
         figs.update(f)
     figures_dir = out.parent / "figures"  # first the figures, then the page that shows them
+    written = _figures_written(figures_dir)
     write_files_atomically(figures_dir, {name: partial(_write, data) for name, data in figs.items()})
     write_files_atomically(out.parent, {out.name: partial(_write, "\n".join(parts).encode())})
+    for name in written - figs.keys():  # a figure the page no longer shows (a renamed study, say)
+        (figures_dir / name).unlink(missing_ok=True)
+    listing = json.dumps(sorted(figs), indent=1) + "\n"
+    write_files_atomically(figures_dir, {FIGURE_LIST: partial(_write, listing.encode())})
     return out
+
+
+FIGURE_LIST = ".findings-figures.json"
+
+
+def _figures_written(figures_dir: Path) -> set[str]:
+    """The figures the previous page wrote (its list beside them): the ones to remove once the new page
+    no longer shows them. Other files in the folder are never touched, nor names that are not plain
+    PNG file names in it."""
+    try:
+        names = json.loads((figures_dir / FIGURE_LIST).read_text())
+    except (OSError, ValueError):
+        return set()
+    if not isinstance(names, list):
+        return set()
+    return {n for n in names if isinstance(n, str) and n.endswith(".png") and Path(n).name == n}
 
 
 def _write(data: bytes, path: Path) -> None:
