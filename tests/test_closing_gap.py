@@ -98,6 +98,7 @@ def test_a_technique_study_is_answered_as_question_c_with_paired_differences(tmp
     # the later evaluation, copied with the runs (gzipped records), gives its own paired table
     assert (results / "study" / "tech" / "runs" / by[("pgd-at", "none", 0)] / "eval-fgsm" / "samples.csv.gz").exists()
     assert "The same pairs under `eval-fgsm`: fgsm at ε=4/255 (Linf), first 2 test images per class." in text
+    assert "With 2 images of a class, one image is 50.0 points of its accuracy" in text  # what the subset resolves
     assert text.count("| pgd-at + focal (gamma=2) | pgd-at | 2 |") == 2
     # another method is paired with PGD-AT too, the goal's reference, under both evaluations
     assert text.count("| trades | pgd-at | 2 |") == 2
