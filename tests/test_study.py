@@ -196,6 +196,26 @@ def test_status_export_and_confirmation(tmp_path: Path, capsys: pytest.CaptureFi
     assert "pass --yes" in capsys.readouterr().err
 
 
+def test_only_runs_the_given_runs_in_their_order_and_keeps_the_rest_pending(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _study(tmp_path, {"seed": [0, 1, 2]})
+    runs = load_study(path).runs
+    base = ["study", "run", str(path), "--dir", str(tmp_path / "s")]
+    assert main([*base, "--only", runs[2].run_id, runs[0].run_id, runs[2].run_id]) == 0
+    assert "done 2, failed 0, pending 0 (of --only)" in capsys.readouterr().out
+    rows = {r["run_id"]: r for r in Store(tmp_path / "s" / STORE).runs()}
+    assert [rows[r.run_id]["status"] for r in runs] == ["done", "pending", "done"]
+    assert rows[runs[2].run_id]["finished"] < rows[runs[0].run_id]["finished"]  # the order given
+    assert main([*base, "--only", "nosuchrun"]) == 2  # refused before anything runs
+    assert "has no run 'nosuchrun'; 'classwise study status' lists its runs by id" in capsys.readouterr().err
+    assert {r["run_id"]: r["status"] for r in Store(tmp_path / "s" / STORE).runs()} == {
+        i: r["status"] for i, r in rows.items()
+    }
+    assert main(base) == 0  # the rest, later
+    assert {r["status"] for r in Store(tmp_path / "s" / STORE).runs()} == {"done"}
+
+
 def test_an_edited_grid_is_the_plan_and_keeps_finished_runs(tmp_path: Path) -> None:
     runs = load_study(_study(tmp_path, {"seed": [0, 1, 2]})).runs
     store = Store(tmp_path / "s" / STORE)

@@ -232,7 +232,7 @@ def cmd_study_run(args: argparse.Namespace) -> int:
     n = len(study.runs)
     axes = " × ".join(f"{k}: {len(v)}" for k, v in study.grid.items()) or "base only"
     print(f"study {study.name}: {n} runs ({axes}) in {_study_dir(args)}")
-    if n > CONFIRM_ABOVE and not args.yes:
+    if (len(set(args.only)) if args.only else n) > CONFIRM_ABOVE and not args.yes:
         if not sys.stdin.isatty():
             raise ClasswiseError(f"{n} runs is a lot; pass --yes to run them all")
         if input(f"run all {n}? [y/N] ").strip().lower() not in ("y", "yes"):
@@ -245,8 +245,11 @@ def cmd_study_run(args: argparse.Namespace) -> int:
         workers=args.workers,
         address=args.address,
         device=resolve_device(args.device),
+        only=args.only or (),
     )
-    print(f"done {result.done}, failed {result.failed}, pending {result.pending}")
+    print(
+        f"done {result.done}, failed {result.failed}, pending {result.pending}" + (" (of --only)" if args.only else "")
+    )
     if result.done:
         from classwise.report import collect
         from classwise.report.build import report_headline
@@ -475,6 +478,12 @@ def _add_study(sub: Any) -> None:
             p.add_argument("--address", default=None, help="Ray cluster address host:port (default: a local Ray)")
             p.add_argument("--device", default="auto", help="cpu, cuda, ... (default: cuda when available)")
             p.add_argument("--yes", action="store_true", help=f"run more than {CONFIRM_ABOVE} runs without asking")
+            p.add_argument(
+                "--only",
+                nargs="+",
+                metavar="RUN",
+                help="run just these runs, by id ('study status' lists them), in this order; the rest stay pending",
+            )
         if name == "evaluate":
             p.add_argument(
                 "--name",

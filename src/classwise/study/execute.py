@@ -21,8 +21,8 @@ import socket
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -130,20 +130,36 @@ def run_study(
     address: str | None = None,
     device: str = "cpu",
     progress: bool = True,
+    only: Sequence[str] = (),
 ) -> Outcome:
-    """Run every unfinished run of ``study``; finished runs (same id) are skipped."""
+    """Run every unfinished run of ``study``; finished runs (same id) are skipped. ``only``: run just
+    these runs (ids as ``study status`` shows them), in the order given, the rest staying pending;
+    the outcome then counts these runs."""
     execute = EXECUTORS.get(executor)
     if workers < 0:
         raise ConfigError(f"workers must be >= 0, got {workers}")
+    chosen = replace(study, runs=select(study, only)) if only else study
     study_dir = Path(study_dir)
     store = Store(study_dir / STORE)
     with exclusive(study_dir):
-        store.register(study.runs)
+        store.register(study.runs)  # the whole grid is the plan, whichever runs go now
         released = store.release_stale()
         if released:
             log.warning("%d run(s) of an interrupted study resume from their checkpoints", released)
-        execute(Execution(store, study, study_dir, device, progress, workers, address))
-    return outcome(store, study)
+        execute(Execution(store, chosen, study_dir, device, progress, workers, address))
+    return outcome(store, chosen)
+
+
+def select(study: Study, ids: Sequence[str]) -> tuple[Run, ...]:
+    """The study's runs with these ids, in the order given (a repeated id once)."""
+    by_id = {r.run_id: r for r in study.runs}
+    unknown = [i for i in ids if i not in by_id]
+    if unknown:
+        raise ConfigError(
+            f"study {study.name} has no run {', '.join(map(repr, unknown))}; "
+            "'classwise study status' lists its runs by id"
+        )
+    return tuple(by_id[i] for i in dict.fromkeys(ids))
 
 
 @contextlib.contextmanager
