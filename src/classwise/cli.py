@@ -232,10 +232,11 @@ def cmd_study_run(args: argparse.Namespace) -> int:
     n = len(study.runs)
     axes = " × ".join(f"{k}: {len(v)}" for k, v in study.grid.items()) or "base only"
     print(f"study {study.name}: {n} runs ({axes}) in {_study_dir(args)}")
-    if (len(set(args.only)) if args.only else n) > CONFIRM_ABOVE and not args.yes:
+    count = len(set(args.only)) if args.only else n
+    if count > CONFIRM_ABOVE and not args.yes:
         if not sys.stdin.isatty():
-            raise ClasswiseError(f"{n} runs is a lot; pass --yes to run them all")
-        if input(f"run all {n}? [y/N] ").strip().lower() not in ("y", "yes"):
+            raise ClasswiseError(f"{count} runs is a lot; pass --yes to run them all")
+        if input(f"run all {count}? [y/N] ").strip().lower() not in ("y", "yes"):
             print("nothing run")
             return 1
     result = run_study(
