@@ -227,12 +227,13 @@ def _study_dir(args: argparse.Namespace) -> Path:
 
 def cmd_study_run(args: argparse.Namespace) -> int:
     from classwise.study import load_study, run_study
+    from classwise.study.execute import select
 
     study = load_study(args.file)
     n = len(study.runs)
     axes = " × ".join(f"{k}: {len(v)}" for k, v in study.grid.items()) or "base only"
     print(f"study {study.name}: {n} runs ({axes}) in {_study_dir(args)}")
-    count = len(set(args.only)) if args.only else n
+    count = len(select(study, args.only)) if args.only else n  # an unknown id is refused before the question
     if count > CONFIRM_ABOVE and not args.yes:
         if not sys.stdin.isatty():
             raise ClasswiseError(f"{count} runs is a lot; pass --yes to run them all")
