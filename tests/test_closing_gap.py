@@ -10,7 +10,7 @@ import pytest
 
 from classwise.cli import main
 from classwise.evaluate import read_evaluation
-from classwise.report.closing_gap import Paired, Setting
+from classwise.report.closing_gap import Paired, Setting, goal_part
 from classwise.study import load_study, run_study
 from tests.test_study import _study
 
@@ -48,6 +48,21 @@ def test_the_goal_needs_a_5_point_worst_class_gain_above_0_at_most_2_points_of_m
     # the per-class change: class 0 gained what the worst class gained here
     change = p.per_class()
     assert change.shape == (3, 2) and np.isclose(change[0, 0], (0.06 + 0.07 + 0.06) / 3) and change[1, 0] > 0
+
+
+def test_the_closest_setting_breaks_a_printed_tie_by_the_surer_gain() -> None:
+    base = _setting("pgd-at", "none", [[0.10, 0.60], [0.10, 0.60], [0.10, 0.60]])
+    # both gain 2 points in the worst class on average; "sure" gains 2 every seed, "noisy" 0, 5 and 1
+    sure = _setting("pgd-at", "sure", [[0.12, 0.60], [0.12, 0.60], [0.12, 0.60]])
+    noisy = _setting("pgd-at", "noisy", [[0.10, 0.60], [0.15, 0.60], [0.11, 0.60]])
+    pairs = [Paired(s, base, [0, 1, 2]) for s in (noisy, sure)]
+    (verdict,) = [line for line in goal_part(pairs) if "Closest" in line]
+    assert "Goal not met" in verdict and "Closest: pgd-at + sure" in verdict
+    # a larger printed gain still wins over a surer smaller one
+    larger = _setting("pgd-at", "larger", [[0.10, 0.60], [0.16, 0.60], [0.11, 0.60]])
+    pairs.append(Paired(larger, base, [0, 1, 2]))
+    (verdict,) = [line for line in goal_part(pairs) if "Closest" in line]
+    assert "Closest: pgd-at + larger" in verdict
 
 
 def test_a_technique_study_is_answered_as_question_c_with_paired_differences(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -259,7 +260,7 @@ def goal_part(against_pgd: Sequence[Paired]) -> list[str]:
         lines.append(f"- **Goal met** ({goal}) by: " + "; ".join(_verdict(p) for p in met) + ".")
     else:
         cheap = [p for p in against_pgd if p.compare("mean", True).mean_difference >= -GOAL_COST] or list(against_pgd)
-        best = max(cheap, key=lambda p: p.compare("worst", True).mean_difference)
+        best = max(cheap, key=_closeness)
         verdict = "**Goal not decided yet**" if not judged else "**Goal not met**"
         why = "no setting has two seeds beside PGD-AT yet, so no interval" if not judged else "none does"
         lines.append(f"- {verdict} ({goal}): {why}. Closest: {_verdict(best)}.")
@@ -273,6 +274,13 @@ def goal_part(against_pgd: Sequence[Paired]) -> list[str]:
         f"lowered (interval below 0) by {', '.join(p.setting.label for p in widening) or 'none'}."
     )
     return lines
+
+
+def _closeness(p: Paired) -> tuple[float, float]:
+    """Rank by the worst-class gain as printed (0.1 points); a printed tie goes to the surer gain (higher low end)."""
+    worst = p.compare("worst", True)
+    low = worst.low if math.isfinite(worst.low) else -math.inf
+    return round(100 * worst.mean_difference, 1), low
 
 
 def _verdict(p: Paired) -> str:
