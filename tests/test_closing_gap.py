@@ -117,6 +117,16 @@ def test_a_technique_study_is_answered_as_question_c_with_paired_differences(tmp
     assert text.count("| pgd-at + focal (gamma=2) | pgd-at | 2 |") == 2
     # another method is paired with PGD-AT too, the goal's reference, under both evaluations
     assert text.count("| trades | pgd-at | 2 |") == 2
+    # the setting the verdict names is judged again under the later evaluation, with that table's numbers
+    lines = text.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("- **Goal"))
+    check = lines[at + 1]
+    assert check.startswith("  - ") and " under `eval-fgsm` (2 seeds): worst class " in check
+    label = check[4 : check.index(" under `eval-fgsm`")]
+    assert label in lines[at]
+    fgsm_row = [line for line in lines if line.startswith(f"| {label} | pgd-at | 2 |")][1].split(" | ")
+    assert f"worst class {fgsm_row[5]}, mean robust {fgsm_row[6].rstrip(' |')};" in check
+    assert check.endswith(("the goal holds there too.", "the goal does not hold there."))
 
 
 def test_study_evaluate_refuses_bad_names_and_folders(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -93,9 +93,18 @@ class Paired:
         bounds = np.array([analysis.mean_interval(diff[:, k]) for k in range(diff.shape[1])]).T
         return np.vstack([diff.mean(0), bounds])
 
-    def meets_goal(self) -> bool:
-        worst, mean = self.compare("worst", True), self.compare("mean", True)
+    def meets_goal(self, evaluation: str = "eval") -> bool:
+        worst, mean = self.compare("worst", True, evaluation), self.compare("mean", True, evaluation)
         return worst.mean_difference >= GOAL_GAIN and worst.low > 0 and mean.mean_difference >= -GOAL_COST
+
+    def under(self, evaluation: str) -> Paired | None:
+        """The pair over the seeds where both runs have the later evaluation ``eval-<name>``, if any."""
+        seeds = [
+            s
+            for s in self.seeds
+            if all((x.runs[s].path / evaluation / "evaluation.json").exists() for x in (self.setting, self.base))
+        ]
+        return Paired(self.setting, self.base, seeds) if seeds else None
 
 
 @functools.cache
@@ -217,17 +226,14 @@ def later_evaluation_part(pairs: Sequence[Paired], name: str) -> list[str]:
     where both runs of a pair have it."""
     rows, described, per_class = [], "", 0
     for p in pairs:
-        seeds = [
-            s for s in p.seeds if all((x.runs[s].path / name / "evaluation.json").exists() for x in (p.setting, p.base))
-        ]
-        if not seeds:
+        sub = p.under(name)
+        if sub is None:
             continue
-        sub = Paired(p.setting, p.base, seeds)
-        first = stored(p.base.runs[seeds[0]].path / name)
+        first = stored(p.base.runs[sub.seeds[0]].path / name)
         described, per_class = described or first.spec.describe(), per_class or int(first.clean().n.min())
         worst, mean = sub.compare("worst", True, name), sub.compare("mean", True, name)
         rows.append(
-            f"| {p.setting.label} | {p.base.label} | {len(seeds)} | {pct(float(worst.b.mean()))} | "
+            f"| {p.setting.label} | {p.base.label} | {len(sub.seeds)} | {pct(float(worst.b.mean()))} | "
             f"{pct(float(mean.b.mean()))} | {_difference(worst)} | {_difference(mean)} |"
         )
     if not rows:
@@ -245,8 +251,9 @@ def later_evaluation_part(pairs: Sequence[Paired], name: str) -> list[str]:
     return lines + markdown_table(columns, rows, "")
 
 
-def goal_part(against_pgd: Sequence[Paired]) -> list[str]:
-    """The goal against PGD-AT, judged for every setting that shares seeds with it."""
+def goal_part(against_pgd: Sequence[Paired], later: Sequence[str] = ()) -> list[str]:
+    """The goal against PGD-AT, judged for every setting that shares seeds with it; each setting the
+    verdict names is judged again under every later evaluation (``eval-<name>``) its runs have."""
     lines = ["", "### The answer to (c) so far", ""]
     judged = [p for p in against_pgd if len(p.seeds) >= 2]
     if not against_pgd:
@@ -258,12 +265,14 @@ def goal_part(against_pgd: Sequence[Paired]) -> list[str]:
     )
     if met:
         lines.append(f"- **Goal met** ({goal}) by: " + "; ".join(_verdict(p) for p in met) + ".")
+        lines += [check for p in met for name in later if (check := _check_under(p, name))]
     else:
         cheap = [p for p in against_pgd if p.compare("mean", True).mean_difference >= -GOAL_COST] or list(against_pgd)
         best = max(cheap, key=_closeness)
         verdict = "**Goal not decided yet**" if not judged else "**Goal not met**"
         why = "no setting has two seeds beside PGD-AT yet, so no interval" if not judged else "none does"
         lines.append(f"- {verdict} ({goal}): {why}. Closest: {_verdict(best)}.")
+        lines += [check for name in later if (check := _check_under(best, name))]
     if not judged:
         return lines
     closing = [p for p in judged if p.compare("worst", True).low > 0]
@@ -281,6 +290,25 @@ def _closeness(p: Paired) -> tuple[float, float]:
     worst = p.compare("worst", True)
     low = worst.low if math.isfinite(worst.low) else -math.inf
     return round(100 * worst.mean_difference, 1), low
+
+
+def _check_under(p: Paired, name: str) -> str | None:
+    """The same setting judged under a later evaluation, on the seeds that have it."""
+    sub = p.under(name)
+    if sub is None:
+        return None
+    worst, mean = sub.compare("worst", True, name), sub.compare("mean", True, name)
+    seeds = f"{len(sub.seeds)} seed{'s' if len(sub.seeds) != 1 else ''}"
+    if len(sub.seeds) < 2:
+        verdict = "one seed, so no interval to judge the goal by"
+    elif sub.meets_goal(name):
+        verdict = "the goal holds there too"
+    else:
+        verdict = "the goal does not hold there"
+    return (
+        f"  - {p.setting.label} under `{name}` ({seeds}): worst class {_difference(worst)}, "
+        f"mean robust {_difference(mean)}; {verdict}."
+    )
 
 
 def _verdict(p: Paired) -> str:
@@ -338,5 +366,5 @@ def closing_gap_section(folder: Path) -> tuple[str, dict[str, bytes]]:
         )
         lines += ["", f"![Per-class change in robust accuracy against {method}](figures/{name})"]
     if pgd is not None:
-        lines += goal_part([p for p in pairs if p.base is pgd])
+        lines += goal_part([p for p in pairs if p.base is pgd], later)
     return "\n".join(lines) + "\n", figs
