@@ -125,8 +125,23 @@ def test_a_technique_study_is_answered_as_question_c_with_paired_differences(tmp
     label = check[4 : check.index(" under `eval-fgsm`")]
     assert label in lines[at]
     fgsm_row = [line for line in lines if line.startswith(f"| {label} | pgd-at | 2 |")][1].split(" | ")
-    assert f"worst class {fgsm_row[5]}, mean robust {fgsm_row[6].rstrip(' |')};" in check
-    assert check.endswith(("the goal holds there too.", "the goal does not hold there."))
+    assert f"worst class {fgsm_row[5]}, mean robust {fgsm_row[6]};" in check
+    assert "; the goal holds there too." in check or "; the goal does not hold there." in check
+    assert check.endswith(f"The study's own attack on the same images: worst class {fgsm_row[7].rstrip(' |')}.")
+    # that last column, by hand: the study's PGD records on just the images FGSM was run on
+    restricted = []
+    for seed in (0, 1):
+        worst_on_subset = []
+        for t in ("none", "focal"):
+            folder = results / "study" / "tech" / "runs" / by[("pgd-at", t, seed)]
+            ev, subset = read_evaluation(folder / "eval"), read_evaluation(folder / "eval-fgsm")
+            keep = np.isin(ev.index, subset.index)
+            assert keep.sum() == len(subset.index) < len(ev.index)
+            robust = ev.headline.robust
+            worst_on_subset.append(min(robust[keep & (ev.labels == c)].mean() for c in range(ev.num_classes)))
+        restricted.append(worst_on_subset[1] - worst_on_subset[0])
+    focal = [line for line in lines if line.startswith("| pgd-at + focal (gamma=2) | pgd-at | 2 |")][1].split(" | ")
+    assert focal[7].startswith(f"{100 * np.mean(restricted):+.1f} [")
 
 
 def test_study_evaluate_refuses_bad_names_and_folders(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

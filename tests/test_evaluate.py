@@ -138,6 +138,15 @@ def _fake_eval(robust_by_key: dict[tuple[str, float], list[bool]]) -> Evaluation
     return Evaluation(CLASSES, "toy", "test", np.arange(4), labels, labels, recs, recs[:1])
 
 
+def test_an_evaluation_on_some_of_its_images_keeps_just_their_outcomes() -> None:
+    ev = _fake_eval({("pgd", 0.1): [True, False, True, False]})
+    sub = ev.on(np.array([3, 0, 99]))  # positions in the split; 99 was never evaluated
+    assert sub.index.tolist() == [0, 3] and sub.labels.tolist() == ev.labels[[0, 3]].tolist()
+    assert sub.headline.robust.tolist() == [True, False] and len(sub.records[0].broken_by) == 2
+    assert sub.robust(sub.headline).n.sum() == 2 and sub.analyses is None
+    assert len(ev.index) == 4  # the original is untouched
+
+
 def test_sanity_warnings_for_pgd_weaker_than_fgsm_and_rising_curves() -> None:
     ev = _fake_eval(
         {

@@ -206,6 +206,31 @@ class Evaluation:
         """The worst case at the largest ε: the robustness a table leads with."""
         return max(self.worst, key=lambda r: r.eps)
 
+    def on(self, index: np.ndarray) -> Evaluation:
+        """The same outcomes on just the images at these positions of the split (those it evaluated);
+        the analyses and targeted results, measured on all of its images, are left out."""
+        keep = np.isin(self.index, index)
+
+        def cut(r: AttackRecord) -> AttackRecord:
+            return replace(
+                r,
+                robust=r.robust[keep],
+                adv_pred=r.adv_pred[keep],
+                perturbation=r.perturbation[keep],
+                broken_by=r.broken_by[keep],
+            )
+
+        return replace(
+            self,
+            index=self.index[keep],
+            labels=self.labels[keep],
+            clean_pred=self.clean_pred[keep],
+            records=tuple(map(cut, self.records)),
+            worst=tuple(map(cut, self.worst)),
+            analyses=None,
+            targeted=None,
+        )
+
     def flows(self, record: AttackRecord | None = None) -> np.ndarray:
         """Where the attacked images of each class go: row shares of the confusion under attack."""
         return row_shares(self.confusion_adv(record or self.headline))
