@@ -281,7 +281,7 @@ def goal_part(against_pgd: Sequence[Paired], later: Sequence[str] = ()) -> list[
     met = [p for p in judged if p.meets_goal()]
     goal = (
         f"worst-class robust accuracy up by at least {100 * GOAL_GAIN:.0f} points over PGD-AT, its interval above 0, "
-        f"at a cost of at most {100 * GOAL_COST:.0f} points of mean robust accuracy"
+        f"at a cost of at most {100 * GOAL_COST:.0f} points of mean robust accuracy, under the study's own evaluation"
     )
     if met:
         lines.append(f"- **Goal met** ({goal}) by: " + "; ".join(_verdict(p) for p in met) + ".")
