@@ -305,6 +305,10 @@ def goal_part(against_pgd: Sequence[Paired], later: Sequence[str] = ()) -> list[
     return lines
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'s' if n != 1 else ''}"
+
+
 def _closeness(p: Paired) -> tuple[float, float]:
     """Rank by the worst-class gain as printed (0.1 points); a printed tie goes to the surer gain (higher low end)."""
     worst = p.compare("worst", True)
@@ -319,7 +323,6 @@ def _check_under(p: Paired, name: str) -> str | None:
         return None
     worst, mean = sub.compare("worst", True, name), sub.compare("mean", True, name)
     same_images = sub.compare("worst", True, images=name)
-    seeds = f"{len(sub.seeds)} seed{'s' if len(sub.seeds) != 1 else ''}"
     if len(sub.seeds) < 2:
         verdict = "one seed, so no interval to judge the goal by"
     elif sub.meets_goal(name):
@@ -327,7 +330,7 @@ def _check_under(p: Paired, name: str) -> str | None:
     else:
         verdict = "the goal does not hold there"
     return (
-        f"  - {p.setting.label} under `{name}` ({seeds}): worst class {_difference(worst)}, "
+        f"  - {p.setting.label} under `{name}` ({_count(len(sub.seeds), 'seed')}): worst class {_difference(worst)}, "
         f"mean robust {_difference(mean)}; {verdict}. The study's own attack on the same images: worst class "
         f"{_difference(same_images)}."
     )
@@ -337,7 +340,7 @@ def _verdict(p: Paired) -> str:
     worst, mean, clean = p.compare("worst", True), p.compare("mean", True), p.compare("mean", False)
     return (
         f"{p.setting.label} (worst class {_difference(worst)}, mean robust {_difference(mean)}, "
-        f"clean mean {_difference(clean)}, {len(p.seeds)} seed{'s' if len(p.seeds) != 1 else ''})"
+        f"clean mean {_difference(clean)}, {_count(len(p.seeds), 'seed')})"
     )
 
 
@@ -361,7 +364,7 @@ def closing_gap_section(folder: Path) -> tuple[str, dict[str, bytes]]:
         "",
         f"{len(finished)} of {total} planned runs have finished (results in `{'/'.join(folder.parts[-3:])}`): "
         f"{r0.dataset}, {r0.architecture}, ε={format_eps(r0.model.config['threat']['eps'])}, "
-        f"{len(settings)} setting{'s' if len(settings) != 1 else ''} so far. "
+        f"{_count(len(settings), 'setting')} so far. "
         + ("Left out because training diverged: " + "; ".join(diverged) + ". " if diverged else "")
         + f"Every run is evaluated with {r0.model.evaluation.spec.describe()}.",
         "",
