@@ -116,6 +116,32 @@ def test_a_study_snapshot_reads_back_the_same_and_answers_from_it(tmp_path: Path
     assert (tmp_path / "f.md").read_text() == before
 
 
+def test_a_study_continued_in_a_fresh_folder_keeps_the_runs_an_earlier_snapshot_holds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from classwise.study import load_study, run_study
+    from tests.test_study import _study
+
+    study = load_study(_study(tmp_path, {"seed": [0, 1]}))
+    first, second = (r.run_id for r in study.runs)
+    run_study(study, tmp_path / "s", progress=False, only=[first])
+    results = tmp_path / "results"
+    args = ["findings", "--study", str(tmp_path / "s"), "--results", str(results), "--out", str(tmp_path / "f.md")]
+    assert main(args) == 0
+    # the study folder is lost (a new machine); the study goes on in a fresh one with the other run
+    (tmp_path / "s").rename(tmp_path / "lost")
+    run_study(study, tmp_path / "s", progress=False, only=[second])
+    assert main(args) == 0
+    table = {e["run_id"]: e["status"] for e in json.loads((results / "study" / "s" / "runs.json").read_text())}
+    assert table == {first: "done", second: "done"}
+    assert "2 of 2 planned runs have finished" in (tmp_path / "f.md").read_text()
+    # a table that is not one is refused with what to do, and is left as it was
+    (results / "study" / "s" / "runs.json").write_text('{"run_id": 3}')
+    assert main(args) == 2
+    assert "is not a runs table written by classwise findings" in capsys.readouterr().err
+    assert (results / "study" / "s" / "runs.json").read_text() == '{"run_id": 3}'
+
+
 def test_findings_of_a_folder_that_is_no_study_is_one_clear_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

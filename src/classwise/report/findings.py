@@ -96,22 +96,41 @@ EVAL_FILES = ("evaluation.json", "per_class.csv", "analyses.json")
 def snapshot_study(study_dir: str | Path, results: str | Path) -> Path:
     """Copy a study's finished runs in small form into ``results/study/<study folder name>/``:
     per run its config, history and evaluation files (per-sample records gzipped, no checkpoint),
-    and the runs table (grid values, status, seconds). Runs already copied are kept."""
+    and the runs table (grid values, status, seconds). Runs already copied are kept, and so is
+    their ``done`` in the table when this study folder does not hold them finished (a study
+    continued in a fresh folder, on another machine, after its earlier folder was lost)."""
     from classwise.study import STORE, Store
 
     study_dir = Path(study_dir)
     if not (study_dir / STORE).exists():
         raise ClasswiseError(f"{study_dir} is not a study folder (no {STORE}); give the --dir of a classwise study run")
     dest = Path(results) / "study" / study_dir.name
+    earlier = {e["run_id"]: e for e in _copied_runs(dest)}
     table = []
     for run in Store(study_dir / STORE).runs():
         entry = {k: run[k] for k in ("run_id", "status", "attempts", "seconds")}
         entry["overrides"] = json.loads(run["overrides"])
-        table.append(entry)
         if run["status"] == "done":
             copy_run(study_dir / "runs" / run["run_id"], dest / "runs" / run["run_id"])
+        table.append(earlier.pop(run["run_id"]) if run["status"] != "done" and run["run_id"] in earlier else entry)
+    table += earlier.values()  # finished earlier, and in no grid this folder planned: still results
     write_files_atomically(dest, {"runs.json": partial(_write, (json.dumps(table, indent=1) + "\n").encode())})
     return dest
+
+
+def _copied_runs(dest: Path) -> list[dict[str, Any]]:
+    """The entries of ``dest/runs.json`` marked done whose copy is complete."""
+    path = dest / "runs.json"
+    if not path.exists():
+        return []
+    try:
+        entries = json.loads(path.read_text())
+        done = [e for e in entries if e["status"] == "done"]
+        return [e for e in done if (dest / "runs" / str(e["run_id"]) / "eval" / "evaluation.json").exists()]
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ClasswiseError(
+            f"{path} is not a runs table written by classwise findings ({exc}); restore it from git"
+        ) from exc
 
 
 def copy_run(src: Path, out: Path) -> Path:
