@@ -298,7 +298,7 @@ def goal_part(against_pgd: Sequence[Paired], later: Sequence[str] = ()) -> list[
     closing = [p for p in judged if p.compare("worst", True).low > 0]
     widening = [p for p in judged if p.compare("worst", True).high < 0]
     lines.append(
-        f"- Worst-class robust accuracy against PGD-AT, over {len(judged)} setting(s) with at least two seeds: "
+        f"- Worst-class robust accuracy against PGD-AT, over {_count(len(judged), 'setting')} with at least two seeds: "
         f"raised (interval above 0) by {', '.join(p.setting.label for p in closing) or 'none'}; "
         f"lowered (interval below 0) by {', '.join(p.setting.label for p in widening) or 'none'}."
     )
