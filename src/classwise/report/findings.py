@@ -112,7 +112,8 @@ def snapshot_study(study_dir: str | Path, results: str | Path) -> Path:
         entry["overrides"] = json.loads(run["overrides"])
         if run["status"] == "done":
             copy_run(study_dir / "runs" / run["run_id"], dest / "runs" / run["run_id"])
-        table.append(earlier.pop(run["run_id"]) if run["status"] != "done" and run["run_id"] in earlier else entry)
+        copied = earlier.pop(run["run_id"], None)
+        table.append(copied if copied and run["status"] != "done" else entry)
     table += earlier.values()  # finished earlier, and in no grid this folder planned: still results
     write_files_atomically(dest, {"runs.json": partial(_write, (json.dumps(table, indent=1) + "\n").encode())})
     return dest
