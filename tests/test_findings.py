@@ -141,6 +141,11 @@ def test_a_study_continued_in_a_fresh_folder_keeps_the_runs_an_earlier_snapshot_
     assert main(args) == 2
     assert "is not a runs table written by classwise findings" in capsys.readouterr().err
     assert (results / "study" / "s" / "runs.json").read_text() == '{"run_id": 3}'
+    # nor one whose run ids name folders outside the snapshot, when the page is written from it
+    hostile = json.dumps([{"run_id": "../../lost", "status": "done", "overrides": {}}])
+    (results / "study" / "s" / "runs.json").write_text(hostile)
+    assert main(["findings", "--results", str(results), "--out", str(tmp_path / "f.md")]) == 2
+    assert "a run_id of letters and digits" in capsys.readouterr().err
 
 
 def test_findings_of_a_folder_that_is_no_study_is_one_clear_error(

@@ -11,7 +11,6 @@ its interval above 0, mean robust accuracy down by at most 2)."""
 from __future__ import annotations
 
 import functools
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,7 +23,14 @@ from classwise.attacks import format_eps
 from classwise.evaluate import Evaluation, read_evaluation
 from classwise.report import figures
 from classwise.report.paper_scale import pct
-from classwise.report.study_answers import StudyRun, markdown_table, pooled_accuracy, snapshot_runs, with_intervals
+from classwise.report.study_answers import (
+    StudyRun,
+    markdown_table,
+    pooled_accuracy,
+    runs_table,
+    snapshot_runs,
+    with_intervals,
+)
 from classwise.train import TECHNIQUES
 from classwise.train.balance import components, technique_options
 
@@ -34,7 +40,7 @@ STATISTICS = (("worst", True), ("mean", True), ("mean", False), ("worst", False)
 
 def is_technique_study(folder: Path) -> bool:
     """Whether the study's runs differ in their balancing technique (question (c))."""
-    entries = json.loads((folder / "runs.json").read_text())
+    entries = runs_table(folder)
     return any("balance.name" in {**e["overrides"], **(e["overrides"].get("with") or {})} for e in entries)
 
 

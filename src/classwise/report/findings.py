@@ -29,7 +29,7 @@ from classwise.evaluate.store import write_files_atomically
 from classwise.report.closing_gap import closing_gap_section, is_technique_study
 from classwise.report.paper_scale import paper_scale_section
 from classwise.report.recipe import recipe_section
-from classwise.report.study_answers import study_section
+from classwise.report.study_answers import finished_entries, study_section
 
 
 def write_findings(results: str | Path, out: str | Path) -> Path:
@@ -105,7 +105,7 @@ def snapshot_study(study_dir: str | Path, results: str | Path) -> Path:
     if not (study_dir / STORE).exists():
         raise ClasswiseError(f"{study_dir} is not a study folder (no {STORE}); give the --dir of a classwise study run")
     dest = Path(results) / "study" / study_dir.name
-    earlier = {e["run_id"]: e for e in _copied_runs(dest)}
+    earlier = {e["run_id"]: e for e in finished_entries(dest)} if (dest / "runs.json").exists() else {}
     table = []
     for run in Store(study_dir / STORE).runs():
         entry = {k: run[k] for k in ("run_id", "status", "attempts", "seconds")}
@@ -117,21 +117,6 @@ def snapshot_study(study_dir: str | Path, results: str | Path) -> Path:
     table += earlier.values()  # finished earlier, and in no grid this folder planned: still results
     write_files_atomically(dest, {"runs.json": partial(_write, (json.dumps(table, indent=1) + "\n").encode())})
     return dest
-
-
-def _copied_runs(dest: Path) -> list[dict[str, Any]]:
-    """The entries of ``dest/runs.json`` marked done whose copy is complete."""
-    path = dest / "runs.json"
-    if not path.exists():
-        return []
-    try:
-        entries = json.loads(path.read_text())
-        done = [e for e in entries if e["status"] == "done"]
-        return [e for e in done if (dest / "runs" / str(e["run_id"]) / "eval" / "evaluation.json").exists()]
-    except (ValueError, TypeError, KeyError) as exc:
-        raise ClasswiseError(
-            f"{path} is not a runs table written by classwise findings ({exc}); restore it from git"
-        ) from exc
 
 
 def copy_run(src: Path, out: Path) -> Path:

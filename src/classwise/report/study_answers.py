@@ -18,6 +18,7 @@ import numpy as np
 
 from classwise import analysis
 from classwise.attacks import format_eps
+from classwise.errors import ClasswiseError
 from classwise.evaluate import wilson_interval
 from classwise.report import figures
 from classwise.report.collect import ModelResult, model_from_folder
@@ -72,12 +73,44 @@ class Answers:
     clean_means: dict[str, tuple[float, float]] = field(default_factory=dict)  # dataset -> (standard, adversarial)
 
 
+def runs_table(folder: Path) -> list[dict[str, Any]]:
+    """A study snapshot's runs table (``runs.json``, written by
+    :func:`classwise.report.findings.snapshot_study`): one entry per planned run."""
+    path = folder / "runs.json"
+    try:
+        entries = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ClasswiseError(
+            f"{path} is not a runs table written by classwise findings ({exc}); restore it from git"
+        ) from exc
+    if not isinstance(entries, list) or not all(map(_is_entry, entries)):
+        raise ClasswiseError(
+            f"{path} is not a runs table written by classwise findings (expected a list of runs, each with "
+            "a run_id of letters and digits, status and overrides); restore it from git"
+        )
+    return entries
+
+
+def _is_entry(e: object) -> bool:
+    """A runs-table entry: a run id that names a folder inside the snapshot (no path), a status, the grid values."""
+    if not isinstance(e, dict) or not isinstance(e.get("run_id"), str):
+        return False
+    return e["run_id"].isalnum() and "status" in e and isinstance(e.get("overrides"), dict)
+
+
+def finished_entries(folder: Path) -> list[dict[str, Any]]:
+    """The runs table's entries marked done whose copy in the snapshot is complete."""
+    return [
+        e
+        for e in runs_table(folder)
+        if e["status"] == "done" and (folder / "runs" / e["run_id"] / "eval" / "evaluation.json").exists()
+    ]
+
+
 def study_runs(folder: Path) -> list[StudyRun]:
     out = []
-    for entry in json.loads((folder / "runs.json").read_text()):
+    for entry in finished_entries(folder):
         path = folder / "runs" / entry["run_id"]
-        if entry["status"] != "done" or not (path / "eval" / "evaluation.json").exists():
-            continue
         m = model_from_folder(entry["run_id"], path)
         c = m.config
         together = entry["overrides"].get("with") or {}
@@ -344,7 +377,7 @@ def answers_part(ans: Answers) -> list[str]:
 def snapshot_runs(folder: Path) -> tuple[list[StudyRun], list[StudyRun], int]:
     """A study snapshot's finished runs, those of them that did not diverge, and the runs planned."""
     finished = study_runs(folder)
-    return finished, [r for r in finished if not r.diverged], len(json.loads((folder / "runs.json").read_text()))
+    return finished, [r for r in finished if not r.diverged], len(runs_table(folder))
 
 
 def study_section(folder: Path) -> tuple[str, dict[str, bytes]]:
