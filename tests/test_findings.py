@@ -136,6 +136,18 @@ def test_a_study_continued_in_a_fresh_folder_keeps_the_runs_an_earlier_snapshot_
         table = [(e["run_id"], e["status"]) for e in json.loads((results / "study" / "s" / "runs.json").read_text())]
         assert sorted(table) == sorted([(first, "done"), (second, "done")])
     assert "2 of 2 planned runs have finished" in (tmp_path / "f.md").read_text()
+    # the grid is edited to drop seed 0 and the study goes on in another fresh folder: the earlier run stays
+    # in the results, marked as one the grid no longer plans, and the page does not count it as planned
+    (tmp_path / "s").rename(tmp_path / "lost again")
+    edited = load_study(_study(tmp_path, {"seed": [1]}))
+    assert [r.run_id for r in edited.runs] == [second]
+    run_study(edited, tmp_path / "s", progress=False)
+    assert main(args) == 0
+    table = json.loads((results / "study" / "s" / "runs.json").read_text())
+    assert {e["run_id"]: e.get("planned", True) for e in table} == {first: False, second: True}
+    page = (tmp_path / "f.md").read_text()
+    assert "1 of 1 planned runs have finished" in page
+    assert "with them 1 finished run of an earlier version of the grid, which the current grid no longer plans" in page
     # a table that is not one is refused with what to do, and is left as it was
     (results / "study" / "s" / "runs.json").write_text('{"run_id": 3}')
     assert main(args) == 2

@@ -27,6 +27,7 @@ from classwise.report.study_answers import (
     StudyRun,
     markdown_table,
     pooled_accuracy,
+    progress,
     runs_table,
     snapshot_runs,
     with_intervals,
@@ -392,8 +393,8 @@ def closing_gap_section(folder: Path) -> tuple[str, dict[str, bytes]]:
     lines = [
         title,
         "",
-        f"{len(finished)} of {total} planned runs have finished (results in `{'/'.join(folder.parts[-3:])}`): "
-        f"{r0.dataset}, {r0.architecture}, ε={format_eps(r0.model.config['threat']['eps'])}, "
+        f"{progress(folder, finished, total)}: {r0.dataset}, {r0.architecture}, "
+        f"ε={format_eps(r0.model.config['threat']['eps'])}, "
         f"{_count(len(settings), 'setting')} so far. "
         + ("Left out because training diverged: " + "; ".join(diverged) + ". " if diverged else "")
         + f"Every run is evaluated with {r0.model.evaluation.spec.describe()}.",

@@ -98,7 +98,8 @@ def snapshot_study(study_dir: str | Path, results: str | Path) -> Path:
     per run its config, history and evaluation files (per-sample records gzipped, no checkpoint),
     and the runs table (grid values, status, seconds). Runs already copied are kept, and so is
     their ``done`` in the table when this study folder does not hold them finished (a study
-    continued in a fresh folder, on another machine, after its earlier folder was lost)."""
+    continued in a fresh folder, on another machine, after its earlier folder was lost). A run
+    copied earlier that this folder's grid does not plan at all is kept with ``planned: false``."""
     from classwise.study import STORE, Store
 
     study_dir = Path(study_dir)
@@ -113,8 +114,9 @@ def snapshot_study(study_dir: str | Path, results: str | Path) -> Path:
         if run["status"] == "done":
             copy_run(study_dir / "runs" / run["run_id"], dest / "runs" / run["run_id"])
         copied = earlier.pop(run["run_id"], None)
-        table.append(copied if copied and run["status"] != "done" else entry)
-    table += earlier.values()  # finished earlier, and in no grid this folder planned: still results
+        table.append({**copied, "planned": True} if copied and run["status"] != "done" else entry)
+    # finished earlier, in no grid this folder planned (the grid was edited since): still results, marked
+    table += [{**e, "planned": False} for e in earlier.values()]
     write_files_atomically(dest, {"runs.json": partial(_write, (json.dumps(table, indent=1) + "\n").encode())})
     return dest
 

@@ -36,6 +36,7 @@ class StudyRun:
     seed: int
     variant: str  # ε and the hyper-parameters set together with the dataset
     path: Path  # the run's folder in the snapshot
+    planned: bool = True  # False: kept from an earlier snapshot of a grid that has been edited since
 
     @property
     def adversarial(self) -> bool:
@@ -95,7 +96,8 @@ def _is_entry(e: object) -> bool:
     """A runs-table entry: a run id that names a folder inside the snapshot (no path), a status, the grid values."""
     if not isinstance(e, dict) or not isinstance(e.get("run_id"), str):
         return False
-    return e["run_id"].isalnum() and "status" in e and isinstance(e.get("overrides"), dict)
+    planned = isinstance(e.get("planned", True), bool)
+    return e["run_id"].isalnum() and "status" in e and isinstance(e.get("overrides"), dict) and planned
 
 
 def finished_entries(folder: Path) -> list[dict[str, Any]]:
@@ -121,7 +123,8 @@ def study_runs(folder: Path) -> list[StudyRun]:
         ]
         variant = ", ".join([f"ε={format_eps(c['threat']['eps'])}", *extra])
         ds = display_name(m.evaluation.dataset)
-        out.append(StudyRun(m, ds, c["model"]["name"], c["method"]["name"], int(c["seed"]), variant, path))
+        planned = entry.get("planned", True)
+        out.append(StudyRun(m, ds, c["model"]["name"], c["method"]["name"], int(c["seed"]), variant, path, planned))
     return out
 
 
@@ -377,7 +380,23 @@ def answers_part(ans: Answers) -> list[str]:
 def snapshot_runs(folder: Path) -> tuple[list[StudyRun], list[StudyRun], int]:
     """A study snapshot's finished runs, those of them that did not diverge, and the runs planned."""
     finished = study_runs(folder)
-    return finished, [r for r in finished if not r.diverged], len(runs_table(folder))
+    total = sum(e.get("planned", True) for e in runs_table(folder))
+    return finished, [r for r in finished if not r.diverged], total
+
+
+def progress(folder: Path, finished: Sequence[StudyRun], total: int) -> str:
+    """How many of a snapshot's planned runs have finished, and how many finished runs of an earlier
+    version of its grid it keeps beside them."""
+    earlier = sum(not r.planned for r in finished)
+    text = (
+        f"{len(finished) - earlier} of {total} planned runs have finished (results in `{'/'.join(folder.parts[-3:])}`"
+    )
+    if earlier:
+        text += (
+            f"; with them {earlier} finished run{'s' if earlier != 1 else ''} of an earlier version of the grid, "
+            "which the current grid no longer plans"
+        )
+    return text + ")"
 
 
 def study_section(folder: Path) -> tuple[str, dict[str, bytes]]:
@@ -403,8 +422,7 @@ def study_section(folder: Path) -> tuple[str, dict[str, bytes]]:
     lines = [
         title,
         "",
-        f"{len(finished)} of {total} planned runs have finished (results in `{'/'.join(folder.parts[-3:])}`): "
-        f"{coverage}."
+        f"{progress(folder, finished, total)}: {coverage}."
         + (
             " Left out because training diverged (validation clean accuracy fell back to chance): "
             + "; ".join(collapsed)
