@@ -100,6 +100,12 @@ def _is_entry(e: object) -> bool:
     return e["run_id"].isalnum() and "status" in e and isinstance(e.get("overrides"), dict) and planned
 
 
+def is_planned(entry: dict[str, Any]) -> bool:
+    """Whether the study's current grid plans this runs-table entry (an entry without ``planned`` was
+    written before grids could be edited under a snapshot: planned)."""
+    return bool(entry.get("planned", True))
+
+
 def finished_entries(folder: Path) -> list[dict[str, Any]]:
     """The runs table's entries marked done whose copy in the snapshot is complete."""
     return [
@@ -123,8 +129,9 @@ def study_runs(folder: Path) -> list[StudyRun]:
         ]
         variant = ", ".join([f"ε={format_eps(c['threat']['eps'])}", *extra])
         ds = display_name(m.evaluation.dataset)
-        planned = entry.get("planned", True)
-        out.append(StudyRun(m, ds, c["model"]["name"], c["method"]["name"], int(c["seed"]), variant, path, planned))
+        out.append(
+            StudyRun(m, ds, c["model"]["name"], c["method"]["name"], int(c["seed"]), variant, path, is_planned(entry))
+        )
     return out
 
 
@@ -380,7 +387,7 @@ def answers_part(ans: Answers) -> list[str]:
 def snapshot_runs(folder: Path) -> tuple[list[StudyRun], list[StudyRun], int]:
     """A study snapshot's finished runs, those of them that did not diverge, and the runs planned."""
     finished = study_runs(folder)
-    total = sum(e.get("planned", True) for e in runs_table(folder))
+    total = sum(map(is_planned, runs_table(folder)))
     return finished, [r for r in finished if not r.diverged], total
 
 
