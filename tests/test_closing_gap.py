@@ -58,6 +58,7 @@ def test_the_closest_setting_breaks_a_printed_tie_by_the_surer_gain() -> None:
     pairs = [Paired(s, base, [0, 1, 2]) for s in (noisy, sure)]
     (verdict,) = [line for line in goal_part(pairs) if "Closest" in line]
     assert "Goal not met" in verdict and "Closest: pgd-at + sure" in verdict
+    assert "### The answer to (c) so far" in goal_part(pairs) and "### The answer to (c)" in goal_part(pairs, (), True)
     # a larger printed gain still wins over a surer smaller one
     larger = _setting("pgd-at", "larger", [[0.10, 0.60], [0.16, 0.60], [0.11, 0.60]])
     pairs.append(Paired(larger, base, [0, 1, 2]))
@@ -109,7 +110,9 @@ def test_a_technique_study_is_answered_as_question_c_with_paired_differences(tmp
     assert row.split(" | ")[3].startswith(f"{100 * np.mean(worst):+.1f} [")
     assert "![Per-class change in robust accuracy against pgd-at](figures/closing-gap-tech-pgd-at.png)" in text
     assert (tmp_path / "figures" / "closing-gap-tech-pgd-at.png").read_bytes()[:4] == b"\x89PNG"
-    assert "### The answer to (c) so far" in text and "pgd-at + focal (gamma=2) (worst class" in text
+    # every planned run has finished, so the answer is final, not "so far"
+    assert "\n### The answer to (c)\n" in text and "so far" not in text
+    assert "pgd-at + focal (gamma=2) (worst class" in text
     # the later evaluation, copied with the runs (gzipped records), gives its own paired table
     assert (results / "study" / "tech" / "runs" / by[("pgd-at", "none", 0)] / "eval-fgsm" / "samples.csv.gz").exists()
     assert "The same pairs under `eval-fgsm`: fgsm at ε=4/255 (Linf), first 2 test images per class." in text

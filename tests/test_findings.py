@@ -128,6 +128,7 @@ def test_a_study_continued_in_a_fresh_folder_keeps_the_runs_an_earlier_snapshot_
     results = tmp_path / "results"
     args = ["findings", "--study", str(tmp_path / "s"), "--results", str(results), "--out", str(tmp_path / "f.md")]
     assert main(args) == 0
+    assert "\n### The answers so far\n" in (tmp_path / "f.md").read_text()  # one of two planned runs: not final
     # the study folder is lost (a new machine); the study goes on in a fresh one with the other run
     (tmp_path / "s").rename(tmp_path / "lost")
     run_study(study, tmp_path / "s", progress=False, only=[second])
@@ -136,6 +137,7 @@ def test_a_study_continued_in_a_fresh_folder_keeps_the_runs_an_earlier_snapshot_
         table = [(e["run_id"], e["status"]) for e in json.loads((results / "study" / "s" / "runs.json").read_text())]
         assert sorted(table) == sorted([(first, "done"), (second, "done")])
     assert "2 of 2 planned runs have finished" in (tmp_path / "f.md").read_text()
+    assert "\n### The answers\n" in (tmp_path / "f.md").read_text()  # every planned run finished: final
     # the grid is edited to drop seed 0 and the study goes on in another fresh folder: the earlier run stays
     # in the results, marked as one the grid no longer plans, and the page does not count it as planned
     (tmp_path / "s").rename(tmp_path / "lost again")

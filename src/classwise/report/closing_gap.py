@@ -25,6 +25,7 @@ from classwise.report import figures
 from classwise.report.paper_scale import pct
 from classwise.report.study_answers import (
     StudyRun,
+    is_complete,
     markdown_table,
     pooled_accuracy,
     progress,
@@ -304,10 +305,11 @@ def later_evaluation_part(pairs: Sequence[Paired], name: str) -> list[str]:
     return lines + markdown_table(columns, rows, "")
 
 
-def goal_part(against_pgd: Sequence[Paired], later: Sequence[str] = ()) -> list[str]:
+def goal_part(against_pgd: Sequence[Paired], later: Sequence[str] = (), complete: bool = False) -> list[str]:
     """The goal against PGD-AT, judged for every setting that shares seeds with it; each setting the
-    verdict names is judged again under every later evaluation (``eval-<name>``) its runs have."""
-    lines = ["", "### The answer to (c) so far", ""]
+    verdict names is judged again under every later evaluation (``eval-<name>``) its runs have.
+    ``complete``: every planned run has finished, so the answer is final rather than "so far"."""
+    lines = ["", "### The answer to (c)" + ("" if complete else " so far"), ""]
     judged = [p for p in against_pgd if len(p.seeds) >= 2]
     if not against_pgd:
         return [*lines, "- No setting has finished beside a PGD-AT run of the same seed yet."]
@@ -378,6 +380,7 @@ def _verdict(p: Paired) -> str:
 def closing_gap_section(folder: Path) -> tuple[str, dict[str, bytes]]:
     """Markdown and figures for question (c) from one study snapshot."""
     finished, runs, total = snapshot_runs(folder)
+    complete = is_complete(finished, total)
     title = f"## Question (c): can the techniques close the gap? Study `{folder.name}`"
     if not runs:
         return f"{title}\n\nNo run of the study has finished yet ({total} planned).\n", {}
@@ -395,7 +398,7 @@ def closing_gap_section(folder: Path) -> tuple[str, dict[str, bytes]]:
         "",
         f"{progress(folder, finished, total)}: {r0.dataset}, {r0.architecture}, "
         f"ε={format_eps(r0.model.config['threat']['eps'])}, "
-        f"{_count(len(settings), 'setting')} so far. "
+        f"{_count(len(settings), 'setting')}{'' if complete else ' so far'}. "
         + ("Left out because training diverged: " + "; ".join(diverged) + ". " if diverged else "")
         + f"Every run is evaluated with {r0.model.evaluation.spec.describe()}.",
         "",
@@ -422,5 +425,5 @@ def closing_gap_section(folder: Path) -> tuple[str, dict[str, bytes]]:
         )
         lines += ["", f"![Per-class change in robust accuracy against {method}](figures/{name})"]
     if pgd is not None:
-        lines += goal_part([p for p in pairs if p.base is pgd], later)
+        lines += goal_part([p for p in pairs if p.base is pgd], later, complete)
     return "\n".join(lines) + "\n", figs

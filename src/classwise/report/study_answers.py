@@ -325,8 +325,8 @@ def explanations_part(runs: Sequence[StudyRun], datasets: list[str], ans: Answer
     return lines + markdown_table(columns, rows, "no adversarially trained run has finished yet")
 
 
-def answers_part(ans: Answers) -> list[str]:
-    lines = ["", "### The answers so far", ""]
+def answers_part(ans: Answers, complete: bool = False) -> list[str]:
+    lines = ["", "### The answers" + ("" if complete else " so far"), ""]
     claims = (
         ("The gap exists without attack (standard training, clean accuracy)", ans.gap_standard),
         ("Adversarial training keeps it (clean accuracy of the adversarially trained models)", ans.gap_adversarial),
@@ -391,6 +391,12 @@ def snapshot_runs(folder: Path) -> tuple[list[StudyRun], list[StudyRun], int]:
     return finished, [r for r in finished if not r.diverged], total
 
 
+def is_complete(finished: Sequence[StudyRun], total: int) -> bool:
+    """Whether every planned run of a snapshot has finished (diverged ones included), so that its
+    answers are final rather than "so far"."""
+    return sum(r.planned for r in finished) >= total
+
+
 def progress(folder: Path, finished: Sequence[StudyRun], total: int) -> str:
     """How many of a snapshot's planned runs have finished, and how many finished runs of an earlier
     version of its grid it keeps beside them."""
@@ -449,6 +455,6 @@ def study_section(folder: Path) -> tuple[str, dict[str, bytes]]:
         *stability_part(runs, datasets),
         *widening_part(runs, datasets, ans),
         *explanations_part(runs, datasets, ans),
-        *answers_part(ans),
+        *answers_part(ans, is_complete(finished, total)),
     ]
     return "\n".join(lines) + "\n", figs
