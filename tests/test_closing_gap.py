@@ -184,10 +184,18 @@ def test_the_page_says_how_often_cfa_weight_averaging_engaged() -> None:
     text = page("pgd-at", "cfa", {0: run([False, True, True]), 1: run([False, False, True])})
     assert "pgd-at + cfa: 3 of 6 validations entered the weight average" in text
     assert "fawa_threshold, 0.2; the highest these validations reached was 0.20)" in text  # epoch 2's 0.1 + 0.05·2
+    # the average starts as the first epoch taken, and each later one keeps 0.85 of it: run 0 took epochs 1
+    # and 2, so epoch 1 (worst class 0.15) holds 0.85 of its average; run 1 took only epoch 2 (0.20), all of it
+    assert (
+        "where the first epoch taken holds 85%–100% of the weights (fawa_decay 0.85 per later epoch taken; 2 runs); "
+        "those first epochs' worst-class validation robust accuracy was 0.15–0.20, against 0.20 at the runs' last "
+        "validation." in text
+    )
     given = page("trades", "cfa", {0: run([False], fawa_threshold=0.05)})
     assert (
         "0 of 1 validations" in given
         and "fawa_threshold, 0.05; the highest these validations reached was 0.10)" in given
+        and "first epoch taken" not in given  # nothing taken, no average to describe
     )
     assert page("pgd-at", "none", {0: run([], "none")}) == ""  # no averaging technique: no lines
     combined = run([True], "resample+cfa")

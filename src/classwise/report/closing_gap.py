@@ -260,8 +260,40 @@ def averaging_part(settings: Sequence[Setting]) -> list[str]:
             lines.append(
                 f"- {s.label}: {sum(flags)} of {len(flags)} validations entered the weight average (FAWA takes an "
                 f"epoch only when its worst-class validation robust accuracy reaches fawa_threshold{bar}{reached})."
+                + _first_epoch_share(s, options.get("fawa_decay"))
             )
     return ["", "Weight averaging:", "", *lines] if lines else []
+
+
+def _first_epoch_share(s: Setting, decay: object) -> str:
+    """How much of each run's evaluated average the first epoch it took still holds: the average starts
+    as that epoch's weights and every later epoch it takes keeps ``decay`` of it, so after k epochs
+    the first holds decay^(k-1). On a short schedule that is most of the average."""
+    if not isinstance(decay, float):
+        return ""
+    shares, first_worst, last_worst = [], [], []
+    for r in s.runs.values():
+        validations = [e["val"] for e in r.model.history if e.get("val")]
+        taken = [v for v in validations if v.get("weights_averaged")]
+        if taken:
+            shares.append(decay ** (len(taken) - 1))
+            first_worst.append(float(taken[0]["robust_worst"]))
+            last_worst.append(float(validations[-1]["robust_worst"]))
+    if not shares:
+        return ""
+    return (
+        f" Each run is evaluated with its average, where the first epoch taken holds {_span(shares, 100, '%')} of "
+        f"the weights (fawa_decay {decay:g} per later epoch taken; {_count(len(shares), 'run')}); those first "
+        f"epochs' worst-class validation robust accuracy was {_span(first_worst)}, against {_span(last_worst)} at "
+        "the runs' last validation."
+    )
+
+
+def _span(values: Sequence[float], scale: float = 1, unit: str = "") -> str:
+    """``0.52`` or ``0.44–0.61``: the range of a few values, as printed."""
+    digits = 0 if unit else 2
+    low, high = f"{scale * min(values):.{digits}f}", f"{scale * max(values):.{digits}f}"
+    return f"{low}{unit}" if low == high else f"{low}{unit}–{high}{unit}"
 
 
 def later_evaluation_part(pairs: Sequence[Paired], name: str) -> list[str]:
