@@ -190,6 +190,7 @@ def test_cfa_calibrates_eps_and_beta_from_training_robustness() -> None:
         ({"balance.name": "frl", "method.name": "pgd-at"}, "frl reweighs the natural and boundary parts.*trades"),
         ({"balance.name": "class-eps", "method.name": "standard"}, "adversarial training only"),
         ({"balance.name": "cfa", "balance.args.ccr": True}, "CCR calibrates TRADES"),
+        ({"balance.name": "cfa", "balance.args.fawa": "no"}, "fawa and ccr are switches, true or false"),
         ({"balance.name": "focal", "balance.args.alpha": 1}, r"balance.args: focal takes no option\(s\) \['alpha'\]"),
         ({"balance.name": "fokal"}, "Did you mean: focal"),
         ({"balance.name": "wat", "balance.args.eta": 0}, "eta .* must be > 0"),
@@ -225,6 +226,14 @@ def test_cfa_run_evaluates_its_weight_average_and_resumes_its_state(tmp_path: Pa
     assert state["technique"]["train_robust"] is not None and state["technique"]["average"] is not None
     assert result.test.clean().n.tolist() == [10, 10, 10]
     assert [h["val"]["weights_averaged"] for h in result.history] == [True, True]  # FAWA took both epochs
+    # without FAWA (the calibration alone) no average is kept or asked about, and best.pt is evaluated
+    cfg = TrainConfig.from_dict(tiny(settings | {"balance.args": {"fawa_threshold": 0.0, "fawa": False}}))
+    result = train(cfg, tmp_path / "ccm", progress=False)
+    assert not (tmp_path / "ccm" / "fawa.pt").exists()
+    source = json.loads((tmp_path / "ccm" / "eval" / "evaluation.json").read_text())["source"]["checkpoint"]
+    assert source.endswith("best.pt") and all("weights_averaged" not in h["val"] for h in result.history)
+    state = torch.load(tmp_path / "ccm" / "state.pt", weights_only=True)
+    assert state["technique"]["average"] is None
 
 
 def test_posthoc_adjusted_checkpoint_keeps_its_shift(tmp_path: Path) -> None:

@@ -133,6 +133,11 @@ class AveragingRole:
 
     average: dict[str, torch.Tensor] | None = None
 
+    @property
+    def keeps_average(self) -> bool:
+        """False where the technique's averaging is switched off (CFA's ``fawa: false``)."""
+        return True
+
     def average_decay(self, val_robust: torch.Tensor | None) -> float | None:
         """Decay with which to fold this epoch's weights into the average, or None to skip it."""
         raise NotImplementedError
@@ -224,12 +229,13 @@ class Balance:
         """The technique's new weight average after this validation, or None if it keeps none or
         did not change it."""
         t = self._role(AveragingRole)
-        return t.average if t and t.fold(weights, val_robust) else None
+        return t.average if t and t.keeps_average and t.fold(weights, val_robust) else None
 
     @property
     def averages(self) -> bool:
         """Whether the technique keeps a weight average (each validation then says if it took the epoch)."""
-        return self._role(AveragingRole) is not None
+        t = self._role(AveragingRole)
+        return t is not None and t.keeps_average
 
     def posthoc_logit_shift(self) -> torch.Tensor | None:
         t = self._role(PosthocRole)

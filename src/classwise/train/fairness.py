@@ -137,7 +137,8 @@ class CFA(Technique, BudgetRole, ObserverRole, AveragingRole):
     accuracy of class k (``lambda1`` 0.5 for PGD-AT, 0.3 for TRADES). CCR (TRADES only): β_k =
     (λ2 + t_k)·β and the loss is normalised by 1 + β_k. FAWA: an average of the weights (decay
     ``fawa_decay``) that only takes epochs whose worst-class validation robust accuracy is at
-    least ``fawa_threshold``; the run's final evaluation uses it."""
+    least ``fawa_threshold``; the run's final evaluation uses it. ``fawa: false`` leaves the
+    average out (the paper's ablation of CCM and CCR alone), so the run is evaluated with ``best.pt``."""
 
     requires_adversarial = True
 
@@ -152,6 +153,7 @@ class CFA(Technique, BudgetRole, ObserverRole, AveragingRole):
         begin: float = 0.05,
         fawa_decay: float = 0.85,
         fawa_threshold: float = 0.2,
+        fawa: bool = True,
     ) -> None:
         super().__init__(counts, epochs, method)
         if not 0 <= begin <= 1 or not 0 <= fawa_decay < 1:
@@ -159,7 +161,7 @@ class CFA(Technique, BudgetRole, ObserverRole, AveragingRole):
         self.lambda1, self.lambda2 = lambda1, lambda2
         self.ccr = method.uses_beta if ccr is None else ccr  # CCR calibrates TRADES' β where there is one
         self.begin = math.floor(begin * epochs)
-        self.fawa_decay, self.fawa_threshold = fawa_decay, fawa_threshold
+        self.fawa_decay, self.fawa_threshold, self.fawa = fawa_decay, fawa_threshold, fawa
         self.train_robust: torch.Tensor | None = None
 
     def class_eps(self, epoch: int, eps: float) -> torch.Tensor | None:
@@ -175,6 +177,10 @@ class CFA(Technique, BudgetRole, ObserverRole, AveragingRole):
     def observe_training(self, epoch: int, robust: torch.Tensor) -> None:
         self.train_robust = robust.float()
 
+    @property
+    def keeps_average(self) -> bool:
+        return self.fawa
+
     def average_decay(self, val_robust: torch.Tensor | None) -> float | None:
         if val_robust is None or float(val_robust.min()) < self.fawa_threshold:
             return None
@@ -185,6 +191,9 @@ class CFA(Technique, BudgetRole, ObserverRole, AveragingRole):
 
     @classmethod
     def check(cls, args: dict[str, Any], method: type[Method]) -> None:
+        switches = {k: args[k] for k in ("fawa", "ccr") if k in args and args[k] is not None}
+        if any(not isinstance(v, bool) for v in switches.values()):
+            raise ConfigError(f"cfa: fawa and ccr are switches, true or false; got {switches}")
         if args.get("ccr") and not method.uses_beta:
             raise ConfigError("cfa: CCR calibrates TRADES' β; this method has none: leave ccr out or set ccr=false")
 
