@@ -242,9 +242,10 @@ def averaging_part(settings: Sequence[Setting]) -> list[str]:
     average, from each run's history (``val.weights_averaged``)."""
     lines = []
     for s in settings:
-        validations = [
-            e["val"] for r in s.runs.values() for e in r.model.history if "weights_averaged" in (e.get("val") or {})
+        per_run = [
+            [e["val"] for e in r.model.history if "weights_averaged" in (e.get("val") or {})] for r in s.runs.values()
         ]
+        validations = [v for run in per_run for v in run]
         flags = [bool(v["weights_averaged"]) for v in validations]
         if flags:
             balance = s.runs[min(s.runs)].model.config.get("balance") or {}
@@ -260,21 +261,21 @@ def averaging_part(settings: Sequence[Setting]) -> list[str]:
             lines.append(
                 f"- {s.label}: {sum(flags)} of {len(flags)} validations entered the weight average (FAWA takes an "
                 f"epoch only when its worst-class validation robust accuracy reaches fawa_threshold{bar}{reached})."
-                + _first_epoch_share(s, options.get("fawa_decay"))
+                + _first_epoch_share(per_run, options.get("fawa_decay"))
             )
     return ["", "Weight averaging:", "", *lines] if lines else []
 
 
-def _first_epoch_share(s: Setting, decay: object) -> str:
+def _first_epoch_share(per_run: Sequence[Sequence[dict]], decay: object) -> str:
     """How much of each run's evaluated average the first epoch it took still holds: the average starts
     as that epoch's weights and every later epoch it takes keeps ``decay`` of it, so after k epochs
-    the first holds decay^(k-1). On a short schedule that is most of the average."""
+    the first holds decay^(k-1). On a short schedule that is most of the average. ``per_run``: each
+    run's validations that say whether they entered the average."""
     if not isinstance(decay, float):
         return ""
     shares, first_worst, last_worst = [], [], []
-    for r in s.runs.values():
-        validations = [e["val"] for e in r.model.history if e.get("val")]
-        taken = [v for v in validations if v.get("weights_averaged")]
+    for validations in per_run:
+        taken = [v for v in validations if v["weights_averaged"]]
         if taken:
             shares.append(decay ** (len(taken) - 1))
             first_worst.append(float(taken[0]["robust_worst"]))
