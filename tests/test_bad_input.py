@@ -278,6 +278,8 @@ CASES: list[tuple[str, Argv, str]] = [
     ("negative model width", _train(*_set("model.args.width=-4")), r"width must be >= 1"),
     ("unknown architecture", _train(*_set("model.name=resnet99")), r"unknown model 'resnet99'"),
     ("unknown architecture argument", _train(*_set("model.args.depthh=3")), r"has no argument"),
+    ("architecture argument of the wrong type", _train(*_set("model.args.width=abc")), r"expected a whole number"),
+    ("technique option of the wrong type", _train(*_set("balance.name=focal", "balance.args.gamma=two")), r"gamma"),
     ("unknown method", _train(*_set("method.name=madry")), r"unknown training method 'madry'"),
     ("0 attack steps", _train(*_set("method.args.steps=0")), r"steps must be >= 1"),
     ("eps beyond the image range", _train(*_set("threat.eps=2")), r"eps must be in \[0, 1\]"),

@@ -49,6 +49,13 @@ def test_every_technique_is_registered_and_builds() -> None:
     }
 
 
+def test_options_are_read_as_their_annotated_types() -> None:
+    # a fraction written as text is a number, as everywhere in a config; whole numbers are floats
+    assert _make("focal", gamma="1/2").gamma == 0.5
+    values = _make("class-eps", values=[1, "1/2", 0]).values
+    assert isinstance(values, torch.Tensor) and values.tolist() == [1.0, 0.5, 0.0]
+
+
 def test_uniform_weights_give_exactly_the_plain_loss() -> None:
     _, y, loss = _batch()
     for technique in (_make("none"), _make("reweight", scheme="user", weights=[1.0, 1.0, 1.0])):
@@ -190,7 +197,13 @@ def test_cfa_calibrates_eps_and_beta_from_training_robustness() -> None:
         ({"balance.name": "frl", "method.name": "pgd-at"}, "frl reweighs the natural and boundary parts.*trades"),
         ({"balance.name": "class-eps", "method.name": "standard"}, "adversarial training only"),
         ({"balance.name": "cfa", "balance.args.ccr": True}, "CCR calibrates TRADES"),
-        ({"balance.name": "cfa", "balance.args.fawa": "no"}, "fawa and ccr are switches, true or false"),
+        ({"balance.name": "cfa", "balance.args.fawa": "no"}, "cfa option fawa: expected true or false, got 'no'"),
+        ({"balance.name": "focal", "balance.args.gamma": "two"}, "focal option gamma: expected a number"),
+        ({"balance.name": "focal", "balance.args.gamma": True}, "focal option gamma: expected a number, got True"),
+        ({"balance.name": "frl", "method.name": "trades", "balance.args.mode": 1}, "frl option mode: expected a name"),
+        ({"balance.name": "reweight", "balance.args": {"scheme": "user", "weights": "1,2,3"}}, "expected a list"),
+        ({"balance.name": "class-eps", "balance.args.values": [0.1, "x", 0.1]}, r"values\[1\]: expected a number"),
+        ({"balance.name": "class-eps+wat", "balance.args": {"wat": {"eta": "fast"}}}, "wat option eta: expected"),
         ({"balance.name": "focal", "balance.args.alpha": 1}, r"balance.args: focal takes no option\(s\) \['alpha'\]"),
         ({"balance.name": "fokal"}, "Did you mean: focal"),
         ({"balance.name": "wat", "balance.args.eta": 0}, "eta .* must be > 0"),

@@ -65,6 +65,24 @@ def test_presets_and_arguments() -> None:
         _model("wrn_34_10", depth=28)
 
 
+@pytest.mark.parametrize(
+    ("name", "args", "match"),
+    [
+        ("small_cnn", {"width": "wide"}, "model 'small_cnn' argument width: expected a whole number, got 'wide'"),
+        ("small_cnn", {"width": 16.0}, "argument width: expected a whole number"),
+        ("small_cnn", {"width": 0}, "width must be >= 1"),
+        ("resnet20", {"depth": 2}, "6n\\+2"),  # no residual block left
+        ("wide_resnet", {"depth": 4}, "6n\\+4"),
+        ("wide_resnet", {"widen": 0}, "widen >= 1"),
+        ("wide_resnet", {"dropout": 1.5}, "dropout in \\[0, 1\\)"),
+        ("wide_resnet", {"dropout": True}, "argument dropout: expected a number"),
+    ],
+)
+def test_impossible_architecture_arguments_are_refused(name: str, args: dict, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        _model(name, **args)
+
+
 def test_unknown_model_lists_close_matches() -> None:
     with pytest.raises(UnknownNameError, match="Did you mean: preact_resnet18"):
         _model("preactresnet18")

@@ -87,11 +87,11 @@ def convert(annotation: Any, value: Any, where: str) -> Any:
         if isinstance(value, str):
             return value
         raise ConfigError(f"{where}: expected a name, got {value!r}")
-    if origin is tuple:
+    if origin in (tuple, list):
         if not isinstance(value, list | tuple):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
         (item, *_) = typing.get_args(annotation)
-        return tuple(convert(item, v, f"{where}[{i}]") for i, v in enumerate(value))
+        return origin(convert(item, v, f"{where}[{i}]") for i, v in enumerate(value))
     if origin is dict or annotation is dict:
         if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
             raise ConfigError(f"{where}: expected a mapping of names to values, got {value!r}")

@@ -143,6 +143,8 @@ def densenet121(num_classes: int, in_channels: int) -> DenseNet:
 class SmallCNN(Backbone):
     def __init__(self, num_classes: int, in_channels: int, width: int = 32) -> None:
         super().__init__()
+        if width < 1:
+            raise ValueError(f"width must be >= 1, got {width}")
         w = width
         self.convs = nn.Sequential(
             nn.Conv2d(in_channels, w, 3, padding=1),

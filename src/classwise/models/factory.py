@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import inspect
+import typing
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 
+from classwise.config import convert
 from classwise.errors import ConfigError
 from classwise.models import classic, resnet, wide_resnet
 from classwise.models.base import MODELS, ImageClassifier, ModelSpec
@@ -42,11 +45,7 @@ def create_model(
         torch.Size([2, 10])
     """
     entry = MODELS.entry(name)
-    arch, args = entry.name, dict(kwargs)
-    allowed = set(inspect.signature(entry.factory).parameters) - {"num_classes", "in_channels"}
-    unknown = set(args) - allowed
-    if unknown:
-        raise ConfigError(f"model {name!r} has no argument(s) {sorted(unknown)}; it takes {sorted(allowed)}")
+    arch, args = entry.name, model_args(name, kwargs)
     if len(mean) != input_shape[0] or len(std) != input_shape[0]:
         raise ConfigError(f"mean/std need {input_shape[0]} channel values, got {len(mean)}/{len(std)}")
     if num_classes < 2:
@@ -57,6 +56,18 @@ def create_model(
         raise ConfigError(f"model {name!r}: {exc}") from None
     spec = ModelSpec(arch, num_classes, tuple(input_shape), tuple(mean), tuple(std), args)  # type: ignore[arg-type]
     return ImageClassifier(backbone, spec)
+
+
+def model_args(name: str, args: Mapping[str, Any]) -> dict[str, Any]:
+    """The arguments ``args`` of architecture ``name`` checked by name and type (a whole number
+    for ``width``, a number for ``dropout``); the checks of their values are the architecture's."""
+    factory = MODELS.entry(name).factory
+    allowed = set(inspect.signature(factory).parameters) - {"num_classes", "in_channels"}
+    unknown = set(args) - allowed
+    if unknown:
+        raise ConfigError(f"model {name!r} has no argument(s) {sorted(unknown)}; it takes {sorted(allowed)}")
+    hints = typing.get_type_hints(factory)
+    return {key: convert(hints.get(key, Any), value, f"model {name!r} argument {key}") for key, value in args.items()}
 
 
 def model_from_spec(spec: ModelSpec) -> ImageClassifier:

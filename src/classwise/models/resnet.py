@@ -142,7 +142,7 @@ def preact_resnet18(num_classes: int, in_channels: int, width: int = 64) -> ResN
 @MODELS.register("resnet20", tags=("small",))
 def cifar_resnet(num_classes: int, in_channels: int, depth: int = 20, width: int = 16) -> ResNet:
     """The original CIFAR ResNet of depth 6n+2 (ResNet-20: 0.27M parameters), three stages."""
-    if (depth - 2) % 6:
+    if depth < 8 or (depth - 2) % 6:
         raise ValueError(f"CIFAR ResNet depth must be 6n+2 (20, 32, 44, 56, 110), got {depth}")
     n = (depth - 2) // 6
     return ResNet(BasicBlock, (n, n, n), num_classes, in_channels, _widths(width, 3))

@@ -33,8 +33,10 @@ class WideResNet(Backbone):
         self, num_classes: int, in_channels: int, depth: int = 28, widen: int = 10, dropout: float = 0.0
     ) -> None:
         super().__init__()
-        if (depth - 4) % 6:
+        if depth < 10 or (depth - 4) % 6:
             raise ValueError(f"WideResNet depth must be 6n+4 (16, 22, 28, 34, 40), got {depth}")
+        if widen < 1 or not 0 <= dropout < 1:
+            raise ValueError(f"WideResNet needs widen >= 1 and dropout in [0, 1), got {widen} and {dropout}")
         n = (depth - 4) // 6
         widths = (16, 16 * widen, 32 * widen, 64 * widen)
         self.stem = nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False)

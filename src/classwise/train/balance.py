@@ -26,11 +26,13 @@ or named parts of the loss) and its state is saved with the run, so resuming con
 from __future__ import annotations
 
 import inspect
+import typing
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import torch
 
+from classwise.config import convert
 from classwise.errors import ConfigError
 from classwise.registry import Registry
 from classwise.train.methods import METHODS, Criterion, Method, cross_entropy
@@ -270,6 +272,17 @@ def technique_options(cls: type[Technique]) -> dict[str, Any]:
     return {p.name: p.default for p in params if p.name not in ("self", "counts", "epochs", "method")}
 
 
+def typed_options(cls: type[Technique], args: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """``args`` checked against the annotations of the technique's ``__init__`` (a number where it
+    takes a float, true or false where a switch, a list of numbers where per-class values), with
+    numbers written as fractions (``8/255``) converted; unknown options are left to the caller."""
+    hints = typing.get_type_hints(cls.__init__)
+    return {
+        key: convert(hints[key], value, f"{where} option {key}") if key in hints else value
+        for key, value in args.items()
+    }
+
+
 # Roles that one technique of a combination may take; observing is shared. Class weights and a
 # reduction clash because a reduction replaces the class-weighted mean.
 EXCLUSIVE_ROLES: dict[str, tuple[type, ...]] = {
@@ -334,8 +347,9 @@ def _check_technique(cls: type[Technique], args: dict[str, Any], method: type[Me
     unknown = set(args) - allowed
     if unknown:
         raise ConfigError(f"{where}.args: {name} takes no option(s) {sorted(unknown)}; it takes {sorted(allowed)}")
+    typed = typed_options(cls, args, f"{where}.args: {name}")
     try:
-        cls.check(args, method)
+        cls.check(typed, method)
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
 
@@ -346,8 +360,9 @@ def make_technique(name: str, args: dict[str, Any], counts: torch.Tensor, epochs
     check_balance(name, args, method)
     built = []
     for part, part_args in components(name, args):
+        cls = TECHNIQUES.get(part)
         try:
-            built.append(TECHNIQUES.get(part)(counts, epochs, method, **part_args))
+            built.append(cls(counts, epochs, method, **typed_options(cls, part_args, f"balance.args: {part}")))
         except TypeError as exc:
             raise ConfigError(f"balance: {part}: {exc}") from None
     return Balance(*built)

@@ -16,7 +16,7 @@ evaluation: {attacks: [pgd, autoattack], n_per_class: 100}
 Any setting is overridden with one syntax, ``--set optim.lr=0.05`` on the command line and the
 same dotted keys in study grids; ``classwise config`` lists every setting with its default and
 meaning. A method's and a technique's ``args`` are checked against the options that method or
-technique declares. A piece written ``{name: ..., args: {...}}`` (model, method, balance) owns its
+technique declares, by name and type. A piece written ``{name: ..., args: {...}}`` (model, method, balance) owns its
 args: switching its name by an override starts its args afresh unless the override sets them.
 """
 
@@ -40,6 +40,7 @@ from classwise.config import (
 )
 from classwise.errors import ConfigError
 from classwise.evaluate.spec import AttackSpec, EvalSpec
+from classwise.models.factory import model_args
 from classwise.train.balance import TECHNIQUES, check_balance, technique_options
 from classwise.train.methods import METHODS
 from classwise.train.schedules import SCHEDULES
@@ -208,6 +209,7 @@ class TrainConfig:
             object.__setattr__(self, "evaluation", EvalSpec.from_dict(self.evaluation))
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError(f"seed must be a whole number >= 0, got {self.seed!r}")
+        model_args(self.model.name, self.model.args)
         method = METHODS.get(self.method.name)
         self.method.options()
         if method.adversarial and self.threat.eps == 0:

@@ -191,9 +191,6 @@ class CFA(Technique, BudgetRole, ObserverRole, AveragingRole):
 
     @classmethod
     def check(cls, args: dict[str, Any], method: type[Method]) -> None:
-        switches = {k: args[k] for k in ("fawa", "ccr") if k in args and args[k] is not None}
-        if any(not isinstance(v, bool) for v in switches.values()):
-            raise ConfigError(f"cfa: fawa and ccr are switches, true or false; got {switches}")
         if args.get("ccr") and not method.uses_beta:
             raise ConfigError("cfa: CCR calibrates TRADES' β; this method has none: leave ccr out or set ccr=false")
 
