@@ -188,3 +188,29 @@ def test_a_recipe_run_that_never_finished_is_one_clear_error(
     assert main(args) == 2
     assert "holds no finished run" in capsys.readouterr().err
     assert not (tmp_path / "r" / "recipe").exists()
+
+
+def test_a_fine_tuned_recipe_run_is_compared_with_the_model_it_started_from(tmp_path: Path) -> None:
+    import shutil
+
+    import yaml
+
+    recipes = tmp_path / "results" / "recipe"
+    shutil.copytree(ROOT / "results" / "recipe" / "a1-resnet20-fgsm", recipes / "a1")
+    shutil.copytree(recipes / "a1", recipes / "ft")
+    config = yaml.safe_load((recipes / "ft" / "config.yaml").read_text())
+    config["model"]["init_from"] = "runs/recipe/a1"
+    config["balance"] = {"name": "frl", "args": {"mode": "both"}}
+    (recipes / "ft" / "config.yaml").write_text(yaml.safe_dump(config))
+    page = write_findings(tmp_path / "results", tmp_path / "f.md").read_text()
+    ev = read_evaluation(recipes / "a1" / "eval")
+    robust = Spread.of(ev.robust(ev.headline), ev.class_names)
+    line = next(x for x in page.splitlines() if x.startswith("- `ft`"))
+    assert "fine-tuning `a1`" in line and "target" not in line.lower()  # not judged as a recipe of its own
+    weakest = f"{robust.worst_class}: {100 * robust.worst:.1f} → {100 * robust.worst:.1f}"
+    assert weakest in line and line.count("+0.0 [") == 10  # the same model: no class changes
+    assert any(x.startswith("- `a1`: resnet20, fgsm-rs") for x in page.splitlines())
+    # the model it started from, not among the recipes: said, not guessed
+    shutil.rmtree(recipes / "a1")
+    page = write_findings(tmp_path / "results", tmp_path / "f.md").read_text()
+    assert "the model it started from is not among these recipes" in page

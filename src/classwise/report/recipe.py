@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
+from classwise.evaluate import difference_interval
 from classwise.models.leaderboard import published
-from classwise.report.collect import model_from_folder
+from classwise.report.collect import ModelResult, model_from_folder
 from classwise.report.paper_scale import display_name, mean_with_interval, pct
 
 # The study issue's targets on 2 CPU cores, CIFAR-10 (JPEG q75), whole test set:
@@ -17,8 +18,7 @@ from classwise.report.paper_scale import display_name, mean_with_interval, pct
 TARGETS = {"standard": (87.0, None, 15.0), "adversarial": (72.0, 40.0, 30.0)}
 
 
-def _recipe_line(folder: Path) -> str:
-    m = model_from_folder(folder.name, folder)
+def _recipe_line(m: ModelResult) -> str:
     c, h = m.config, m.history
     ev = m.evaluation
     clean = ev.clean()
@@ -34,7 +34,7 @@ def _recipe_line(folder: Path) -> str:
     verdicts.append(f"time {'met' if seconds.sum() / 60 <= target_minutes else '**not met**'} (training as recorded)")
     o = c["optim"]
     return (
-        f"- `{folder.name}`: {c['model']['name']}, {c['method']['name']}, {o['epochs']} epochs {o['schedule']} "
+        f"- `{m.name}`: {c['model']['name']}, {c['method']['name']}, {o['epochs']} epochs {o['schedule']} "
         f"(peak lr {o['lr']}, batch {o['batch_size']}, {h[0].get('precision', '?')}) on "
         f"{display_name(ev.dataset)}: clean {mean_with_interval(clean)}, worst class "
         f"{ev.class_names[int(np.argmin(clean.accuracy))]} {pct(float(clean.accuracy.min()))}{robust} on "
@@ -47,7 +47,47 @@ def _recipe_line(folder: Path) -> str:
     )
 
 
+def _started_from(m: ModelResult) -> str | None:
+    """The name of the run folder whose weights this run fine-tuned, if it did."""
+    init = (m.config.get("model") or {}).get("init_from")
+    return Path(init).name if init else None
+
+
+def _finetune_line(m: ModelResult, start: ModelResult | None) -> str:
+    """A run that fine-tuned another recipe's model (FRL as its paper runs it) against the model it
+    started from: each class's robust accuracy before and after, on the same test images."""
+    c, o = m.config, m.config["optim"]
+    method, balance = c["method"], c.get("balance") or {"name": "none"}
+    what = (
+        f"- `{m.name}`: {balance['name']} {balance.get('args') or ''} on {method['name']} "
+        f"{method.get('args') or ''} fine-tuning `{_started_from(m)}` for {o['epochs']} epochs {o['schedule']} (lr "
+        f"{o['lr']}, weight decay {o.get('weight_decay')}, milestones {o.get('milestones')})"
+    )
+    if start is None:
+        return f"{what}; the model it started from is not among these recipes, so there is nothing to compare with."
+    ev, sv = m.evaluation, start.evaluation
+    if ev.fingerprint != sv.fingerprint or ev.headline.label != sv.headline.label:
+        return f"{what}; it was evaluated on other images or attacks than `{start.name}`, so the two are not compared."
+    before, after = sv.robust(sv.headline), ev.robust(ev.headline)
+    change = 100 * difference_interval(before, after)
+    weakest, worst_after = int(np.argmin(before.accuracy)), int(np.argmin(after.accuracy))
+    changes = ", ".join(
+        f"{ev.class_names[i]} {d:+.1f} [{lo:+.1f}, {hi:+.1f}]"
+        for i, (d, lo, hi) in sorted(enumerate(change.T), key=lambda item: -item[1][0])
+    )
+    return (
+        f"{what}, on {ev.spec.images}. {ev.headline.label} robust accuracy of `{start.name}`'s weakest class, "
+        f"{ev.class_names[weakest]}: {pct(before.accuracy[weakest])} → {pct(after.accuracy[weakest])}; weakest class "
+        f"after: {ev.class_names[worst_after]} {pct(after.accuracy[worst_after])}; mean robust "
+        f"{mean_with_interval(before)} → {mean_with_interval(after)}; clean {mean_with_interval(sv.clean())} → "
+        f"{mean_with_interval(ev.clean())}. Change of each class under attack, in points with Newcombe's 95% interval "
+        f"(for independent samples, so wider than needed on the same images): {changes}. One seed."
+    )
+
+
 def recipe_section(folders: Sequence[Path]) -> str:
+    models = [model_from_folder(f.name, f) for f in folders]
+    by_name = {m.name: m for m in models}
     fast = published("cifar10", "Linf", "Wong2020Fast")
     assert fast is not None  # a row of the committed leaderboard table
     lines = [
@@ -55,7 +95,8 @@ def recipe_section(folders: Sequence[Path]) -> str:
         "",
         "Runs trained with the recipes in `studies/cpu/recipe/` and evaluated on all 10,000 test images:",
         "",
-        *(_recipe_line(f) for f in folders),
+        *(_recipe_line(m) for m in models if _started_from(m) is None),
+        *(_finetune_line(m, by_name.get(_started_from(m) or "")) for m in models if _started_from(m)),
         "",
         "Why the standard recipe falls short: ResNet-20 (0.27M parameters) is known to reach about 91% on the",
         "original CIFAR-10 after 160+ epochs (He et al., 2016); 14 epochs are what 15 minutes of two cores allow",
