@@ -15,9 +15,10 @@ evaluation: {attacks: [pgd, autoattack], n_per_class: 100}
 
 Any setting is overridden with one syntax, ``--set optim.lr=0.05`` on the command line and the
 same dotted keys in study grids; ``classwise config`` lists every setting with its default and
-meaning. A method's and a technique's ``args`` are checked against the options that method or
-technique declares, by name and type. A piece written ``{name: ..., args: {...}}`` (model, method, balance) owns its
-args: switching its name by an override starts its args afresh unless the override sets them.
+meaning. A model's, a method's and a technique's ``args`` are checked, by name and type, against
+the arguments or options it declares. A piece written ``{name: ..., args: {...}}`` (model, method,
+balance) owns its args: switching its name by an override starts its args afresh unless the
+override sets them.
 """
 
 from __future__ import annotations
