@@ -66,7 +66,8 @@ def _finetune_line(m: ModelResult, start: ModelResult | None) -> str:
     if start is None:
         return f"{what}; the model it started from is not among these recipes, so there is nothing to compare with."
     ev, sv = m.evaluation, start.evaluation
-    if ev.fingerprint != sv.fingerprint or ev.headline.label != sv.headline.label:
+    same_images = (ev.dataset, ev.split) == (sv.dataset, sv.split) and np.array_equal(ev.index, sv.index)
+    if not same_images or ev.headline.label != sv.headline.label:
         return f"{what}; it was evaluated on other images or attacks than `{start.name}`, so the two are not compared."
     before, after = sv.robust(sv.headline), ev.robust(ev.headline)
     change = 100 * difference_interval(before, after)
