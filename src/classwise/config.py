@@ -22,7 +22,7 @@ import os
 import tempfile
 import types
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, TypeVar, Union
@@ -97,6 +97,13 @@ def convert(annotation: Any, value: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected a mapping of names to values, got {value!r}")
         return dict(value)
     raise TypeError(f"{where}: no conversion for annotation {annotation!r}")  # a bug, not bad input
+
+
+def typed_arguments(func: Callable[..., Any], args: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """``args`` of ``func`` checked (and converted) against its annotations, as a config's settings
+    are; ``{where} {name}`` names a bad one. Arguments without an annotation pass as given."""
+    hints = typing.get_type_hints(func)
+    return {key: convert(hints.get(key, Any), value, f"{where} {key}") for key, value in args.items()}
 
 
 def from_plain(cls: type[T], data: Any, where: str) -> T:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import inspect
-import typing
 from collections.abc import Mapping
 from typing import Any
 
 import torch
 
-from classwise.config import convert
+from classwise.config import typed_arguments
 from classwise.errors import ConfigError
 from classwise.models import classic, resnet, wide_resnet
 from classwise.models.base import MODELS, ImageClassifier, ModelSpec
@@ -66,8 +65,7 @@ def model_args(name: str, args: Mapping[str, Any]) -> dict[str, Any]:
     unknown = set(args) - allowed
     if unknown:
         raise ConfigError(f"model {name!r} has no argument(s) {sorted(unknown)}; it takes {sorted(allowed)}")
-    hints = typing.get_type_hints(factory)
-    return {key: convert(hints.get(key, Any), value, f"model {name!r} argument {key}") for key, value in args.items()}
+    return typed_arguments(factory, args, f"model {name!r} argument")
 
 
 def model_from_spec(spec: ModelSpec) -> ImageClassifier:

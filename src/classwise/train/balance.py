@@ -26,13 +26,12 @@ or named parts of the loss) and its state is saved with the run, so resuming con
 from __future__ import annotations
 
 import inspect
-import typing
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import torch
 
-from classwise.config import convert
+from classwise.config import typed_arguments
 from classwise.errors import ConfigError
 from classwise.registry import Registry
 from classwise.train.methods import METHODS, Criterion, Method, cross_entropy
@@ -276,11 +275,7 @@ def typed_options(cls: type[Technique], args: Mapping[str, Any], where: str) -> 
     """``args`` checked against the annotations of the technique's ``__init__`` (a number where it
     takes a float, true or false where a switch, a list of numbers where per-class values), with
     numbers written as fractions (``8/255``) converted; unknown options are left to the caller."""
-    hints = typing.get_type_hints(cls.__init__)
-    return {
-        key: convert(hints[key], value, f"{where} option {key}") if key in hints else value
-        for key, value in args.items()
-    }
+    return typed_arguments(cls.__init__, args, f"{where} option")
 
 
 # Roles that one technique of a combination may take; observing is shared. Class weights and a
