@@ -367,6 +367,16 @@ def test_wat_dafa_and_a_combination_resume_exactly(
     for name, p in a["model"].items():
         assert torch.equal(p, b["model"][name]), name
     assert straight.history[0].get("val", {}).get("method_loss") is not None or technique == "dafa"
+    # the history records what the technique applies, equal to its saved state after the last epoch
+    recorded = straight.history[-1]["technique"]
+    prefix = "1." if "combined" in a["technique"] else ""
+    assert recorded[prefix + "weights"] == pytest.approx(states[-1]["weights"].tolist())
+    if technique == "dafa":  # the warm-up is epoch 0: its weights scale each class's ε and step
+        assert recorded["eps_scale"] == pytest.approx(states[0]["weights"].tolist())
+        assert recorded["step_scale"] == pytest.approx(states[0]["weights"].tolist())
+    else:  # WAT's per-example weights: its class's Hedge weight plus the expected-loss expert's
+        w = states[-1]["weights"]
+        assert recorded["class_weights"] == pytest.approx((w[:-1] + w[-1]).tolist())
 
 
 def test_init_from_starts_from_the_given_weights_and_refuses_another_architecture(tmp_path: Path) -> None:

@@ -247,6 +247,31 @@ class Balance:
             t.to(device)
         return self
 
+    def applied(self, epoch: int, eps: float, beta: float | None) -> dict[str, list[float]]:
+        """What the techniques apply to each class in ``epoch``, as plain per-class lists: the
+        budget as a multiple of ``eps``, TRADES' β as a multiple of ``beta``, the attack step's
+        scale, the loss weights, and each technique's own per-class state (FRL's multipliers,
+        WAT's Hedge weights, DAFA's weights, CFA's training robust accuracy), so the run's history
+        shows whether and how far a technique moved from uniform. A plain run records nothing."""
+        out: dict[str, list[float]] = {}
+        class_eps = self.class_eps(epoch, eps)
+        class_beta = self.class_beta(epoch, beta)
+        weighted = self._role(WeightsRole)
+        for key, value, scale in (
+            ("eps_scale", class_eps, eps),
+            ("beta_scale", class_beta, beta),
+            ("step_scale", self.class_step_scale(epoch), 1.0),
+            ("class_weights", weighted.class_weights(epoch) if weighted else None, 1.0),
+        ):
+            if value is not None and scale:
+                out[key] = (value.detach().float().cpu() / scale).tolist()
+        for i, t in enumerate(self.techniques):
+            prefix = f"{i}." if len(self.techniques) > 1 else ""
+            for key, value in t.state().items():
+                if isinstance(value, torch.Tensor) and value.dim() == 1:
+                    out[f"{prefix}{key}"] = value.detach().float().cpu().tolist()
+        return out
+
     def state(self) -> dict[str, Any]:
         """One technique's state as it is; a combination's as a list in the order of its name."""
         if len(self.techniques) == 1:

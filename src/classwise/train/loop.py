@@ -203,6 +203,9 @@ class Trainer:
         record = train_epoch(self.setup(), epoch, state.last_validation, progress, graphs)
         if (epoch + 1) % self.cfg.monitor.every == 0 or epoch + 1 == self.cfg.optim.epochs:
             self.validate(run_dir, epoch, record, state)
+        applied = self.balance.applied(epoch + 1, self.cfg.threat.eps, self.method.beta())
+        if applied:
+            record["technique"] = applied  # what the next epoch applies, after this one's observations
         batch = self.ds.train.take(torch.arange(min(len(self.ds.train), self.cfg.optim.batch_size)))
         end = EpochEnd(self.model, batch, self.ds.class_names, self.cfg.threat.eps, self.cfg.evaluation.seed, record)
         stop = self.method.end_of_epoch(end)
