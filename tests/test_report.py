@@ -158,3 +158,33 @@ def test_ties_for_the_worst_class_are_named_as_ties() -> None:
     assert weakest(two, ("a", "b", "c")) == "b 0.0% [0.0, 65.8]"
     pair = ClassAccuracy.from_flags(np.array([0, 0, 0, 0, 1, 1], dtype=bool), np.array([0, 0, 1, 1, 2, 2]), 3)
     assert weakest(pair, ("a", "b", "c")) == "a and b tied at 0.0%"
+
+
+def _per_class(run: Path) -> dict[tuple[str, str], tuple[float, float, float]]:
+    """(class, metric) -> (accuracy, low, high) from a run's stored per_class.csv."""
+    import csv
+
+    with open(run / "eval" / "per_class.csv") as f:
+        return {
+            (r["class"], r["attack"]): (float(r["accuracy"]), float(r["ci_low"]), float(r["ci_high"]))
+            for r in csv.DictReader(f)
+        }
+
+
+def test_the_pages_numbers_are_the_stored_evaluations(gap_dir: Path) -> None:
+    """Every per-class number of the HTML page and the Markdown summary equals the stored evaluation
+    (per_class.csv): the accuracy, and on the page its Wilson interval."""
+    page = (gap_dir / "report" / "report.html").read_text()
+    md = (gap_dir / "report" / "report.md").read_text()
+    for model in ("standard", "pgd-at"):
+        stored = _per_class(gap_dir / model)
+        section = md.split(f"## {model}\n", 1)[1].split("\n## ", 1)[0]
+        rows = {line.split(" | ")[0].strip("| "): line for line in section.splitlines() if line.startswith("| ")}
+        classes = sorted({c for c, _ in stored})
+        assert classes and all(c in rows for c in classes)
+        for c in classes:
+            clean, robust = stored[(c, "clean")], stored[(c, "pgd")]
+            cells = [cell.strip() for cell in rows[c].strip("|").split("|")]
+            assert cells[2:4] == [f"{100 * clean[0]:.1f}", f"{100 * robust[0]:.1f}"], (model, c)
+            for acc, low, high in (clean, robust):
+                assert f"{100 * acc:.1f} ({100 * low:.0f}-{100 * high:.0f})" in page, (model, c)

@@ -285,3 +285,25 @@ def test_a_setting_added_later_keeps_the_ids_of_existing_runs() -> None:
     del before["model"]["init_from"]  # the config as studies knew it before model.init_from existed
     assert run_hash(cfg) == hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:12]
     assert run_hash(cfg.with_overrides({"model.init_from": "runs/pre"})) != run_hash(cfg)
+
+
+def test_the_stores_rows_are_each_runs_per_class_csv(tmp_path: Path) -> None:
+    """The study store's metrics equal, row for row, what each run wrote to eval/per_class.csv."""
+    import csv
+
+    study = load_study(_study(tmp_path, {"seed": [0, 1]}))
+    run_study(study, tmp_path / "s", progress=False)
+    stored = Store(tmp_path / "s" / STORE).metrics()
+    for run in study.runs:
+        with open(tmp_path / "s" / "runs" / run.run_id / "eval" / "per_class.csv") as f:
+            written = list(csv.DictReader(f))
+        mine = [m for m in stored if m["run_id"] == run.run_id]
+        assert len(mine) == len(written) > 0
+        key = {(m["attack"], m["class_name"]): m for m in mine}
+        for row in written:
+            m = key[(row["attack"], row["class"])]
+            assert (m["n"], m["correct"]) == (int(row["n"]), int(row["correct"]))
+            for column in ("accuracy", "ci_low", "ci_high", "eps"):
+                assert m[column] == pytest.approx(float(row[column])), column
+            assert m["accuracy"] == pytest.approx(m["correct"] / m["n"])
+            assert m["ci_low"] <= m["accuracy"] <= m["ci_high"]
