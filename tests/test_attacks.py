@@ -104,7 +104,7 @@ def test_margin_loss_is_the_cw_margin() -> None:
     assert attack_loss(logits, torch.tensor([1]), "margin", True).item() == pytest.approx(-2.0)
 
 
-def test_autoattack_reference_gives_per_sample_outcomes() -> None:
+def test_autoattack_components_give_per_sample_outcomes() -> None:
     x, y = _batch(24)
     attack = AutoAttack(eps=0.03, version="custom", attacks=("apgd-ce", "square"), seed=0)
     assert attack.plan(3) == (("apgd-ce", "square"), ())
