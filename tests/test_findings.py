@@ -93,7 +93,8 @@ def test_a_study_snapshot_reads_back_the_same_and_answers_from_it(tmp_path: Path
     # the paired widening row: 2 pairs (standard vs pgd-at with the same seed), a t-interval over them
     lines = text.splitlines()
     row = lines[lines.index("| dataset | pairs | std across classes | max − min | worst class | mean |") + 2]
-    assert row.startswith("| images | 2 | ") and row.count("[") == 4
+    # each of the 4 cells has an interval, or says "not resolved" where both pairs gave the same difference
+    assert row.startswith("| images | 2 | ") and row.count("[") + row.count("(not resolved)") == 4
     assert (tmp_path / "figures").is_dir()
     # a second snapshot keeps what was copied and rewrites the same page
     before = (tmp_path / "f.md").read_text()
@@ -214,3 +215,13 @@ def test_a_fine_tuned_recipe_run_is_compared_with_the_model_it_started_from(tmp_
     shutil.rmtree(recipes / "a1")
     page = write_findings(tmp_path / "results", tmp_path / "f.md").read_text()
     assert "the model it started from is not among these recipes" in page
+
+
+def test_the_committed_page_prints_no_zero_width_interval_for_a_difference() -> None:
+    """Where the seeds cannot resolve a difference (every seed equal), the page says "not resolved"
+    instead of an interval such as +8.0 [+8.0, +8.0]."""
+    import re
+
+    page = (ROOT / "docs" / "findings.md").read_text()
+    assert not re.findall(r"\[([+-]\d+\.\d), \1\]", page)
+    assert "(not resolved)" in page

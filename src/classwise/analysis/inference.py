@@ -43,10 +43,13 @@ class Estimate:
     def format(self, scale: float = 100.0, digits: int = 1, signed: bool = False) -> str:
         """``+3.2 [+1.0, +5.4]``, or ``+0.0 (not resolved)`` where the interval has no width."""
         sign = "+" if signed else ""
-        value = f"{self.value * scale:{sign}.{digits}f}"
+
+        def shown(v: float) -> str:  # rounded first, so a value that rounds to zero is +0.0, never -0.0
+            return f"{round(v * scale, digits) + 0.0:{sign}.{digits}f}"
+
         if not self.resolved:
-            return f"{value} (not resolved)"
-        return f"{value} [{self.low * scale:{sign}.{digits}f}, {self.high * scale:{sign}.{digits}f}]"
+            return f"{shown(self.value)} (not resolved)"
+        return f"{shown(self.value)} [{shown(self.low)}, {shown(self.high)}]"
 
 
 def run_interval(values: np.ndarray, level: float = 0.95) -> Estimate:

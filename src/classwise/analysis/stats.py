@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from classwise.analysis.inference import Estimate, run_interval
 from classwise.evaluate.metrics import Z95
 
 
@@ -49,8 +50,13 @@ class GapComparison:
     mean_difference: float  # mean of b − a
     t: float
     p_value: float  # two-sided paired t-test; NaN with fewer than two seeds
-    low: float = float("nan")  # 95% t-interval of the mean difference (NaN with fewer than two seeds)
+    low: float = float("nan")  # 95% t-interval of the mean difference (NaN where the seeds cannot resolve it)
     high: float = float("nan")
+
+    @property
+    def difference(self) -> Estimate:
+        """The mean difference b − a with its interval over the seeds ("not resolved" where it has none)."""
+        return Estimate(self.mean_difference, self.low, self.high, len(self.a), "t over runs")
 
 
 def compare_gaps(acc_a: np.ndarray, acc_b: np.ndarray, statistic: str = "std") -> GapComparison:
@@ -70,12 +76,10 @@ def compare_gaps(acc_a: np.ndarray, acc_b: np.ndarray, statistic: str = "std") -
 
 
 def mean_interval(values: np.ndarray) -> tuple[float, float]:
-    """95% Student-t interval of the mean of ``values`` (NaN with fewer than two)."""
-    v = np.asarray(values, dtype=np.float64)
-    if len(v) < 2:
-        return float("nan"), float("nan")
-    half = float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
-    return float(v.mean()) - half, float(v.mean()) + half
+    """95% Student-t interval of the mean of ``values``, the run being the unit; NaN where the runs
+    cannot resolve it (fewer than two, or all equal: no zero-width interval)."""
+    est = run_interval(values)
+    return est.low, est.high
 
 
 def class_rank_agreement(accuracies: np.ndarray) -> np.ndarray:

@@ -174,8 +174,8 @@ def _points(value: float) -> str:
 
 
 def _difference(cmp: analysis.GapComparison) -> str:
-    interval = f" [{_points(cmp.low)}, {_points(cmp.high)}]" if np.isfinite(cmp.low) else ""
-    return f"{_points(cmp.mean_difference)}{interval}"
+    """``+1.2 [+0.3, +2.1]`` points, or ``+0.0 (not resolved)`` where the seeds give no interval."""
+    return cmp.difference.format(signed=True)
 
 
 def _movers(change: np.ndarray, names: tuple[str, ...]) -> str:
@@ -211,7 +211,8 @@ def paired_part(pairs: Sequence[Paired]) -> list[str]:
         "",
         "Each technique against its base method trained with the same seed, and each setting of another method "
         "against PGD-AT (the goal's reference): setting − base in points, the mean "
-        "over the seeds with its 95% Student-t interval (no interval from one seed). The last column names the two "
+        "over the seeds with its 95% Student-t interval (not resolved where one seed, or seeds that all agree, "
+        "give none). The last column names the two "
         "classes whose robust accuracy rose most and the one that fell most.",
         "",
     ]

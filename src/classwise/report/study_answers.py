@@ -282,8 +282,7 @@ def widening_part(runs: Sequence[StudyRun], datasets: list[str], ans: Answers) -
         cells = []
         for stat in ("std", "gap", "worst", "mean"):
             cmp = analysis.compare_gaps(before, after, stat)
-            interval = "" if not np.isfinite(cmp.low) else f" [{100 * cmp.low:+.1f}, {100 * cmp.high:+.1f}]"
-            cells.append(f"{100 * cmp.mean_difference:+.1f}{interval}")
+            cells.append(cmp.difference.format(signed=True))
             if stat == "std":
                 ans.widening.append((d, cmp))
             if stat == "mean":
