@@ -13,6 +13,7 @@ from scipy import stats
 
 from classwise.analysis import fisher_interval, mean_interval, spearman
 from classwise.analysis.inference import (
+    constant_prediction,
     held_out_worst,
     holm,
     mcnemar_exact,
@@ -171,6 +172,8 @@ def test_worst_class_counts_spread_measures_and_training_failure() -> None:
     rng = np.random.default_rng(0)
     assert "chance accuracy" in training_failure(labels, rng.integers(0, 10, 500), 10)
     assert training_failure(labels, labels, 10) is None
+    assert constant_prediction(np.full(100, 2), 10) == "constant prediction: class 2 for 100% of the images"
+    assert constant_prediction(np.arange(100) % 10, 10) is None
 
 
 def test_paired_bootstrap_of_the_worst_class_keeps_the_pairing() -> None:

@@ -11,7 +11,8 @@ used when, with references):
 - the weakest class without the selection bias of the naive minimum: :func:`held_out_worst`,
   and how often each class is the weakest: :func:`worst_class_counts`;
 - spread that a lower mean alone cannot move: :func:`spread_measures`;
-- runs that never trained: :func:`training_failure`.
+- runs that never trained: :func:`training_failure` (:func:`constant_prediction` alone where the
+  images are too few for the chance test).
 """
 
 from __future__ import annotations
@@ -204,16 +205,27 @@ def spread_measures(accuracies: np.ndarray) -> dict[str, float]:
     }
 
 
-def training_failure(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> str | None:
-    """Why a model cannot be read as a result, or None: it predicts (nearly) one class for every
-    image, or its accuracy is not above chance (a one-sided binomial test at 1%)."""
-    labels, predictions = np.asarray(labels), np.asarray(predictions)
-    if len(labels) == 0:
+def constant_prediction(predictions: np.ndarray, num_classes: int) -> str | None:
+    """ "constant prediction: class c for N% of the images" when one class takes at least 95% of the
+    predictions (a model that never trained), else None."""
+    predictions = np.asarray(predictions)
+    if len(predictions) == 0:
         return None
     top = np.bincount(predictions, minlength=num_classes)
     share = top.max() / len(predictions)
-    if share >= 0.95:
-        return f"constant prediction: class {int(top.argmax())} for {share:.0%} of the images"
+    return f"constant prediction: class {int(top.argmax())} for {share:.0%} of the images" if share >= 0.95 else None
+
+
+def training_failure(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> str | None:
+    """Why a model cannot be read as a result, or None: it predicts (nearly) one class for every
+    image (:func:`constant_prediction`), or its accuracy is not above chance (a one-sided binomial
+    test at 1%)."""
+    labels, predictions = np.asarray(labels), np.asarray(predictions)
+    if len(labels) == 0:
+        return None
+    constant = constant_prediction(predictions, num_classes)
+    if constant:
+        return constant
     correct = int((labels == predictions).sum())
     chance = 1 / num_classes
     if stats.binomtest(correct, len(labels), chance, alternative="greater").pvalue > 0.01:
