@@ -148,7 +148,7 @@ BUGS = (
     ),
     Bug(
         "t-interval-ddof",
-        "analysis/stats.py",
+        "analysis/inference.py",
         "* v.std(ddof=1) / np.sqrt(len(v)))",
         "* v.std(ddof=0) / np.sqrt(len(v)))",
         (STATS, "-k", "run_interval"),
