@@ -150,7 +150,14 @@ def with_intervals(acc: np.ndarray, names: tuple[str, ...], order: np.ndarray) -
     tied = np.flatnonzero(acc[0] == acc[0, order[0]])
     if len(tied) > 3:
         return f"{len(tied)} classes tied at {pct(acc[0, order[0]])} ({', '.join(names[k] for k in tied[:3])}, …)"
-    return ", ".join(f"{names[k]} {pct(acc[0, k])} [{pct(acc[1, k])}, {pct(acc[2, k])}]" for k in order)
+    return ", ".join(f"{names[k]} {_interval(acc[:, k])}" for k in order)
+
+
+def _interval(column: np.ndarray) -> str:
+    """``54.0 [52.7, 55.3]``; an interval with no width at the printed precision (0 of 15,000 pooled
+    images) reads "not resolved", since the runs behind it give no spread to measure."""
+    low, high = pct(column[1]), pct(column[2])
+    return f"{pct(column[0])} (not resolved)" if low == high else f"{pct(column[0])} [{low}, {high}]"
 
 
 def _fisher(rho: float, n: int) -> str:
