@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from classwise.evaluate.metrics import Z95, class_counts, wilson_interval
+from classwise.evaluate.metrics import Z95, ClassAccuracy, wilson_interval
 
 
 @dataclass(frozen=True)
@@ -149,12 +149,6 @@ def holm(p_values: np.ndarray) -> np.ndarray:
     return adjusted
 
 
-def class_accuracy(flags: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
-    k, n = class_counts(np.asarray(flags, bool), np.asarray(labels), num_classes)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return k / n
-
-
 @dataclass(frozen=True)
 class HeldOutWorst:
     """The weakest class chosen on one half of each class's images and measured on the other
@@ -175,11 +169,11 @@ def held_out_worst(flags: np.ndarray, labels: np.ndarray, num_classes: int, seed
     for c in range(num_classes):
         idx = np.flatnonzero(labels == c)
         half[rng.permutation(idx)[: len(idx) // 2]] = True
-    acc_a = class_accuracy(flags[half], labels[half], num_classes)
-    acc_b = class_accuracy(flags[~half], labels[~half], num_classes)
+    acc_a = ClassAccuracy.from_flags(flags[half], labels[half], num_classes).accuracy
+    acc_b = ClassAccuracy.from_flags(flags[~half], labels[~half], num_classes).accuracy
     pick_a, pick_b = int(np.nanargmin(acc_a)), int(np.nanargmin(acc_b))
     value = (acc_b[pick_a] + acc_a[pick_b]) / 2
-    naive = float(np.nanmin(class_accuracy(flags, labels, num_classes)))
+    naive = float(np.nanmin(ClassAccuracy.from_flags(flags, labels, num_classes).accuracy))
     return HeldOutWorst(float(value), naive, (pick_a, pick_b))
 
 
