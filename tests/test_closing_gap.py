@@ -10,8 +10,9 @@ import pytest
 
 from classwise.cli import main
 from classwise.evaluate import read_evaluation
-from classwise.report.closing_gap import Paired, Setting, goal_part
 from classwise.study import load_study, run_study
+from studies.findings.closing_gap import Paired, Setting, goal_part
+from tests.test_findings import snapshot_then_findings
 from tests.test_study import _study
 
 
@@ -92,7 +93,7 @@ def test_a_technique_study_is_answered_as_question_c_with_paired_differences(tmp
         ev = read_evaluation(tmp_path / "tech" / "runs" / run.run_id / "eval-fgsm")
         assert ev.spec.images == "first 2 test images per class" and ev.source["checkpoint"].endswith("best.pt")
     results, out = tmp_path / "results", tmp_path / "f.md"
-    assert main(["findings", "--study", str(tmp_path / "tech"), "--results", str(results), "--out", str(out)]) == 0
+    assert snapshot_then_findings(tmp_path / "tech", results, out) == 0
     text = out.read_text()
     assert "## Question (c): can the techniques close the gap? Study `tech`" in text
     assert "6 of 6 planned runs have finished" in text
@@ -166,7 +167,7 @@ def test_study_evaluate_refuses_bad_names_and_folders(tmp_path: Path, capsys: py
 
 
 def test_a_long_tailed_dataset_is_labelled_with_its_ratio() -> None:
-    from classwise.report.paper_scale import display_name
+    from studies.findings.paper_scale import display_name
 
     assert display_name("cifar10-jpeg-lt10") == "CIFAR-10 (JPEG q75), long-tailed training split (ratio 10)"
     assert display_name("cifar10-jpeg") == "CIFAR-10 (JPEG q75)"
@@ -174,7 +175,7 @@ def test_a_long_tailed_dataset_is_labelled_with_its_ratio() -> None:
 
 
 def test_the_page_says_how_often_cfa_weight_averaging_engaged() -> None:
-    from classwise.report.closing_gap import averaging_part
+    from studies.findings.closing_gap import averaging_part
 
     def run(flags: list[bool], name: str = "cfa", **args: float) -> SimpleNamespace:
         history = [
@@ -211,7 +212,7 @@ def test_the_page_says_how_often_cfa_weight_averaging_engaged() -> None:
 
 
 def test_a_combination_is_labelled_with_each_technique_s_options() -> None:
-    from classwise.report.closing_gap import technique
+    from studies.findings.closing_gap import technique
 
     def run(name: str, args: dict) -> SimpleNamespace:
         return SimpleNamespace(model=SimpleNamespace(config={"balance": {"name": name, "args": args}}))

@@ -9,16 +9,24 @@ import pytest
 
 from classwise.cli import main
 from classwise.evaluate import Spread, read_evaluation
-from classwise.report.findings import write_findings
-from classwise.report.paper_scale import ANCHORS
+from studies.findings import write_findings
+from studies.findings.__main__ import main as findings
+from studies.findings.anchors import ANCHORS
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = sorted((ROOT / "results" / "paper-scale").glob("*"))
 
 
+def snapshot_then_findings(study: Path, results: Path, out: Path) -> int:
+    """The study's update as its file header says: ``classwise snapshot`` into results, then the page."""
+    return main(["snapshot", str(study), "--out", str(results / "study" / study.name)]) or findings(
+        ["--results", str(results), "--out", str(out)]
+    )
+
+
 def test_committed_findings_are_what_the_generator_writes(tmp_path: Path) -> None:
     out = write_findings(ROOT / "results", tmp_path / "findings.md")
-    assert out.read_text() == (ROOT / "docs" / "findings.md").read_text(), "run: classwise findings"
+    assert out.read_text() == (ROOT / "docs" / "findings.md").read_text(), "run: python -m studies.findings"
     for folder in PAPER:  # one figure per device session, so two sessions do not overwrite each other's
         assert (tmp_path / "figures" / f"paper-scale-{folder.name}-per-class.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -65,7 +73,7 @@ def test_a_figure_the_page_no_longer_shows_is_removed_and_nothing_else(tmp_path:
 
 
 def test_findings_without_results_is_one_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["findings", "--results", str(tmp_path), "--out", str(tmp_path / "f.md")]) == 2
+    assert findings(["--results", str(tmp_path), "--out", str(tmp_path / "f.md")]) == 2
     assert "holds no results yet" in capsys.readouterr().err
     assert not (tmp_path / "f.md").exists()
 
@@ -78,10 +86,7 @@ def test_a_study_snapshot_reads_back_the_same_and_answers_from_it(tmp_path: Path
     study = load_study(_study(tmp_path, {"method.name": ["standard", "pgd-at"], "seed": [0, 1]}))
     run_study(study, tmp_path / "s", progress=False)
     results = tmp_path / "results"
-    assert (
-        main(["findings", "--study", str(tmp_path / "s"), "--results", str(results), "--out", str(tmp_path / "f.md")])
-        == 0
-    )
+    assert snapshot_then_findings(tmp_path / "s", results, tmp_path / "f.md") == 0
     for run in study.runs:
         copied = read_evaluation(results / "study" / "s" / "runs" / run.run_id / "eval")
         original = read_evaluation(tmp_path / "s" / "runs" / run.run_id / "eval")
@@ -110,10 +115,7 @@ def test_a_study_snapshot_reads_back_the_same_and_answers_from_it(tmp_path: Path
     assert f"diverged (validation clean accuracy fell back to chance): `{study.runs[0].run_id}`" in text
     assert "| images | 1 | " in text  # the widening table lost the collapsed run's pair
     collapsed.write_text(original)
-    assert (
-        main(["findings", "--study", str(tmp_path / "s"), "--results", str(results), "--out", str(tmp_path / "f.md")])
-        == 0
-    )
+    assert snapshot_then_findings(tmp_path / "s", results, tmp_path / "f.md") == 0
     assert (tmp_path / "f.md").read_text() == before
 
 
@@ -127,14 +129,14 @@ def test_a_study_continued_in_a_fresh_folder_keeps_the_runs_an_earlier_snapshot_
     first, second = (r.run_id for r in study.runs)
     run_study(study, tmp_path / "s", progress=False, only=[first])
     results = tmp_path / "results"
-    args = ["findings", "--study", str(tmp_path / "s"), "--results", str(results), "--out", str(tmp_path / "f.md")]
-    assert main(args) == 0
+    args = (tmp_path / "s", results, tmp_path / "f.md")
+    assert snapshot_then_findings(*args) == 0
     assert "\n### The answers so far\n" in (tmp_path / "f.md").read_text()  # one of two planned runs: not final
     # the study folder is lost (a new machine); the study goes on in a fresh one with the other run
     (tmp_path / "s").rename(tmp_path / "lost")
     run_study(study, tmp_path / "s", progress=False, only=[second])
     for _ in range(2):  # snapshotting again as the study goes on lists each run once
-        assert main(args) == 0
+        assert snapshot_then_findings(*args) == 0
         table = [(e["run_id"], e["status"]) for e in json.loads((results / "study" / "s" / "runs.json").read_text())]
         assert sorted(table) == sorted([(first, "done"), (second, "done")])
     assert "2 of 2 planned runs have finished" in (tmp_path / "f.md").read_text()
@@ -145,7 +147,7 @@ def test_a_study_continued_in_a_fresh_folder_keeps_the_runs_an_earlier_snapshot_
     edited = load_study(_study(tmp_path, {"seed": [1]}))
     assert [r.run_id for r in edited.runs] == [second]
     run_study(edited, tmp_path / "s", progress=False)
-    assert main(args) == 0
+    assert snapshot_then_findings(*args) == 0
     table = json.loads((results / "study" / "s" / "runs.json").read_text())
     assert {e["run_id"]: e.get("planned", True) for e in table} == {first: False, second: True}
     page = (tmp_path / "f.md").read_text()
@@ -153,41 +155,30 @@ def test_a_study_continued_in_a_fresh_folder_keeps_the_runs_an_earlier_snapshot_
     assert "with them 1 finished run of an earlier version of the grid, which the current grid no longer plans" in page
     # a table that is not one is refused with what to do, and is left as it was
     (results / "study" / "s" / "runs.json").write_text('{"run_id": 3}')
-    assert main(args) == 2
-    assert "is not a runs table written by classwise findings" in capsys.readouterr().err
+    assert snapshot_then_findings(*args) == 2
+    assert "is not a runs table written by classwise snapshot" in capsys.readouterr().err
     assert (results / "study" / "s" / "runs.json").read_text() == '{"run_id": 3}'
     # nor one whose run ids name folders outside the snapshot, when the page is written from it
     hostile = json.dumps([{"run_id": "../../lost", "status": "done", "overrides": {}}])
     (results / "study" / "s" / "runs.json").write_text(hostile)
-    assert main(["findings", "--results", str(results), "--out", str(tmp_path / "f.md")]) == 2
+    assert findings(["--results", str(results), "--out", str(tmp_path / "f.md")]) == 2
     assert "a run_id of letters and digits" in capsys.readouterr().err
 
 
-def test_findings_of_a_folder_that_is_no_study_is_one_clear_error(
+def test_a_snapshot_of_a_folder_that_is_no_study_is_one_clear_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert (
-        main(["findings", "--study", str(tmp_path), "--results", str(tmp_path / "r"), "--out", str(tmp_path / "f.md")])
-        == 2
-    )
-    assert "is not a study folder" in capsys.readouterr().err
+    assert main(["snapshot", str(tmp_path), "--out", str(tmp_path / "r")]) == 2
+    assert "is neither a study folder" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
 
 
 def test_a_recipe_run_that_never_finished_is_one_clear_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (tmp_path / "run").mkdir()
-    args = [
-        "findings",
-        "--recipe",
-        str(tmp_path / "run"),
-        "--results",
-        str(tmp_path / "r"),
-        "--out",
-        str(tmp_path / "f.md"),
-    ]
-    assert main(args) == 2
-    assert "holds no finished run" in capsys.readouterr().err
+    assert main(["snapshot", str(tmp_path / "run"), "--out", str(tmp_path / "r" / "recipe" / "run")]) == 2
+    assert "nor a finished run (no eval/evaluation.json)" in capsys.readouterr().err
     assert not (tmp_path / "r" / "recipe").exists()
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import importlib
 import shutil
 import subprocess
 import sys
@@ -22,7 +24,7 @@ def _tool(name: str) -> str:
 
 def test_ruff_is_clean() -> None:
     result = subprocess.run(
-        [_tool("ruff"), "check", "src", "tests", "benchmarks"], cwd=ROOT, capture_output=True, text=True
+        [_tool("ruff"), "check", "src", "tests", "benchmarks", "studies"], cwd=ROOT, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -30,3 +32,35 @@ def test_ruff_is_clean() -> None:
 def test_mypy_is_clean() -> None:
     result = subprocess.run([_tool("mypy")], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _imports(path: Path) -> list[tuple[str, list[str]]]:
+    tree = ast.parse(path.read_text(), str(path))
+    out: list[tuple[str, list[str]]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.append((node.module, [a.name for a in node.names]))
+        elif isinstance(node, ast.Import):
+            out += [(a.name, []) for a in node.names]
+    return out
+
+
+def test_the_library_holds_no_study_write_up() -> None:
+    """The paper's write-up lives in studies/findings: the package never imports it, and no module of
+    the package speaks of the study's questions."""
+    for path in (ROOT / "src" / "classwise").rglob("*.py"):
+        assert not any(m.split(".")[0] == "studies" for m, _ in _imports(path)), path
+        assert "question (" not in path.read_text(), f"{path} speaks of the study's questions"
+
+
+def test_the_study_write_up_uses_only_the_public_api() -> None:
+    """studies/findings imports from classwise only packages and the names they list in __all__."""
+    for path in (ROOT / "studies" / "findings").glob("*.py"):
+        for module, names in _imports(path):
+            if module.split(".")[0] != "classwise":
+                continue
+            package = importlib.import_module(module)
+            assert hasattr(package, "__path__") or module == "classwise.errors", f"{path}: {module} is no package"
+            public = set(getattr(package, "__all__", ())) | {"ClasswiseError", "ConfigError"}
+            public |= {n for n in names if hasattr(getattr(package, n, None), "__path__")}  # a subpackage
+            assert set(names) <= public, f"{path}: {module} does not export {sorted(set(names) - public)}"

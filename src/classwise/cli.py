@@ -207,14 +207,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_findings(args: argparse.Namespace) -> int:
-    from classwise.report.findings import copy_run, snapshot_study, write_findings
+def cmd_snapshot(args: argparse.Namespace) -> int:
+    from classwise.study import snapshot
 
-    for study in args.study or []:
-        print(f"copied the finished runs of {study} into {snapshot_study(study, args.results)}")
-    for run in args.recipe or []:
-        print(f"copied {run} into {copy_run(Path(run), Path(args.results) / 'recipe' / Path(run).name)}")
-    print(f"wrote {write_findings(args.results, args.out)} (figures in {Path(args.out).parent / 'figures'})")
+    print(f"copied {args.source} into {snapshot(args.source, args.out)} (no checkpoints)")
     return 0
 
 
@@ -523,23 +519,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder for report.html and report.md")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("findings", help="docs/findings.md: the study's answers, from committed results only")
-    p.add_argument("--results", default="results", help="folder of committed results (default results)")
-    p.add_argument("--out", default="docs/findings.md", help="Markdown file to write; figures go beside it")
-    p.add_argument(
-        "--study",
-        action="append",
-        metavar="DIR",
-        help="first copy the finished runs of this study folder (classwise study run --dir) into "
-        "RESULTS/study/<its name>/, without checkpoints (repeatable)",
+    p = sub.add_parser(
+        "snapshot", help="copy a study folder or a finished run in small form (no checkpoints), to commit or share"
     )
+    p.add_argument("source", help="a study folder (classwise study run --dir) or a finished run folder")
     p.add_argument(
-        "--recipe",
-        action="append",
-        metavar="RUN_DIR",
-        help="first copy this run folder (a recipe of studies/cpu/recipe/) into RESULTS/recipe/ (repeatable)",
+        "--out",
+        required=True,
+        help="folder to copy into (e.g. results/study/NAME); runs copied before are kept, later evaluations are added",
     )
-    p.set_defaults(func=cmd_findings)
+    p.set_defaults(func=cmd_snapshot)
 
     _add_study(sub)
     return parser

@@ -14,7 +14,7 @@ from classwise.evaluate.metrics import (
 )
 from classwise.evaluate.records import Analyses, AttackRecord, Boundary, Evaluation, TargetedResult
 from classwise.evaluate.spec import AttackSpec, EvalSpec, spec_from_options
-from classwise.evaluate.store import read_evaluation, run_evaluation, write_evaluation
+from classwise.evaluate.store import read_evaluation, run_evaluation, write_evaluation, write_files_atomically
 from classwise.evaluate.tables import (
     class_columns,
     format_comparison,
@@ -62,4 +62,5 @@ __all__ = [
     "summaries",
     "wilson_interval",
     "write_evaluation",
+    "write_files_atomically",
 ]

@@ -3,6 +3,7 @@
 from classwise.models.base import MODELS, Backbone, ImageClassifier, ModelSpec, Normalize, Preprocessed
 from classwise.models.checkpoint import atomic_torch_save, load_checkpoint, read_checkpoint, save_checkpoint
 from classwise.models.factory import count_parameters, create_model, model_from_spec, model_rows
+from classwise.models.leaderboard import published
 
 __all__ = [
     "MODELS",
@@ -17,6 +18,7 @@ __all__ = [
     "load_checkpoint",
     "model_from_spec",
     "model_rows",
+    "published",
     "read_checkpoint",
     "save_checkpoint",
 ]

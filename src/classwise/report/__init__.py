@@ -1,6 +1,21 @@
 """Reports: a self-contained HTML page and a Markdown summary from stored results."""
 
+from classwise.report import figures
 from classwise.report.build import render, write_report
-from classwise.report.collect import ModelResult, ReportData, collect
+from classwise.report.collect import ModelResult, ReportData, collect, model_from_folder
+from classwise.report.headline import mean_with_interval, pct, weakest
+from classwise.report.why import correlations
 
-__all__ = ["ModelResult", "ReportData", "collect", "render", "write_report"]
+__all__ = [
+    "ModelResult",
+    "ReportData",
+    "collect",
+    "correlations",
+    "figures",
+    "mean_with_interval",
+    "model_from_folder",
+    "pct",
+    "render",
+    "weakest",
+    "write_report",
+]

@@ -9,8 +9,7 @@ from typing import Any
 
 from classwise.attacks import format_eps
 from classwise.evaluate import Evaluation, format_flows, format_table
-from classwise.report.headline import model_headline
-from classwise.report.paper_scale import mean_with_interval
+from classwise.report.headline import mean_with_interval, model_headline
 
 
 def same_images(ev: Evaluation, board: dict[str, Any]) -> str | None:

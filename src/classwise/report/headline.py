@@ -8,8 +8,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from classwise.attacks import format_eps
-from classwise.evaluate import ClassAccuracy, Evaluation, Spread
+from classwise.evaluate import ClassAccuracy, Evaluation, Spread, wilson_interval
 
 
 @dataclass(frozen=True)
@@ -23,6 +25,18 @@ class Headline:
 
 def _pct(v: float) -> str:
     return f"{100 * v:.1f}%"
+
+
+def pct(v: float) -> str:
+    """A fraction as percent with one decimal, no sign: ``0.843`` → ``84.3``."""
+    return f"{100 * v:.1f}"
+
+
+def mean_with_interval(acc: ClassAccuracy) -> str:
+    """Mean over classes with the Wilson interval of the pooled accuracy (classes are balanced)."""
+    k, n = int(acc.correct.sum()), int(acc.n.sum())
+    lo, hi = wilson_interval(np.array(k), np.array(n))
+    return f"{100 * k / n:.1f} [{100 * float(lo):.1f}, {100 * float(hi):.1f}]"
 
 
 def weakest(acc: ClassAccuracy, names: tuple[str, ...]) -> str:

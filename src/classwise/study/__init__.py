@@ -3,6 +3,7 @@ or on Ray, with every per-class result in an embedded SQLite store."""
 
 from classwise.study.execute import EXECUTORS, STORE, Outcome, RunStatus, execute_run, run_study, study_status
 from classwise.study.export import FORMATS, export, export_study, tidy_rows
+from classwise.study.snapshot import finished_entries, is_planned, is_snapshot, runs_table, snapshot
 from classwise.study.spec import Run, Study, load_study, run_hash
 from classwise.study.store import Store
 
@@ -18,9 +19,14 @@ __all__ = [
     "execute_run",
     "export",
     "export_study",
+    "finished_entries",
+    "is_planned",
+    "is_snapshot",
     "load_study",
     "run_hash",
     "run_study",
+    "runs_table",
+    "snapshot",
     "study_status",
     "tidy_rows",
 ]

@@ -1,7 +1,7 @@
 """Standard and adversarial training with class-wise monitoring and exact resume."""
 
 from classwise.train import fairness, longtail  # noqa: F401 - techniques register themselves where defined
-from classwise.train.balance import TECHNIQUES
+from classwise.train.balance import TECHNIQUES, components, technique_options
 from classwise.train.config import TrainConfig
 from classwise.train.loop import TrainResult, prepare_data, train
 from classwise.train.methods import METHODS, MethodOutput
@@ -16,6 +16,8 @@ __all__ = [
     "MethodOutput",
     "TrainConfig",
     "TrainResult",
+    "components",
     "prepare_data",
+    "technique_options",
     "train",
 ]

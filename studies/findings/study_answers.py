@@ -1,5 +1,5 @@
 """The study section of the findings: questions (a) and (b) answered from a study snapshot
-(``results/study/<name>/``, written by :func:`classwise.report.findings.snapshot_study`).
+(``results/study/<name>/``, written by ``classwise snapshot``).
 
 (a) per dataset: the weakest classes pooled over runs, whether the class ordering is stable
 across architectures, hyper-parameters and seeds, and whether adversarial training widens the
@@ -8,7 +8,6 @@ class robustness with each stored explanation. Each part is one function returni
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,11 +17,10 @@ import numpy as np
 
 from classwise import analysis
 from classwise.attacks import format_eps
-from classwise.errors import ClasswiseError
 from classwise.evaluate import wilson_interval
-from classwise.report import figures
-from classwise.report.collect import ModelResult, model_from_folder
-from classwise.report.paper_scale import display_name, pct
+from classwise.report import ModelResult, figures, model_from_folder, pct
+from classwise.study import finished_entries, is_planned, runs_table
+from studies.findings.paper_scale import display_name
 
 
 @dataclass(frozen=True)
@@ -72,47 +70,6 @@ class Answers:
     # explanation -> per dataset: (median ρ, runs, runs with the interval below 0, runs with it above 0)
     explanations: dict[str, list[tuple[float, int, int, int]]] = field(default_factory=dict)
     clean_means: dict[str, tuple[float, float]] = field(default_factory=dict)  # dataset -> (standard, adversarial)
-
-
-def runs_table(folder: Path) -> list[dict[str, Any]]:
-    """A study snapshot's runs table (``runs.json``, written by
-    :func:`classwise.report.findings.snapshot_study`): one entry per planned run."""
-    path = folder / "runs.json"
-    try:
-        entries = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ClasswiseError(
-            f"{path} is not a runs table written by classwise findings ({exc}); restore it from git"
-        ) from exc
-    if not isinstance(entries, list) or not all(map(_is_entry, entries)):
-        raise ClasswiseError(
-            f"{path} is not a runs table written by classwise findings (expected a list of runs, each with "
-            "a run_id of letters and digits, status and overrides); restore it from git"
-        )
-    return entries
-
-
-def _is_entry(e: object) -> bool:
-    """A runs-table entry: a run id that names a folder inside the snapshot (no path), a status, the grid values."""
-    if not isinstance(e, dict) or not isinstance(e.get("run_id"), str):
-        return False
-    planned = isinstance(e.get("planned", True), bool)
-    return e["run_id"].isalnum() and "status" in e and isinstance(e.get("overrides"), dict) and planned
-
-
-def is_planned(entry: dict[str, Any]) -> bool:
-    """Whether the study's current grid plans this runs-table entry (an entry without ``planned`` was
-    written before grids could be edited under a snapshot: planned)."""
-    return bool(entry.get("planned", True))
-
-
-def finished_entries(folder: Path) -> list[dict[str, Any]]:
-    """The runs table's entries marked done whose copy in the snapshot is complete."""
-    return [
-        e
-        for e in runs_table(folder)
-        if e["status"] == "done" and (folder / "runs" / e["run_id"] / "eval" / "evaluation.json").exists()
-    ]
 
 
 def study_runs(folder: Path) -> list[StudyRun]:
@@ -302,7 +259,7 @@ def widening_part(runs: Sequence[StudyRun], datasets: list[str], ans: Answers) -
 
 
 def explanations_part(runs: Sequence[StudyRun], datasets: list[str], ans: Answers) -> list[str]:
-    from classwise.report.why import correlations
+    from classwise.report import correlations
 
     lines = [
         "",

@@ -12,17 +12,9 @@ import numpy as np
 
 from classwise.attacks import format_eps
 from classwise.errors import ClasswiseError
-from classwise.evaluate import ClassAccuracy, Spread, wilson_interval
-from classwise.report import figures
-from classwise.report.collect import ModelResult, model_from_folder
-from classwise.report.headline import weakest
-
-DISPLAY = {  # dataset labels on the page; results on the shared JPEG copy carry its caveat
-    "cifar10-jpeg": "CIFAR-10 (JPEG q75)",
-    "mnist": "MNIST",
-    "fashion-mnist": "Fashion-MNIST",
-    "gtsrb": "GTSRB (32 px)",
-}
+from classwise.evaluate import ClassAccuracy, Spread
+from classwise.report import ModelResult, figures, mean_with_interval, model_from_folder, pct, weakest
+from studies.findings.anchors import ANCHORS, DISPLAY, FRL_PGD_AT_CLASSES, FRL_SOURCE, TOLERANCE
 
 
 def display_name(dataset: str) -> str:
@@ -32,28 +24,6 @@ def display_name(dataset: str) -> str:
     if tail and base and ratio.replace(".", "", 1).isdigit():
         return f"{DISPLAY.get(base, base)}, long-tailed training split (ratio {ratio})"
     return DISPLAY.get(dataset, dataset)
-
-
-@dataclass(frozen=True)
-class Anchor:
-    """Published CIFAR-10 L∞ 8/255 AutoAttack numbers (%) of one method, mean and worst class."""
-
-    clean_mean: float
-    clean_worst: float
-    robust_mean: float
-    robust_worst: float
-    source: str
-
-
-# ../shared/docs/REFERENCES.md, "Published anchors": PreActResNet-18, best checkpoint, CFA's table.
-ANCHORS = {
-    "pgd-at": Anchor(82.3, 63.9, 46.7, 20.1, "PGD-AT, PreActResNet-18, best checkpoint (Wei et al., CVPR 2023, CFA)"),
-    "trades": Anchor(82.3, 67.8, 48.3, 21.7, "TRADES, PreActResNet-18 (Wei et al., CVPR 2023, CFA)"),
-}
-# The same file: FRL's per-class PGD robust accuracy (%) of PGD-AT ResNet-18 on CIFAR-10.
-FRL_PGD_AT_CLASSES = {"automobile": 67.0, "cat": 17.0}
-FRL_SOURCE = "Xu et al., ICML 2021, FRL: PGD-AT ResNet-18 under PGD"
-TOLERANCE = 3.0  # points: the target of "within 3 points of the anchors"
 
 
 @dataclass(frozen=True)
@@ -69,17 +39,6 @@ class PaperRun:
     @property
     def method(self) -> str:
         return str(self.run.config["method"]["name"])
-
-
-def pct(v: float) -> str:
-    return f"{100 * v:.1f}"
-
-
-def mean_with_interval(acc: ClassAccuracy) -> str:
-    """Mean over classes with the Wilson interval of the pooled accuracy (classes are balanced)."""
-    k, n = int(acc.correct.sum()), int(acc.n.sum())
-    lo, hi = wilson_interval(np.array(k), np.array(n))
-    return f"{100 * k / n:.1f} [{100 * float(lo):.1f}, {100 * float(hi):.1f}]"
 
 
 def _worst(acc: ClassAccuracy, names: tuple[str, ...]) -> str:

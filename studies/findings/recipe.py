@@ -9,13 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from classwise.evaluate import difference_interval
-from classwise.models.leaderboard import published
-from classwise.report.collect import ModelResult, model_from_folder
-from classwise.report.paper_scale import display_name, mean_with_interval, pct
-
-# The study issue's targets on 2 CPU cores, CIFAR-10 (JPEG q75), whole test set:
-# (clean accuracy %, PGD-20 robust accuracy % or None, minutes of training and evaluation).
-TARGETS = {"standard": (87.0, None, 15.0), "adversarial": (72.0, 40.0, 30.0)}
+from classwise.models import published
+from classwise.report import ModelResult, mean_with_interval, model_from_folder, pct
+from studies.findings.anchors import TARGETS
+from studies.findings.paper_scale import display_name
 
 
 def _recipe_line(m: ModelResult) -> str:

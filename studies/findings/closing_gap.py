@@ -21,22 +21,20 @@ import numpy as np
 from classwise import analysis
 from classwise.attacks import format_eps
 from classwise.evaluate import Evaluation, read_evaluation
-from classwise.report import figures
-from classwise.report.paper_scale import pct
-from classwise.report.study_answers import (
+from classwise.report import figures, pct
+from classwise.study import runs_table
+from classwise.train import TECHNIQUES, components, technique_options
+from studies.findings.anchors import GOAL_COST, GOAL_GAIN
+from studies.findings.study_answers import (
     StudyRun,
     is_complete,
     markdown_table,
     pooled_accuracy,
     progress,
-    runs_table,
     snapshot_runs,
     with_intervals,
 )
-from classwise.train import TECHNIQUES
-from classwise.train.balance import components, technique_options
 
-GOAL_GAIN, GOAL_COST = 0.05, 0.02  # worst-class robust gain at least, mean robust loss at most
 STATISTICS = (("worst", True), ("mean", True), ("mean", False), ("worst", False))  # (statistic, robust)
 
 
