@@ -127,6 +127,34 @@ def _files(root: Path) -> None:
     (damaged / "evaluation.json").write_text("{not json")
 
 
+def _round_two(root: Path) -> None:
+    """Round two of the hardening: files that look like checkpoints, stores and runs but are not."""
+    good = torch.load(root / "good.pt", weights_only=True)
+    torch.save({**good, "state_dict": "a string"}, root / "sd-string.pt")
+    broken = create_model("small_cnn", 3, (3, 8, 8), (0.5,) * 3, (0.25,) * 3, width=4)
+    with torch.no_grad():
+        for p in broken.parameters():
+            p.fill_(float("nan"))
+    save_checkpoint(root / "nan.pt", broken, class_names=["cat", "dog", "ship"])
+    (root / "text.pt").write_text("these are not the weights you are looking for\n")
+    (root / "random.pt").write_bytes(np.random.default_rng(0).bytes(4096))
+    (root / "notdb").mkdir()
+    (root / "notdb" / "results.sqlite").write_text("not a database")
+    data = str(root / "good" / "images")
+    (root / "study-width.yaml").write_text(
+        yaml.safe_dump({"base": tiny({"data.dataset": data}), "grid": {"model.args.width": [-3]}})
+    )
+    (root / "netmod.py").write_text(
+        "import torch.nn as nn\n\n\ndef make(num_classes):\n"
+        "    return nn.Sequential(nn.Flatten(), nn.Linear(784, num_classes))\n"
+    )
+    run = root / "poisoned-run"  # a run whose state.pt was replaced by a file that runs code when unpickled
+    assert main(["train", *tiny_train_args({"data.dataset": data}), "--out", str(run)]) == 0
+    buf = io.BytesIO()
+    torch.save({"model": Bomb()}, buf)
+    (run / "state.pt").write_bytes(buf.getvalue())
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     root = tmp_path_factory.mktemp("world")
@@ -135,6 +163,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     _checkpoints(root)
     _files(root)
     write_idx_dataset(root / "fmnist", "fashion-mnist")
+    _round_two(root)
     return World(root)
 
 
@@ -387,6 +416,92 @@ CASES: list[tuple[str, Argv, str]] = [
         lambda w: ["train", "--resume", w.path("old-run")],
         r"old-run holds a run this classwise cannot read .*older version",
     ),
+    # round two: tracebacks, misleading messages and nonsense that was accepted
+    ("state_dict that is a string", _evaluate("sd-string.pt"), r"state_dict is not a mapping of names to tensors"),
+    ("text file as a checkpoint", _evaluate("text.pt"), r"text.pt is not a file written by torch.save .*holds text"),
+    ("random bytes as a checkpoint", _evaluate("random.pt"), r"random.pt (is not a file written by torch.save|cannot)"),
+    ("model whose logits are NaN", _evaluate("nan.pt"), r"NaN or infinite logits"),
+    (
+        "poisoned state.pt on resume",
+        lambda w: ["train", "--resume", w.path("poisoned-run")],
+        r"run state .*state.pt holds objects other than tensors.*Do not open it unsafely; delete",
+    ),
+    ("config that is a folder", lambda w: ["train", "--config", w.path("good")], r"good is a folder; give the path"),
+    ("study file that is a folder", lambda w: ["study", "run", w.path("good")], r"good is a folder; give the path"),
+    (
+        "--out inside a file",
+        lambda w: [*_evaluate()(w), "--out", w.path("a-file") + "/eval"],
+        r"a-file/eval: a part of this path is a file, not a folder",
+    ),
+    (
+        "--mean/--std of the wrong length for one channel",
+        lambda w: [
+            "evaluate",
+            "--model",
+            w.path("netmod.py") + ":make",
+            "--dataset",
+            "fashion-mnist",
+            "--data-root",
+            w.path("fmnist"),
+            "--mean",
+            "0.5,0.5",
+            "--std",
+            "0.2",
+        ],
+        r"--mean and --std need 1 value \(the data has one channel\)",
+    ),
+    ("a list as --attack", _evaluate("good.pt", "good/images", "--attack", "[pgd, fgsm]"), r"one attack per --attack"),
+    ("two attacks in one --attack", _evaluate("good.pt", "good/images", "--attack", "pgd,fgsm"), r"one attack per"),
+    (
+        "unknown RobustBench model",
+        lambda w: ["evaluate", "--model", "robustbench:NoSuchModel", "--dataset", w.path("good/images")],
+        r"(no model 'NoSuchModel'|RobustBench has models for CIFAR-10)",
+    ),
+    ("learning rate NaN", _train(*_set("optim.lr=.nan")), r"optim.lr: expected a finite number"),
+    ("learning rate infinite", _train(*_set("optim.lr=.inf")), r"optim.lr: expected a finite number"),
+    ("learning rate 'nan'", _train(*_set("optim.lr=nan")), r"optim.lr: expected a number"),
+    ("weight decay infinite", _train(*_set("optim.weight_decay=-.inf")), r"weight_decay: expected a finite number"),
+    (
+        "attack option NaN",
+        _evaluate("good.pt", "good/images", "--attack", "{name: pgd, args: {step_size: .nan}}"),
+        r"option step_size must be a finite number",
+    ),
+    ("empty item in --eps", _evaluate("good.pt", "good/images", "--eps", "0.1,,0.2"), r"has an empty item"),
+    ("trailing comma in --eps", _evaluate("good.pt", "good/images", "--eps", "0.1,"), r"has an empty item"),
+    ("the same ε twice", _evaluate("good.pt", "good/images", "--eps", "8/255,8/255"), r"8/255 more than once"),
+    (
+        "--weights with a classwise checkpoint",
+        _evaluate("good.pt", "good/images", "--weights", "w.pt"),
+        r"carries its own weights: leave --weights out",
+    ),
+    (
+        "--weights with a TorchScript model",
+        lambda w: [
+            *["evaluate", "--model", "torchscript:" + w.path("m.ts"), "--weights", "w.pt"],
+            *["--dataset", w.path("good/images")],
+        ],
+        r"a TorchScript file .* leave --weights out",
+    ),
+    (
+        "study grid value only the architecture rejects",
+        lambda w: ["study", "run", w.path("study-width.yaml"), "--dir", w.path("never-made")],
+        r"run \[model.args.width=-3\]: model 'resnet20': width must be >= 1",
+    ),
+    (
+        "report of a store that is no database",
+        lambda w: ["report", w.path("notdb"), "--out", w.path("r")],
+        r"notdb/results.sqlite is not a readable study store",
+    ),
+    (
+        "snapshot of a store that is no database",
+        lambda w: ["snapshot", w.path("notdb"), "--out", w.path("r")],
+        r"notdb/results.sqlite is not a readable study store",
+    ),
+    (
+        "status of a store that is no database",
+        lambda w: ["study", "status", w.path("study-ok.yaml"), "--dir", w.path("notdb")],
+        r"is not a readable study store",
+    ),
     ("input shape without three sizes", lambda w: ["models", "--input-shape", "3x32"], r"CxHxW"),
     ("a single class", lambda w: ["models", "--num-classes", "1"], r"at least 2 classes"),
 ]
@@ -415,6 +530,7 @@ def test_bad_input_is_one_clear_message(
     import re
 
     assert re.search(match, err), err
+    assert "weights_only=False" not in err and "free space" not in err, err  # never the unsafe or a wrong fix
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())  # nothing half-written
     assert _listing(world.root) == before  # nothing created or left in the fixtures
     assert not (tmp_path / "PWNED").exists()
@@ -525,3 +641,156 @@ def test_a_resumed_run_clears_what_killed_saves_left(tmp_path: Path) -> None:
     (run / "eval" / ".partial-xyz").mkdir()
     assert main(["train", "--resume", str(run)]) == 0
     assert not (run / ".state.pt.abc.part").exists() and not (run / "eval" / ".partial-xyz").exists()
+
+
+def _constant_model(path: Path) -> Path:
+    """A model that predicts ``cat`` for every image: a run that never trained."""
+    model = create_model("small_cnn", 3, (3, 8, 8), (0.5,) * 3, (0.25,) * 3, width=4)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+        last = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+        last.bias.copy_(torch.tensor([5.0, 0.0, 0.0]))
+    return save_checkpoint(path, model, class_names=["cat", "dog", "ship"])
+
+
+def test_a_model_that_never_trained_is_named_first_and_equal_spreads_do_not_narrow(tmp_path: Path) -> None:
+    from classwise.evaluate import read_evaluation
+    from classwise.report.headline import comparison_headline, model_headline
+
+    data = str(write_class_folders(tmp_path / "d", n=6))
+    ckpt = _constant_model(tmp_path / "constant.pt")
+    assert main(["evaluate", "--checkpoint", str(ckpt), "--dataset", data, "--out", str(tmp_path / "e")]) == 0
+    ev = read_evaluation(tmp_path / "e")
+    finding = model_headline(ev).finding
+    assert finding.startswith("the model cannot be read as a result (constant prediction: cat for 100% of the images)")
+    same = comparison_headline(ev, ev, {"method": {"name": "standard"}}, {"method": {"name": "pgd-at"}}).finding
+    assert "leaves the gap as it was" in same and "narrows" not in same and "widens" not in same
+    assert same.startswith("the standard model cannot be read as a result")
+    assert main(["report", str(tmp_path / "e"), "--out", str(tmp_path / "r")]) == 0
+    page = (tmp_path / "r" / "report.html").read_text()
+    assert "cannot be read as a result: constant prediction: cat for 100% of the images" in page
+
+
+def test_ten_tied_classes_are_counted_not_spelled_out() -> None:
+    from classwise.evaluate import ClassAccuracy
+    from classwise.report.headline import weakest
+
+    names = tuple(f"c{k}" for k in range(10))
+    labels = np.repeat(np.arange(10), 10)
+    acc = ClassAccuracy.from_flags(labels == 9, labels, 10)
+    assert weakest(acc, names) == "9 classes tied at 0.0% (c0, c1, c2, …)"
+    two = ClassAccuracy.from_flags(labels[:30] == 2, labels[:30], 3)
+    assert weakest(two, names[:3]) == "c0 and c1 tied at 0.0%"
+
+
+def test_the_coefficient_of_variation_of_a_zero_mean_is_said_to_be_undefined(tmp_path: Path) -> None:
+    import dataclasses
+
+    from classwise.evaluate import format_table, read_evaluation
+
+    data = str(write_class_folders(tmp_path / "d", n=6))
+    ckpt = _constant_model(tmp_path / "constant.pt")
+    assert main(["evaluate", "--checkpoint", str(ckpt), "--dataset", data, "--out", str(tmp_path / "e")]) == 0
+    ev = read_evaluation(tmp_path / "e")
+    wrong = dataclasses.replace(ev, clean_pred=(ev.labels + 1) % ev.num_classes)  # every class at 0%
+    text = format_table(wrong)
+    assert "nan" not in text and "undefined" in text and "CV undefined: every class at 0%" in text
+
+
+def test_a_report_over_datasets_with_different_classes_shows_each_on_its_own(tmp_path: Path) -> None:
+    three = write_class_folders(tmp_path / "three", n=6)
+    four = write_class_folders(tmp_path / "four", classes=("ant", "bee", "cow", "doe"), n=6)
+    for name, data in (("a", three), ("b", four)):
+        args = ["train", *tiny_train_args({"data.dataset": str(data)}), "--out", str(tmp_path / "runs" / name)]
+        assert main(args) == 0
+    assert main(["report", str(tmp_path / "runs"), "--out", str(tmp_path / "r")]) == 0
+    page = (tmp_path / "r" / "report.html").read_text()
+    assert "Per-class accuracy and robustness — " in page and page.count("Per-class accuracy and robustness — ") == 2
+
+
+def test_a_store_read_while_a_worker_finishes_a_run_sees_one_moment(tmp_path: Path) -> None:
+    """The runs and the metrics come from one read: a run finished between the two queries is
+    either done with its metrics or pending without them, never pending with metrics."""
+    import sqlite3
+    from collections.abc import Iterator
+    from contextlib import contextmanager
+
+    from classwise.study import Store, load_study
+    from tests.test_study import _study
+
+    study = load_study(_study(tmp_path, {"seed": [0]}))
+    (run,) = study.runs
+    Store(tmp_path / "s.sqlite").register(study.runs)
+    row = {"split": "test", "attack": "clean", "eps": 0.0, "norm": "Linf", "class_index": 0, "class_name": "a"}
+    rows = [{**row, "n": 1, "correct": 1, "accuracy": 1.0, "ci_low": 0.2, "ci_high": 1.0}]
+
+    class Racing(Store):
+        """A reader during whose first query another worker finishes the run."""
+
+        raced = False
+
+        @contextmanager
+        def _connect(self) -> Iterator[sqlite3.Connection]:
+            with super()._connect() as db:
+
+                def factory(cursor: sqlite3.Cursor, values: tuple) -> sqlite3.Row:
+                    if not Racing.raced and "position" in [d[0] for d in cursor.description]:
+                        Racing.raced = True
+                        writer = Store(self.path)
+                        assert writer.claim(run.run_id, "other", 3)
+                        writer.finish(run.run_id, rows, {})
+                    return sqlite3.Row(cursor, values)
+
+                db.row_factory = factory
+                yield db
+
+    runs, metrics = Racing(tmp_path / "s.sqlite").read()
+    assert Racing.raced
+    assert runs[0]["status"] == "pending" and metrics == []  # the moment before the other worker committed
+    runs, metrics = Store(tmp_path / "s.sqlite").read()
+    assert runs[0]["status"] == "done" and len(metrics) == 1
+
+
+def test_a_full_disk_during_any_write_leaves_the_previous_state(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The report, an evaluation, a checkpoint and a run's history: each written atomically, so a disk
+    that fills up mid-write leaves what was there before, no partial file, and one message."""
+    import errno
+
+    from classwise.config import write_text_atomically
+    from classwise.models import atomic_torch_save
+
+    data = str(write_class_folders(tmp_path / "d", n=6))
+    run = tmp_path / "run"
+    assert main(["train", *tiny_train_args({"data.dataset": data}), "--out", str(run)]) == 0
+    assert main(["report", str(run), "--out", str(tmp_path / "r")]) == 0
+    before = {p: p.read_bytes() for p in [*run.rglob("*"), *(tmp_path / "r").rglob("*")] if p.is_file()}
+
+    real_write = Path.write_text
+
+    def full(self: Path, *args: object, **kwargs: object) -> int:
+        if self.name.startswith(".") or ".partial-" in str(self):  # the temporary copy: the disk is full
+            raise OSError(errno.ENOSPC, "No space left on device", str(self))
+        return real_write(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", full)
+    assert main(["report", str(run), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "no space left on the device while writing" in err and ".partial-" not in err, err
+    monkeypatch.undo()
+
+    def no_space(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", no_space)
+    with pytest.raises(OSError):
+        atomic_torch_save({"x": torch.zeros(1)}, run / "model.pt")
+    monkeypatch.undo()
+    monkeypatch.setattr("os.fsync", no_space)
+    with pytest.raises(OSError):
+        write_text_atomically(run / "history.json", "[]")
+    monkeypatch.undo()
+    after = {p: p.read_bytes() for p in [*run.rglob("*"), *(tmp_path / "r").rglob("*")] if p.is_file()}
+    assert after == before  # every file as it was, and no temporary file left beside them

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from classwise.errors import ClasswiseError
+from classwise.errors import ClasswiseError, os_error_message
 
 if TYPE_CHECKING:
     from classwise.train import TrainConfig
@@ -545,8 +545,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"classwise: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # a file that cannot be written or read: full disk, no permission, a file for a folder
-        where = f"{exc.filename}: " if exc.filename else ""
-        print(f"classwise: error: {where}{exc.strerror or exc}; check the path and the free space", file=sys.stderr)
+        print(f"classwise: error: {os_error_message(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("classwise: interrupted", file=sys.stderr)

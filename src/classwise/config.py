@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tempfile
 import types
@@ -44,11 +45,13 @@ def number(value: Any, where: str) -> float:
     if isinstance(value, bool):
         raise ConfigError(f"{where}: expected a number, got {value!r}")
     if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
         return float(value)
     if isinstance(value, str):
         try:
             return float(Fraction(value.strip()))
-        except (ValueError, ZeroDivisionError):
+        except (ValueError, ZeroDivisionError, OverflowError):
             pass
     raise ConfigError(f"{where}: expected a number or a fraction like 8/255, got {value!r}")
 
@@ -238,6 +241,8 @@ def _join(prefix: str, name: str) -> str:
 def load_yaml(path: str | Path, what: str = "settings") -> dict[str, Any]:
     """A YAML mapping from ``path``; a missing, unreadable or non-mapping file is one clear error."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path} is a folder; give the path of a YAML file of {what}, not a folder")
     if not path.is_file():
         raise ConfigError(f"{path} does not exist; give the path of a YAML file of {what}")
     try:
@@ -252,11 +257,13 @@ def load_yaml(path: str | Path, what: str = "settings") -> dict[str, Any]:
 
 
 def write_text_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``."""
+    """Write ``text`` to a temporary file beside ``path``, fsync, then rename it over ``path``."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

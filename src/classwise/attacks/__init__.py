@@ -18,6 +18,7 @@ from classwise.attacks.autoattack import AutoAttack
 from classwise.attacks.base import ATTACKS, Attack
 from classwise.attacks.pgd import PGD, fgsm, pgd
 from classwise.attacks.threat import check_eps, check_norm, flat_norm, format_eps, parse_eps, parse_eps_list, project
+from classwise.config import number
 from classwise.errors import ConfigError
 
 _NOT_OPTIONS = {"eps", "norm", "name"}  # set by the evaluation, not by the attack's options
@@ -68,14 +69,10 @@ def coerce_option(attack: str, key: str, value: Any, kind: str) -> Any:
             return value
         raise bad("a whole number")
     if kind.startswith("float"):
-        if isinstance(value, str):
-            try:
-                return parse_eps(value)
-            except ConfigError:
-                raise bad("a number or a fraction like 2/255") from None
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        raise bad("a number")
+        try:
+            return number(value, key)
+        except ConfigError:
+            raise bad("a finite number or a fraction like 2/255") from None
     if not isinstance(value, str):
         raise bad("a name")
     return value.strip()
@@ -94,6 +91,11 @@ def parse_attack_spec(spec: str | Mapping[str, Any]) -> tuple[str, dict[str, Any
                 spec = yaml.safe_load(text)
             except yaml.YAMLError as exc:
                 raise ConfigError(f"attack {text!r} is not a valid YAML mapping ({str(exc).splitlines()[0]})") from None
+        elif text.startswith("[") or "," in text:
+            raise ConfigError(
+                f"one attack per --attack (or per list item in YAML): repeat the flag, e.g. --attack pgd "
+                f"--attack fgsm; got {text!r}"
+            )
         elif ":" in text or "=" in text:
             name = text.partition(":")[0]
             raise ConfigError(

@@ -42,9 +42,15 @@ def parse_eps(text: str) -> float:
 
 def parse_eps_list(text: str) -> list[float]:
     """``"0,2/255,8/255"`` → [0.0, 0.00784..., 0.0313...]."""
-    values = [parse_eps(t) for t in text.split(",") if t.strip()]
-    if not values:
-        raise ConfigError("no ε given")
+    items = text.split(",")
+    if not text.strip():
+        raise ConfigError("no ε given; write one or more values separated by commas, e.g. 0,2/255,8/255")
+    if any(not t.strip() for t in items):
+        raise ConfigError(f"ε list {text!r} has an empty item; separate values by single commas, e.g. 0,2/255,8/255")
+    values = [parse_eps(t) for t in items]
+    twice = sorted({format_eps(v) for v in values if values.count(v) > 1})
+    if twice:
+        raise ConfigError(f"ε list {text!r} gives {', '.join(twice)} more than once; give each ε once")
     return values
 
 

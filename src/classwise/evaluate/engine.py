@@ -183,6 +183,13 @@ class _Run:
                 logits = forward_checked(self.model, unit_images(self.x[i : i + self.spec.batch_size]))
                 if i == 0:
                     check_logits(logits, self.k)
+                broken = int((~torch.isfinite(logits)).any(1).sum())
+                if broken:
+                    raise ConfigError(
+                        f"the model returns NaN or infinite logits for {broken} of images {i}–{i + len(logits) - 1}: "
+                        "its weights are broken (a diverged training run?), so there is nothing to evaluate; "
+                        "evaluate an earlier checkpoint (best.pt) or retrain"
+                    )
                 preds.append(logits.argmax(1))
         return torch.cat(preds)
 

@@ -90,13 +90,15 @@ def format_table(ev: Evaluation, title: str | None = None) -> str:
         cells = []
         for s in spreads:
             v = getattr(s, attr)
-            text = f"{v:.3f}" if attr == "cv" else _pct(v)
+            text = (f"{v:.3f}" if v == v else "undefined") if attr == "cv" else _pct(v)  # CV of a mean of 0
             if attr in ("worst", "best"):
                 name = _short(s)[:10] if attr == "worst" or s.best == s.worst else s.best_class[:10]
                 text = f"{name} {text.strip()}"
             cells.append(text.rjust(cw))
         lines.append(f"{label:<{width}}  {'':>5}  " + "  ".join(cells))
     lines.append("accuracy % (95% Wilson interval); mean, std and CV are over classes")
+    if any(s.cv != s.cv for s in spreads):
+        lines.append("CV undefined: every class at 0%, so the mean is 0")
     return "\n".join(lines)
 
 

@@ -49,31 +49,59 @@ def save_checkpoint(path: str | Path, model: ImageClassifier, **meta: Any) -> Pa
     return Path(path)
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """The raw payload of a checkpoint file, validated; raises :class:`CheckpointError`."""
+def torch_file(path: str | Path, what: str, fix: str) -> Any:
+    """The contents of a file written by ``torch.save``, read with ``weights_only=True``.
+
+    Every failure becomes one :class:`CheckpointError` naming ``what`` the file was meant to be and
+    saying what to do (``fix``); torch's own text never reaches the user, since it suggests
+    ``weights_only=False``, the unsafe way to open a file that may be hostile."""
     path = Path(path)
     if path.is_dir():
-        raise CheckpointError(f"checkpoint {path} is a folder; give the checkpoint file in it (best.pt, model.pt)")
+        raise CheckpointError(f"{what} {path} is a folder; give the file in it (best.pt, model.pt)")
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
+        raise CheckpointError(f"{what} {path} does not exist")
     if path.stat().st_size == 0:
-        raise CheckpointError(f"checkpoint {path} is empty (0 bytes): a save that never finished; re-create it")
+        raise CheckpointError(f"{what} {path} is empty (0 bytes): a save that never finished; {fix}")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head != b"PK\x03\x04" and head[:1] != b"\x80":  # neither torch's zip format nor its legacy pickle
+        kind = "text" if _looks_like_text(path) else "bytes of another format"
+        raise CheckpointError(f"{what} {path} is not a file written by torch.save (it holds {kind}); {fix}")
+    damaged = f"{what} {path} cannot be read: it is damaged (truncated?) or not a torch file; {fix}"
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "Weights only load failed" not in str(exc):
-            raise CheckpointError(f"checkpoint {path} cannot be read ({str(exc).splitlines()[0][:200]})") from None
-        raise CheckpointError(
-            f"checkpoint {path} holds objects other than tensors and plain data; classwise refuses to unpickle "
-            "them, since unpickling can run code. It is not a classwise checkpoint: re-create it with classwise."
-        ) from None
-    except Exception as exc:  # torch raises many types for truncated or foreign files
-        raise CheckpointError(
-            f"checkpoint {path} cannot be read ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
-            "it is corrupt or not a classwise checkpoint. Re-create it, or resume from the run's last checkpoint."
-        ) from None
+        if "Unsupported global" in str(exc) or "GLOBAL" in str(exc):
+            raise CheckpointError(
+                f"{what} {path} holds objects other than tensors and plain data; classwise refuses to unpickle "
+                f"them, since unpickling can run code. Do not open it unsafely; {fix}"
+            ) from None
+        raise CheckpointError(damaged) from None
+    except Exception:  # torch raises many types for truncated or foreign files
+        raise CheckpointError(damaged) from None
+
+
+def _looks_like_text(path: Path) -> bool:
+    with open(path, "rb") as f:
+        chunk = f.read(512)
+    try:
+        chunk.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The raw payload of a checkpoint file, validated; raises :class:`CheckpointError`."""
+    payload = torch_file(path, "checkpoint", "re-create it with classwise, or resume from the run's last checkpoint")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a classwise checkpoint (expected format {FORMAT!r})")
+    if not isinstance(payload.get("state_dict"), dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in payload["state_dict"].items()
+    ):
+        raise CheckpointError(
+            f"{path}: its state_dict is not a mapping of names to tensors; re-create it with classwise"
+        )
     return payload
 
 

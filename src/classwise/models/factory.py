@@ -65,7 +65,15 @@ def model_args(name: str, args: Mapping[str, Any]) -> dict[str, Any]:
     unknown = set(args) - allowed
     if unknown:
         raise ConfigError(f"model {name!r} has no argument(s) {sorted(unknown)}; it takes {sorted(allowed)}")
-    return typed_arguments(factory, args, f"model {name!r} argument")
+    typed = typed_arguments(factory, args, f"model {name!r} argument")
+    try:  # the architecture's own checks of the values (width >= 1, say), on no memory at all
+        with torch.device("meta"):
+            factory(num_classes=10, in_channels=3, **typed)
+    except (ValueError, ConfigError) as exc:
+        raise ConfigError(f"model {name!r}: {exc}") from None
+    except Exception:  # a factory that cannot run on the meta device is checked when it is built
+        pass
+    return typed
 
 
 def model_from_spec(spec: ModelSpec) -> ImageClassifier:

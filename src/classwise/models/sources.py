@@ -32,8 +32,9 @@ from torch import nn
 
 from classwise.errors import ConfigError
 from classwise.models.base import Preprocessed
-from classwise.models.checkpoint import load_checkpoint
+from classwise.models.checkpoint import load_checkpoint, torch_file
 from classwise.models.leaderboard import Entry, published
+from classwise.models.leaderboard import entries as leaderboard_entries
 
 ZOO_DATASETS = {10: "cifar10", 100: "cifar100", 1000: "imagenet"}  # RobustBench's datasets, by class count
 ZOO_INPUT = {"cifar10": (3, 32, 32), "cifar100": (3, 32, 32), "imagenet": (3, 224, 224)}
@@ -75,11 +76,20 @@ def load_model(spec: str, request: ModelRequest) -> LoadedModel:
     if (request.mean is None) != (request.std is None):
         raise ConfigError("give --mean and --std together")
     scheme, _, rest = spec.partition(":")
+    factory = scheme not in SCHEMES and bool(rest) and not Path(spec).exists() and "/" not in rest
+    if request.weights is not None and scheme not in ("timm",) and not factory:
+        kind = {"robustbench": "a RobustBench model", "torchscript": "a TorchScript file"}.get(
+            scheme, "a classwise checkpoint"
+        )
+        raise ConfigError(
+            f"--weights is for timm:NAME and module:factory models; {kind} ({spec}) carries its own weights: "
+            "leave --weights out"
+        )
     if scheme in SCHEMES:
         if not rest:
             raise ConfigError(f"{scheme}: needs a name or path after the colon, e.g. {scheme}:{_EXAMPLES[scheme]}")
         loaded = {"robustbench": _robustbench, "timm": _timm, "torchscript": _torchscript}[scheme](rest, request)
-    elif rest and not Path(spec).exists() and "/" not in rest:
+    elif factory:
         loaded = _factory(scheme, rest, request)
     else:
         loaded = _checkpoint(Path(spec), request)
@@ -93,7 +103,8 @@ def _normalised(model: nn.Module, request: ModelRequest, input_shape: tuple[int,
     if request.mean is not None and request.std is not None:
         c = request.input_shape[0]
         if len(request.mean) not in (1, c) or len(request.std) not in (1, c):
-            raise ConfigError(f"--mean and --std need 1 or {c} values (one per channel of the data)")
+            need = "1 value (the data has one channel)" if c == 1 else f"1 or {c} values (one per channel of the data)"
+            raise ConfigError(f"--mean and --std need {need}")
         mean = request.mean * c if len(request.mean) == 1 else request.mean
         std = request.std * c if len(request.std) == 1 else request.std
         if any(s <= 0 for s in std):
@@ -188,14 +199,7 @@ def _import(module_name: str) -> Any:
 
 
 def _load_weights(model: nn.Module, path: Path) -> None:
-    if not path.is_file():
-        raise ConfigError(f"weights file {path} does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ConfigError(
-            f"weights file {path} cannot be read as tensors ({str(exc).splitlines()[0][:160]}); save a state dict"
-        ) from None
+    state = torch_file(path, "weights file", "save the model's state dict with torch.save(model.state_dict(), PATH)")
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
@@ -243,7 +247,17 @@ def _timm(name: str, request: ModelRequest) -> LoadedModel:
 
 
 def _robustbench(name: str, request: ModelRequest) -> LoadedModel:
-    zoo = _robustbench_modules()
+    try:
+        zoo = _robustbench_modules()
+    except ConfigError:  # not installed: a name the leaderboard does not know is the first thing to fix
+        known = sorted({n for (_, _, n) in leaderboard_entries()})
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=5, cutoff=0.4)
+            raise ConfigError(
+                f"RobustBench has no model {name!r} in classwise's copy of its leaderboard"
+                + (f"; close: {', '.join(close)}" if close else "; names are listed at https://robustbench.github.io")
+            ) from None
+        raise
     dataset = ZOO_DATASETS.get(request.num_classes)
     if dataset is None:
         raise ConfigError(

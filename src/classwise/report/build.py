@@ -14,7 +14,7 @@ from classwise.evaluate import Spread, class_columns, difference_interval
 from classwise.evaluate.store import write_files_atomically
 from classwise.report import figures
 from classwise.report.collect import ModelResult, ReportData, collect
-from classwise.report.headline import Headline, headline, weakest
+from classwise.report.headline import Headline, headline, unreadable, weakest
 from classwise.report.page import Section, fig, table
 from classwise.report.universality import study_headline, study_sections
 from classwise.report.why import side_by_side, why_section
@@ -176,22 +176,26 @@ def change_section(models: Sequence[ModelResult]) -> Section | None:
 def render(data: ReportData) -> tuple[str, str]:
     """The HTML page and the Markdown summary for ``data``."""
     models = data.models
-    sections = [
-        Section(
-            "Per-class accuracy and robustness",
-            "Light bars: clean accuracy; dark bars: worst-case robust accuracy; whiskers: 95% Wilson intervals. "
-            "Classes are sorted from the least to the most robust.",
-            [
-                fig(
-                    figures.class_bars(models[:4]),
-                    "Per-class clean and robust accuracy.",
-                    table(SUMMARY_HEADERS, summary_rows(models[:4])),
-                )
-            ],
+    groups = data.class_groups()
+    sections: list[Section] = []
+    for label, group in groups:  # class by class: only models on the same classes side by side
+        suffix = f" — {label}" if len(groups) > 1 else ""
+        sections.append(
+            Section(
+                "Per-class accuracy and robustness" + suffix,
+                "Light bars: clean accuracy; dark bars: worst-case robust accuracy; whiskers: 95% Wilson intervals. "
+                "Classes are sorted from the least to the most robust.",
+                [
+                    fig(
+                        figures.class_bars(group[:4]),
+                        "Per-class clean and robust accuracy.",
+                        table(SUMMARY_HEADERS, summary_rows(group[:4])),
+                    )
+                ],
+            )
         )
-    ]
-    change = change_section(models[:MAX_DETAILED])
-    sections += [change] if change is not None else []
+        change = change_section(group[:MAX_DETAILED])
+        sections += [change] if change is not None else []
     if len(models) > 1:
         sections.append(
             Section(
@@ -207,11 +211,12 @@ def render(data: ReportData) -> tuple[str, str]:
             )
         )
     sections += [model_section(m) for m in models[:MAX_DETAILED]]
-    sections += [w for w in [side_by_side(models[:MAX_DETAILED])] if w is not None]
+    sections += [w for _, group in groups for w in [side_by_side(group[:MAX_DETAILED])] if w is not None]
     sections += [w for w in (why_section(m) for m in models[:MAX_DETAILED]) if w is not None]
     sections += study_sections(data)
     sections.append(provenance_section(models))
-    notes = [w for m in models for w in m.warnings]
+    notes = [f"{m.name} cannot be read as a result: {why}" for m in models if (why := unreadable(m.evaluation))]
+    notes += [w for m in models for w in m.warnings]
     if any("lossy" in m.dataset for m in models):
         notes.insert(0, "Results on a lossy JPEG copy of the dataset, not on the original.")
     top = report_headline(data)

@@ -78,6 +78,15 @@ class ReportData:
     study_rows: list[dict[str, Any]] = field(default_factory=list)  # tidy per-class rows of a study
     source: str = ""
 
+    def class_groups(self) -> list[tuple[str, list[ModelResult]]]:
+        """The models by the classes they are on (a study over several datasets holds several groups),
+        each labelled by its dataset(s), in the order the models come; class-by-class figures compare
+        the models of one group only."""
+        groups: dict[tuple[str, ...], list[ModelResult]] = {}
+        for m in self.models:
+            groups.setdefault(m.class_names, []).append(m)
+        return [(", ".join(sorted({m.dataset for m in g})), g) for g in groups.values()]
+
 
 def model_from_folder(name: str, folder: Path) -> ModelResult:
     """The model evaluated in ``folder``: a run folder (its ``eval/``) or an evaluation folder."""
@@ -114,11 +123,12 @@ def _collect_study(path: Path) -> ReportData:
     from classwise.study import Store, tidy_rows
 
     store = Store(path / "results.sqlite")
-    rows = tidy_rows(store)
+    read = store.read()  # one moment of a study that may be running: its runs and metrics agree
+    rows = tidy_rows(store, read)
     if not rows:
         raise ClasswiseError(f"{path} holds no finished run yet")
     models = []
-    for run in store.runs():
+    for run in read[0]:
         folder = path / "runs" / run["run_id"]
         if run["status"] == "done" and _evaluated(folder):
             label = ", ".join(f"{k}={v}" for k, v in json.loads(run["overrides"]).items()) or run["run_id"]

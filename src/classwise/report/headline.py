@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from classwise import analysis
 from classwise.attacks import format_eps
 from classwise.evaluate import ClassAccuracy, Evaluation, Spread, wilson_interval
 
@@ -40,11 +41,17 @@ def mean_with_interval(acc: ClassAccuracy) -> str:
 
 
 def weakest(acc: ClassAccuracy, names: tuple[str, ...]) -> str:
-    """``Shirt 7.7% [5.2, 11.2]``, or the tie (``Coat and Shirt tied at 0.0%``)."""
+    """``Shirt 7.7% [5.2, 11.2]``, or the tie (``Coat and Shirt tied at 0.0%``; ``7 classes tied at
+    0.0% (cat, deer, dog, …)`` where more than three tie)."""
     s = Spread.of(acc, names)
     if len(s.worst_classes) > 1:
         tied = s.worst_classes
-        who = f"all {len(tied)} classes" if len(tied) == len(names) else ", ".join(tied[:-1]) + f" and {tied[-1]}"
+        if len(tied) == len(names):
+            who = f"all {len(tied)} classes"
+        elif len(tied) > 3:
+            return f"{len(tied)} classes tied at {_pct(s.worst)} ({', '.join(tied[:3])}, …)"
+        else:
+            who = ", ".join(tied[:-1]) + f" and {tied[-1]}"
         return f"{who} tied at {_pct(s.worst)}"
     k = names.index(s.worst_class)
     return f"{s.worst_class} {_pct(s.worst)} [{100 * acc.low[k]:.1f}, {100 * acc.high[k]:.1f}]"
@@ -76,12 +83,29 @@ def setup_line(ev: Evaluation, config: dict[str, Any] | None = None) -> str:
     return "; ".join(parts)
 
 
+def unreadable(ev: Evaluation) -> str | None:
+    """Why a model's numbers are no class-wise result, or None: it predicts (nearly) one class for
+    every image (a model that never trained), or its clean accuracy is not above chance."""
+    failure = analysis.training_failure(ev.labels, ev.clean_pred, ev.num_classes)
+    if failure is None:
+        return None
+    top = int(np.bincount(ev.clean_pred, minlength=ev.num_classes).argmax())
+    return failure.replace(f"class {top} for", f"{ev.class_names[top]} for", 1)
+
+
+def _unreadable_first(named: Sequence[tuple[str, Evaluation]]) -> str:
+    """The headline's first words when a model cannot be read: which one, and why."""
+    said = [f"{who} cannot be read as a result ({why})" for who, ev in named if (why := unreadable(ev))]
+    return "; ".join(said) + ". Its numbers as measured: " if said else ""
+
+
 def model_headline(ev: Evaluation, config: dict[str, Any] | None = None) -> Headline:
-    """One model: its weakest class against the mean, clean and under attack."""
+    """One model: its weakest class against the mean, clean and under attack (first of all, that it
+    cannot be read as a result, where it never trained)."""
     names = ev.class_names
     clean, robust = ev.clean(), ev.robust(ev.headline)
     c, r = Spread.of(clean, names), Spread.of(robust, names)
-    finding = (
+    finding = _unreadable_first([("the model", ev)]) + (
         f"weakest class under attack: {weakest(robust, names)} while the mean is {_pct(r.mean)} "
         f"(std across classes {100 * r.std:.1f}); without attack {weakest(clean, names)}, mean {_pct(c.mean)}"
     )
@@ -96,9 +120,11 @@ def comparison_headline(
     b, o = Spread.of(base.clean(), names), Spread.of(other.clean(), names)
     robust = other.robust(other.headline)
     r = Spread.of(robust, names)
-    verb = "widens" if o.std > b.std else "narrows"
-    finding = (
-        f"adversarial training ({_method(other_config)}) {verb} the gap: clean accuracy std across classes "
+    before, after = round(100 * b.std, 1), round(100 * o.std, 1)  # compared as printed
+    verb = "widens the gap" if after > before else "narrows the gap" if after < before else "leaves the gap as it was"
+    unread = _unreadable_first([("the standard model", base), (f"the {_method(other_config)} model", other)])
+    finding = unread + (
+        f"adversarial training ({_method(other_config)}) {verb}: clean accuracy std across classes "
         f"{100 * b.std:.1f} → {100 * o.std:.1f}, worst class {weakest(base.clean(), names)} → "
         f"{weakest(other.clean(), names)}; under attack the worst class is {weakest(robust, names)} "
         f"while the mean is {_pct(r.mean)}"

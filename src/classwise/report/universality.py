@@ -29,8 +29,21 @@ def headline_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def study_sections(data: ReportData) -> list[Section]:
-    """Universality across runs, hyper-parameter effects and whether adversarial training widens the gap."""
+    """Per dataset of the study: universality across runs, hyper-parameter effects and whether
+    adversarial training widens the gap (classes are compared within one dataset only)."""
     rows = headline_rows(data.study_rows)
+    datasets = sorted({str(r.get("config.data.dataset")) for r in rows})
+    out = []
+    for dataset in datasets:
+        sections = _dataset_sections([r for r in rows if str(r.get("config.data.dataset")) == dataset])
+        if len(datasets) > 1:
+            for section in sections:
+                section.title += f" — {Path(dataset).name}"
+        out += sections
+    return out
+
+
+def _dataset_sections(rows: list[dict[str, Any]]) -> list[Section]:
     if not rows:
         return []
     by_run: dict[str, dict[int, float]] = defaultdict(dict)

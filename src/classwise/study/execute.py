@@ -86,9 +86,13 @@ def _attempt(store: Store, run: Run, study: Study, study_dir: Path, device: str)
         return False
     try:
         rows = execute_run(run, study_dir, device)
+    except ClasswiseError as exc:  # bad input found only when the run started: its message, no traceback
+        store.fail(run.run_id, f"{type(exc).__name__}: {exc}")
+        log.warning("run %s failed: %s", run.run_id, exc)
+        return True
     except Exception:
         store.fail(run.run_id, traceback.format_exc())
-        log.warning("run %s failed:\n%s", run.run_id, traceback.format_exc())
+        log.warning("run %s failed:\n%s", run.run_id, traceback.format_exc())  # a bug: its traceback helps
         return True
     store.finish(run.run_id, rows, versions())
     return True

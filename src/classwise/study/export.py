@@ -28,10 +28,14 @@ CONFIG_COLUMNS = (
 )
 
 
-def tidy_rows(store: Store) -> list[dict[str, Any]]:
-    runs = {r["run_id"]: r for r in store.runs()}
+def tidy_rows(
+    store: Store, read: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None
+) -> list[dict[str, Any]]:
+    """One row per metric; ``read`` is one :meth:`Store.read` to build from (read now if not given)."""
+    runs_list, metrics = read or store.read()
+    runs = {r["run_id"]: r for r in runs_list}
     rows = []
-    for m in store.metrics():
+    for m in metrics:
         run = runs[m["run_id"]]
         config, overrides = json.loads(run["config"]), json.loads(run["overrides"])
         row: dict[str, Any] = {"run_id": m["run_id"]}

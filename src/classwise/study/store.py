@@ -18,10 +18,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from classwise.errors import ClasswiseError
 from classwise.provenance import git_commit
 from classwise.study.spec import Run
 
 STORE_FILE = "results.sqlite"
+DAMAGED = ("file is not a database", "malformed", "file is encrypted")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY,
@@ -56,6 +58,10 @@ CREATE TABLE IF NOT EXISTS metrics (
 """
 
 
+class StoreError(ClasswiseError):
+    """The study store is damaged or is not one."""
+
+
 class Store:
     """Open (creating if needed) the store at ``path``."""
 
@@ -67,14 +73,27 @@ class Store:
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-        db.row_factory = sqlite3.Row
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA busy_timeout=60000")
         try:
+            db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise self._damaged(exc) from None
+        try:
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA busy_timeout=60000")
             yield db
+        except sqlite3.DatabaseError as exc:
+            if not any(text in str(exc) for text in DAMAGED):
+                raise
+            raise self._damaged(exc) from None
         finally:
             db.close()
+
+    def _damaged(self, exc: sqlite3.Error) -> StoreError:
+        return StoreError(
+            f"{self.path} is not a readable study store ({exc}); restore it from a copy, or move it away and run "
+            "classwise study run again: finished run folders beside it are reused, unfinished ones resume"
+        )
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -141,18 +160,28 @@ class Store:
             )
 
     def runs(self) -> list[dict[str, Any]]:
-        with self._connect() as db:
-            return [dict(r) for r in db.execute("SELECT * FROM runs ORDER BY position")]
+        return self.read()[0]
 
     def metrics(self) -> list[dict[str, Any]]:
+        return self.read()[1]
+
+    def read(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The runs and their metrics as of one moment: read in one transaction, so a run a worker
+        finishes meanwhile is either done with its metrics or not yet done, never half of each."""
         with self._connect() as db:
-            return [
-                dict(r)
-                for r in db.execute(
-                    "SELECT m.* FROM metrics m JOIN runs r USING (run_id) "
-                    "ORDER BY r.position, m.split, m.attack, m.eps, m.class_index"
-                )
-            ]
+            db.execute("BEGIN")
+            try:
+                runs = [dict(r) for r in db.execute("SELECT * FROM runs ORDER BY position")]
+                metrics = [
+                    dict(r)
+                    for r in db.execute(
+                        "SELECT m.* FROM metrics m JOIN runs r USING (run_id) "
+                        "ORDER BY r.position, m.split, m.attack, m.eps, m.class_index"
+                    )
+                ]
+            finally:
+                db.execute("COMMIT")
+            return runs, metrics
 
 
 def worker_name() -> str:

@@ -35,6 +35,7 @@ from classwise.models import (
     load_checkpoint,
     model_from_spec,
     save_checkpoint,
+    torch_file,
 )
 from classwise.train import rundir
 from classwise.train.balance import Balance, make_technique
@@ -149,15 +150,19 @@ class Trainer:
         path = run_dir / rundir.STATE
         if not path.exists():
             return RunState()  # killed before the first epoch ended: start from scratch
+        fix = f"delete {path} to restart the run from its first epoch (its finished epochs are in {rundir.HISTORY})"
+        saved = torch_file(path, "run state", fix)
         try:
-            saved = torch.load(path, map_location="cpu", weights_only=True)
             self.model.load_state_dict(saved["model"])
             self.optimizer.load_state_dict(saved["optimizer"])
             self.method.load(saved["method"])
             self.balance.load(saved["technique"])
             best = BestCheckpoint(**saved["best"])
-        except Exception as exc:
-            raise CheckpointError(f"cannot resume from {path}: {str(exc).splitlines()[0][:200]}") from None
+        except Exception:  # a state of another run, another model or a damaged one: no torch text
+            raise CheckpointError(
+                f"cannot resume from {path}: it is not the saved state of this run's model, optimiser and "
+                f"technique; {fix}"
+            ) from None
         return RunState(list(saved["history"]), best)
 
     def save(self, run_dir: Path, state: RunState) -> None:
