@@ -96,6 +96,29 @@ def test_cascade_gives_the_same_worst_case_flags() -> None:
     assert fast.records[-1].attack == "fgsm→pgd"
 
 
+def test_two_variants_of_one_attack_at_one_eps_are_both_kept_with_their_worst_case(tmp_path: Path) -> None:
+    """``pgd`` and ``{name: pgd, args: {steps: 20}}`` at one ε: two records named by their variant,
+    the worst case over both, and both in every table and stored file; the same attack twice is refused."""
+    from classwise.evaluate import per_class_rows
+
+    spec = EvalSpec.from_dict(
+        {"attacks": [{"name": "pgd", "args": {"steps": 1}}, {"name": "pgd", "args": {"steps": 20}}], "eps": [0.05]}
+    )
+    ev = evaluate(Linear(), _data(150), spec, class_names=CLASSES, progress=False)
+    names = [r.attack for r in ev.records]
+    assert len(set(names)) == 2 and all(n.startswith("pgd(") for n in names) and "steps=20" in names[1]
+    together = ev.records[0].robust & ev.records[1].robust
+    np.testing.assert_array_equal(ev.worst[0].robust, together)
+    table = format_table(ev)
+    assert "worst@0.05" in table and all(f"{n}@0.05" in table for n in names)
+    metrics = {r["metric"] for r in per_class_rows(ev)}
+    assert {f"{n}@0.05" for n in names} | {"worst@0.05", "clean"} <= metrics
+    back = read_evaluation(write_evaluation(ev, tmp_path / "e")[0].parent)
+    assert [r.attack for r in back.records] == names
+    with pytest.raises(ConfigError, match="given more than once"):
+        EvalSpec.from_dict({"attacks": ["pgd", "pgd"]})
+
+
 def test_eps_zero_robust_equals_clean() -> None:
     ev = evaluate(Linear(), _data(), EvalSpec(eps=(0.0,)), class_names=CLASSES, progress=False)
     np.testing.assert_array_equal(ev.worst[0].robust, ev.clean_correct)

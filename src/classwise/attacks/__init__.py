@@ -72,7 +72,7 @@ def coerce_option(attack: str, key: str, value: Any, kind: str) -> Any:
         try:
             return number(value, key)
         except ConfigError:
-            raise bad("a finite number or a fraction like 2/255") from None
+            raise bad("a number or a fraction like 2/255 (finite)") from None
     if not isinstance(value, str):
         raise bad("a name")
     return value.strip()

@@ -14,6 +14,7 @@ evaluation resumes where it stopped and ends with the records of an uninterrupte
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 from collections.abc import Sequence
@@ -206,14 +207,21 @@ class _Run:
         """Every attack at one ε; with cascade each attack sees only what the earlier ones left robust."""
         records: list[AttackRecord] = []
         notes: list[str] = []
-        for a, attack in enumerate(attacks):
+        for a, (attack, name) in enumerate(zip(attacks, self.record_names(attacks), strict=True)):
             targets = records[-1].robust if (self.spec.cascade and records) else self.clean_ok
             rec, more = self.attack(f"g{g}a{a}", attack, targets)
+            rec = dataclasses.replace(rec, attack=name)
             notes += more
             if self.spec.cascade and records:
-                rec = merge(records[-1], rec, f"{records[-1].attack}→{attack.name}")
+                rec = merge(records[-1], rec, f"{records[-1].attack}→{name}")
             records.append(rec)
         return records, notes
+
+    def record_names(self, attacks: list[Attack]) -> list[str]:
+        """What each attack's record is called: its name, or, where two variants of one attack run
+        (``pgd`` and ``pgd(steps=100)``), each variant's label, so that neither overwrites the other."""
+        names = [a.name for a in attacks]
+        return [s.label if names.count(n) > 1 else n for n, s in zip(names, self.spec.attacks, strict=True)]
 
     def attack(
         self, key: str, attack: Attack, targets: np.ndarray, target_class: int | None = None

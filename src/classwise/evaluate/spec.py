@@ -64,7 +64,8 @@ class AttackSpec:
 
     @property
     def label(self) -> str:
-        """For people: ``pgd``, ``pgd(steps=50)``."""
+        """For people and for the records of an evaluation that runs two variants of one attack:
+        ``pgd``, ``pgd(steps=50)``."""
         if not self.options:
             return self.name
         opts = ", ".join(f"{k}={'+'.join(v) if isinstance(v, tuple) else v}" for k, v in self.options.items())
@@ -120,6 +121,10 @@ class EvalSpec:
     def _validate(self) -> None:
         if not self.attacks:
             raise ConfigError("evaluation.attacks: give at least one attack")
+        labels = [a.label for a in self.attacks]
+        twice = sorted({lab for lab in labels if labels.count(lab) > 1})
+        if twice:
+            raise ConfigError(f"evaluation.attacks: {', '.join(twice)} is given more than once; give each attack once")
         if self.eps is not None and not self.eps:
             raise ConfigError("evaluation.eps: give at least one ε (or leave it out for the threat model's)")
         for e in self.eps or (DEFAULT_EPS[self.norm],):

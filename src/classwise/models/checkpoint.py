@@ -67,7 +67,7 @@ def torch_file(path: str | Path, what: str, fix: str) -> Any:
     if head != b"PK\x03\x04" and head[:1] != b"\x80":  # neither torch's zip format nor its legacy pickle
         kind = "text" if _looks_like_text(path) else "bytes of another format"
         raise CheckpointError(f"{what} {path} is not a file written by torch.save (it holds {kind}); {fix}")
-    damaged = f"{what} {path} cannot be read: it is damaged (truncated?) or not a torch file; {fix}"
+    damaged = f"{what} {path} cannot be read: it is corrupt (truncated?) or not a torch file; {fix}"
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:

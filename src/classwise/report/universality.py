@@ -13,7 +13,7 @@ import numpy as np
 from classwise import analysis
 from classwise.report import figures
 from classwise.report.collect import ReportData
-from classwise.report.headline import Headline
+from classwise.report.headline import Headline, unreadable
 from classwise.report.page import Section, fig, table
 
 
@@ -155,6 +155,13 @@ def study_headline(data: ReportData) -> Headline:
         top, count = Counter(weakest).most_common(1)[0]
         parts.append(f"{Path(dataset).name}: {top} (in {count} of {len(weakest)} runs)")
     finding = "weakest class under attack across the study's runs — " + ("; ".join(parts) or "no run separates classes")
+    unread = [m.name for m in data.models if unreadable(m.evaluation)]
+    if unread:  # named first: their numbers are in the rows above, but they are no result
+        shown = ", ".join(unread[:3]) + (" …" if len(unread) > 3 else "")
+        finding = (
+            f"{len(unread)} of {len(data.models)} runs cannot be read as results (a constant prediction or "
+            f"chance accuracy: {shown}); " + finding
+        )
     return Headline(
         finding, f"study {data.title.removeprefix('classwise study report: ')}: {len(per_run)} finished runs"
     )

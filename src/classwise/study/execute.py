@@ -87,7 +87,7 @@ def _attempt(store: Store, run: Run, study: Study, study_dir: Path, device: str)
     try:
         rows = execute_run(run, study_dir, device)
     except ClasswiseError as exc:  # bad input found only when the run started: its message, no traceback
-        store.fail(run.run_id, f"{type(exc).__name__}: {exc}")
+        store.fail(run.run_id, traceback.format_exc())  # kept in the store (classwise study status)
         log.warning("run %s failed: %s", run.run_id, exc)
         return True
     except Exception:
