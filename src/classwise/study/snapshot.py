@@ -1,7 +1,7 @@
 """A study or a run in small form, the form in which results are committed and shared: per run its
 config, history and evaluation files (per-sample records gzipped, no checkpoint), and for a study the
-runs table ``runs.json`` (grid values, status, attempts, seconds). ``classwise snapshot`` writes it;
-reports read it like the live folder."""
+runs table ``runs.json`` (grid values, status, attempts, seconds). ``classwise snapshot`` writes it,
+and the study write-up (``python -m studies.findings``) reads it."""
 
 from __future__ import annotations
 
