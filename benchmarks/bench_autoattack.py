@@ -14,7 +14,8 @@ Usage:
     CLASSWISE_DATA=../shared/data python benchmarks/bench_autoattack.py --runs runs/gap --n-per-class 10
 
 ``--runs`` is a folder made by ``classwise gap`` (its ``pgd-at/best.pt`` is attacked); missing, it
-is made first.
+is made first. The test suite runs it on a tiny ``classwise gap`` folder of synthetic images
+(``tests/test_benchmarks.py``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from classwise.evaluate import AttackSpec, EvalSpec, evaluate
 from classwise.evaluate.progress_state import STATE
 from classwise.models import load_checkpoint
 from classwise.provenance import cpu_name
+from classwise.train import TrainConfig
 
 
 def reference(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, bs: int, seed: int) -> np.ndarray:
@@ -45,7 +47,7 @@ def reference(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: flo
     return (y_adv == y).cpu().numpy()
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", default="runs/gap")
     p.add_argument("--model", default="pgd-at", help="which model of --runs to attack (default pgd-at)")
@@ -53,17 +55,16 @@ def main() -> None:
     p.add_argument("--n-per-class", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=250)
     p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args()
+    args = p.parse_args(argv)
     runs = Path(args.runs)
     if not (runs / args.model / "best.pt").exists():
         from classwise.gap import GAP_DEFAULTS, measure_gap
-        from classwise.train import TrainConfig
 
         measure_gap(TrainConfig.from_dict(GAP_DEFAULTS), runs, progress=False)
     model, meta = load_checkpoint(runs / args.model / "best.pt")
-    cfg = meta["config"]
-    eps = parse_eps(args.eps) if args.eps else float(cfg["eps"])
-    ds = load_dataset(cfg["dataset"], root=cfg.get("data_root"))
+    cfg = TrainConfig.from_dict(meta["config"])  # the checkpoint's own config, as the loop wrote it
+    eps = parse_eps(args.eps) if args.eps else cfg.threat.eps
+    ds = load_dataset(cfg.data.dataset, root=cfg.data.root)
     test = per_class_subset(ds.test, args.n_per_class, ds.num_classes)
     x, y = test.images.float() / 255, test.labels
     print(

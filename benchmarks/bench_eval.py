@@ -9,17 +9,20 @@ are deterministic. Two classwise settings are timed:
   only clean-correct samples are attacked — never weaker, so its per-class robust accuracy is
   ≤ torchattacks' (checked).
 
-Usage (torchattacks needs no torchvision for its PGD: ``pip install --no-deps torchattacks==3.5.1``):
+Usage (torchattacks needs no torchvision for its PGD: ``pip install --no-deps torchattacks==3.5.1``;
+without it, its columns say so and classwise alone is timed):
 
     CLASSWISE_DATA=../shared/data python benchmarks/bench_eval.py --runs runs/gap
 
 ``--runs`` is a folder made by ``classwise gap`` (its ``standard`` and ``pgd-at`` best checkpoints
-are the standard and the adversarially trained model); missing, it is made first.
+are the standard and the adversarially trained model); missing, it is made first. The test suite
+runs it on a tiny ``classwise gap`` folder of synthetic images (``tests/test_benchmarks.py``).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,6 +35,7 @@ from classwise.attacks import parse_eps
 from classwise.data import LabeledImages, load_dataset, per_class_subset
 from classwise.evaluate import AttackSpec, EvalSpec, evaluate
 from classwise.models import load_checkpoint
+from classwise.train import TrainConfig
 
 T = TypeVar("T")
 
@@ -62,7 +66,7 @@ def timed(fn: Callable[[], T], repeats: int) -> tuple[float, T]:
     return min(times), outs[-1]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", default="runs/gap")
     p.add_argument("--dataset", default=None, help="default: the checkpoints' dataset")
@@ -71,12 +75,10 @@ def main() -> None:
     p.add_argument("--n-per-class", type=int, default=100)
     p.add_argument("--batch-size", type=int, default=250)
     p.add_argument("--repeats", type=int, default=1)
-    args = p.parse_args()
-    torch.set_num_threads(torch.get_num_threads())
+    args = p.parse_args(argv)
     runs = Path(args.runs)
     if not (runs / "pgd-at" / "best.pt").exists():
         from classwise.gap import GAP_DEFAULTS, measure_gap
-        from classwise.train import TrainConfig
 
         measure_gap(TrainConfig.from_dict(GAP_DEFAULTS), runs, progress=False)
     eps = parse_eps(args.eps)
@@ -90,7 +92,8 @@ def main() -> None:
     )
     for name in ("standard", "pgd-at"):
         model, meta = load_checkpoint(runs / name / "best.pt")
-        ds = load_dataset(args.dataset or meta["config"]["dataset"], root=meta["config"].get("data_root"))
+        data = TrainConfig.from_dict(meta["config"]).data  # the checkpoint's own config, as the loop wrote it
+        ds = load_dataset(args.dataset or data.dataset, root=data.root)
         test = per_class_subset(ds.test, args.n_per_class, ds.num_classes)
         print(compare(name, model, test, ds.class_names, eps, args))
 
@@ -112,10 +115,16 @@ def compare(
         ev = evaluate(model, test, spec, class_names=class_names, progress=False)
         return ev.robust(ev.worst[0]).correct
 
-    t_ta, ta = timed(lambda: torchattacks_classwise(model, x, y, eps, args.steps, args.batch_size, k), args.repeats)
     t_ex, ex = timed(lambda: run_classwise(False), args.repeats)
     t_df, df = timed(lambda: run_classwise(True), args.repeats)
     n = len(y)
+    if importlib.util.find_spec("torchattacks") is None:
+        return (
+            f"{name:<10} {n:>6} {'(not installed)':>19} {n / t_ex:>16.1f} {'-':>6} {n / t_df:>18.1f} {'-':>6}  "
+            f"torchattacks is not installed (pip install --no-deps torchattacks==3.5.1): no peer to compare with; "
+            f"default <= exact per class: {bool((df <= ex).all())}; robust acc {ex.sum() / n:.1%} / {df.sum() / n:.1%}"
+        )
+    t_ta, ta = timed(lambda: torchattacks_classwise(model, x, y, eps, args.steps, args.batch_size, k), args.repeats)
     exact = "exact per-class match" if np.array_equal(ta, ex) else f"MISMATCH {ta.tolist()} vs {ex.tolist()}"
     weaker = "default <= torchattacks per class" if (df <= ta).all() else "DEFAULT WEAKER"
     return (

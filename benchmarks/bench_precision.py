@@ -11,6 +11,9 @@ reverse), with the training seconds of each precision.
 
     CLASSWISE_DATA=../shared/data python benchmarks/bench_precision.py fashion --out runs/precision
     CLASSWISE_DATA=../shared/data python benchmarks/bench_precision.py cifar --dataset cifar10-jpeg.tar.gz
+
+``--set KEY=VALUE`` overrides any recipe setting (``--set optim.epochs=2``); the test suite runs it on
+synthetic images with a seconds-long recipe (``tests/test_benchmarks.py``).
 """
 
 from __future__ import annotations
@@ -19,23 +22,19 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from classwise.config import apply_overrides, parse_assignment
 from classwise.evaluate import ClassAccuracy, Evaluation
 from classwise.gap import GAP_DEFAULTS, measure_gap
 from classwise.train import TrainConfig, TrainResult
 
 CIFAR: dict[str, Any] = {
-    "dataset": "cifar10",
-    "model": "resnet20",
-    "eps": 8 / 255,
-    "attack_steps": 3,
-    "epochs": 5,
-    "batch_size": 128,
-    "lr": 0.1,
-    "schedule": "onecycle",
-    "train_per_class": 1000,
-    "val_per_class": 50,
-    "eval_steps": 5,
-    "evaluation": {"attacks": [{"name": "pgd", "steps": 10}], "n_per_class": 200},
+    "data": {"dataset": "cifar10", "train_per_class": 1000, "val_per_class": 50},
+    "model": {"name": "resnet20"},
+    "threat": {"eps": 8 / 255},
+    "method": {"args": {"steps": 3}},
+    "optim": {"epochs": 5, "batch_size": 128, "lr": 0.1, "schedule": "onecycle"},
+    "monitor": {"steps": 5},
+    "evaluation": {"attacks": [{"name": "pgd", "args": {"steps": 10}}], "n_per_class": 200},
 }
 RECIPES = {"fashion": GAP_DEFAULTS, "cifar": CIFAR}
 
@@ -64,18 +63,19 @@ def seconds(result: TrainResult) -> float:
     return sum(h["seconds"] for h in result.history)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("recipe", choices=sorted(RECIPES))
     p.add_argument("--dataset", default=None, help="override the recipe's dataset (e.g. cifar10-jpeg.tar.gz)")
     p.add_argument("--out", default="runs/precision")
-    args = p.parse_args()
-    recipe = dict(RECIPES[args.recipe])
-    if args.dataset:
-        recipe["dataset"] = args.dataset
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe setting")
+    args = p.parse_args(argv)
+    settings = {"data.dataset": args.dataset} if args.dataset else {}
+    settings.update(parse_assignment(a) for a in args.set)
+    recipe = apply_overrides(RECIPES[args.recipe], settings)
     results: dict[str, dict[str, TrainResult]] = {}
     for precision in ("fp32", "bf16"):
-        cfg = TrainConfig.from_dict({**recipe, "precision": precision})
+        cfg = TrainConfig.from_dict(apply_overrides(recipe, {"optim.precision": precision}))
         results[precision] = measure_gap(cfg, Path(args.out) / f"{args.recipe}-{precision}", progress=False)
     first = next(iter(results["fp32"].values())).test
     print(f"{first.title}; evaluation: {first.spec.describe()}; 95% Wilson intervals")

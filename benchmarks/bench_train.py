@@ -23,6 +23,8 @@ Label results on ``cifar10-jpeg.tar.gz`` as CIFAR-10 (JPEG q75).
     python benchmarks/bench_train.py --channels-last-crash
     python benchmarks/bench_train.py --device cuda --epochs-on ../shared/data/cifar10-jpeg.tar.gz
     python benchmarks/bench_train.py --epochs-on fashion-mnist --epoch-model resnet20 --train-per-class 200
+
+The test suite runs it with one network, one method and one iteration (``tests/test_benchmarks.py``).
 """
 
 from __future__ import annotations
@@ -183,7 +185,11 @@ def channels_last_crash() -> None:
     print(f"torch {torch.__version__}: {case}: {verdict} {tail[0]}")
 
 
-def main() -> None:
+NETWORKS = {"resnet20": (3, 32, 32), "preact_resnet18": (3, 32, 32)}
+METHOD_STEPS = {"standard": 1, "pgd-at": 10}
+
+
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cpu")
     p.add_argument("--channels-last-crash", action="store_true", help="only re-run the channels_last crash case")
@@ -194,7 +200,10 @@ def main() -> None:
     p.add_argument("--epoch-model", default="preact_resnet18", help="the network of those epochs")
     p.add_argument("--epochs", type=int, default=2, help="how many real epochs")
     p.add_argument("--train-per-class", type=int, default=None, help="a smaller training split for them (CPU)")
-    args = p.parse_args()
+    p.add_argument("--models", nargs="+", default=list(NETWORKS), choices=list(NETWORKS), help="networks to time")
+    p.add_argument("--methods", nargs="+", default=list(METHOD_STEPS), choices=list(METHOD_STEPS))
+    p.add_argument("--peak-repeats", type=int, default=10, help="matmuls per peak measurement (best is taken)")
+    args = p.parse_args(argv)
     if args.channels_last_crash:
         channels_last_crash()
         return
@@ -206,13 +215,15 @@ def main() -> None:
 
     def measure_peaks() -> None:
         for dtype, values in peaks.items():
-            values.append(matmul_peak(device, dtype))
+            values.append(matmul_peak(device, dtype, args.peak_repeats))
 
     measure_peaks()
     rows = []
     precision = resolve_precision("auto", device)
-    for model_name, shape in (("resnet20", (3, 32, 32)), ("preact_resnet18", (3, 32, 32))):
-        for method, steps in (("standard", 1), ("pgd-at", 10)):
+    for model_name in args.models:
+        shape = NETWORKS[model_name]
+        for method in args.methods:
+            steps = METHOD_STEPS[method]
             run = (model_name, shape, method, steps, args.batch_size, device, args.iters)
             cuda = device.type == "cuda"
             rate, flops = step_rate(*run, default=True, graph=cuda)
