@@ -188,3 +188,68 @@ def test_the_pages_numbers_are_the_stored_evaluations(gap_dir: Path) -> None:
             assert cells[2:4] == [f"{100 * clean[0]:.1f}", f"{100 * robust[0]:.1f}"], (model, c)
             for acc, low, high in (clean, robust):
                 assert f"{100 * acc:.1f} ({100 * low:.0f}-{100 * high:.0f})" in page, (model, c)
+
+
+HASH = re.compile(r"\b[0-9a-f]{12}\b")
+
+
+def test_a_study_reads_the_same_in_every_form_and_by_its_settings(tmp_path: Path) -> None:
+    """The live study folder, its committed snapshot and the bare folder of its runs give one page;
+    runs are named by the settings they vary, seeds grouped into one row per setting."""
+    data = str(write_class_folders(tmp_path, n=8))
+    doc = {
+        "base": tiny({"data.dataset": data}),
+        "grid": {"method.name": ["standard", "pgd-at"], "seed": [0, 1]},
+        "evaluation": {"attacks": ["fgsm"], "eps": [0.03]},
+    }
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    run_study(load_study(path), tmp_path / "study", progress=False)
+    assert main(["snapshot", str(tmp_path / "study"), "--out", str(tmp_path / "shared" / "study")]) == 0
+    pages = []
+    for form in (tmp_path / "study", tmp_path / "shared" / "study", tmp_path / "shared" / "study" / "runs"):
+        page, md = write_report(form, tmp_path / "out" / str(len(pages)))
+        pages.append((page.read_text(), md.read_text()))
+    assert pages[0] == pages[1] == pages[2]
+    html, md = pages[0]
+    first_screen = html.split("<h2>", 2)[:2]  # the headline, the setup line and the summary table
+    assert not HASH.search("".join(first_screen)), first_screen
+    rows = [line for line in md.splitlines() if line.startswith("| pgd-at |") or line.startswith("| standard |")]
+    assert len(rows) == 2 and all("| 0, 1 |" in r for r in rows)  # one row per setting, its seeds together
+    assert "against standard" in md.splitlines()[0]  # the headline is the study's contrast
+    assert "Universality" in html and "Per-class robustness of each setting" in html
+
+
+def test_labels_of_many_settings_never_overlap_and_the_rest_are_left_to_the_table() -> None:
+    import numpy as np
+
+    from classwise.report import figures
+
+    rng = np.random.default_rng(0)
+    mean, worst = rng.uniform(0.3, 0.4, 100), rng.uniform(0.05, 0.2, 100)
+    spread = np.stack([np.stack([mean - 0.01, mean + 0.01], 1), np.stack([worst - 0.01, worst + 0.01], 1)], 1)
+    png, shown = figures.setting_scatter(mean, worst, spread, [f"method {i} + technique {i}" for i in range(100)])
+    assert png[:4] == b"\x89PNG" and 0 < sum(shown) < 100
+    few = figures.setting_scatter(mean[:3] * [1, 1.3, 1.6], worst[:3] * [1, 1.5, 2], spread[:3], ["a", "b", "c"])[1]
+    assert all(few)  # three settings far apart: every label is drawn
+
+
+@pytest.mark.skipif(_chromium() is None, reason="no Chromium here (CI installs Debian's chromium)")
+@pytest.mark.parametrize(("width", "height"), [(1200, 3000), (390, 2400)])
+def test_a_committed_study_page_opens_in_a_real_browser_named_by_settings(
+    tmp_path: Path, width: int, height: int
+) -> None:
+    study = ROOT / "results" / "study" / "question-c"
+    page, _ = write_report(study, tmp_path / "out")
+    assert page.stat().st_size < 1_500_000  # a page a person opens comfortably (36 runs)
+    browser = _chromium()
+    assert browser is not None
+    profile = ["--user-data-dir=" + str(tmp_path / "profile"), f"--window-size={width},{height}"]
+    dom = subprocess.run(
+        [browser, *FLAGS, *profile, "--dump-dom", page.resolve().as_uri()], capture_output=True, text=True, timeout=120
+    )
+    figures_state = re.search(r'data-figures="([^"]+)"', dom.stdout)
+    assert figures_state is not None and figures_state.group(1).startswith("ok:"), dom.stderr[-2000:]
+    body = dom.stdout.split("<body", 1)[1].split(">", 1)[1]
+    first_screen = body.split("<h2>", 2)[:2]
+    assert "trades + dafa" in "".join(first_screen) and not HASH.search("".join(first_screen))

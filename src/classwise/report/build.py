@@ -13,9 +13,11 @@ import numpy as np
 from classwise.evaluate import Spread, class_columns, difference_interval
 from classwise.evaluate.store import write_files_atomically
 from classwise.report import figures
+from classwise.report import settings as settings_view
 from classwise.report.collect import ModelResult, ReportData, collect
 from classwise.report.headline import Headline, headline, unreadable, weakest
 from classwise.report.page import Section, fig, table
+from classwise.report.settings import Setting
 from classwise.report.universality import study_headline, study_sections
 from classwise.report.why import side_by_side, why_section
 
@@ -173,8 +175,59 @@ def change_section(models: Sequence[ModelResult]) -> Section | None:
     return s
 
 
+def settings_sections(settings: Sequence[Setting]) -> list[Section]:
+    """A study's settings side by side, per dataset: per-class robust accuracy (mean over seeds) as a
+    grid with one row per setting, and each setting's mean against its worst class, labelled where
+    a label can be read; the per-run detail is in the table behind each figure."""
+    out = []
+    datasets = sorted({s.dataset for s in settings})
+    for dataset in datasets:
+        group = [s for s in settings if s.dataset == dataset]
+        suffix = f" — {dataset}" if len(datasets) > 1 else ""
+        names = group[0].runs[0].class_names
+        acc = np.array([s.per_run(True).mean(axis=0) for s in group])
+        rows = [[s.label, *(f"{100 * v:.1f}" for v in a)] for s, a in zip(group, acc, strict=True)]
+        section = Section(
+            "Per-class robustness of each setting" + suffix,
+            "Robust accuracy under the headline attack, % per class, the mean over each setting's seeds. "
+            "Classes in the dataset's order.",
+            [
+                fig(
+                    figures.accuracy_grid(acc, [s.label for s in group], names, "robust accuracy (%)"),
+                    "One row per setting.",
+                    table(["setting", *names], rows),
+                )
+            ],
+        )
+        if len(group) > 1:
+            mean = np.array([s.statistic("mean", True).value for s in group])
+            worst = np.array([s.statistic("worst", True).value for s in group])
+            spread = np.array([[_range(s, "mean"), _range(s, "worst")] for s in group])
+            png, shown = figures.setting_scatter(mean, worst, spread, [s.label for s in group])
+            left = sum(not v for v in shown)
+            section.figures.append(
+                fig(
+                    png,
+                    "Each point is a setting (mean over its seeds; whiskers: the range over seeds). A setting that "
+                    "only raises the mean moves right, one that helps the weakest class moves up."
+                    + (f" {left} labels that would overlap are left out: see the table." if left else ""),
+                    table(settings_view.RUN_HEADERS, settings_view.run_rows(group)),
+                )
+            )
+        out.append(section)
+    return out
+
+
+def _range(setting: Setting, name: str) -> list[float]:
+    acc = setting.per_run(True)
+    values = np.nanmean(acc, axis=1) if name == "mean" else np.nanmin(acc, axis=1)
+    return [float(values.min()), float(values.max())]
+
+
 def render(data: ReportData) -> tuple[str, str]:
     """The HTML page and the Markdown summary for ``data``."""
+    if data.study_rows:
+        return render_study(data)
     models = data.models
     groups = data.class_groups()
     sections: list[Section] = []
@@ -219,19 +272,45 @@ def render(data: ReportData) -> tuple[str, str]:
     notes += [w for m in models for w in m.warnings]
     if any("lossy" in m.dataset for m in models):
         notes.insert(0, "Results on a lossy JPEG copy of the dataset, not on the original.")
-    top = report_headline(data)
+    page = _page(data, report_headline(data), notes, table(SUMMARY_HEADERS, summary_rows(models)), sections)
+    return page, markdown(data)
+
+
+def _page(data: ReportData, top: Headline | None, notes: list[str], summary: str, sections: list[Section]) -> str:
     env = jinja2.Environment(loader=jinja2.PackageLoader("classwise.report", "templates"), autoescape=True)
-    page = env.get_template("report.html.j2").render(
+    return env.get_template("report.html.j2").render(
         headline=top.finding if top else data.title,
         setup=top.setup if top else "",
         title=data.title,
         source=data.source,
         notes=notes,
-        datasets=sorted({m.dataset for m in models}),
-        summary_table=table(SUMMARY_HEADERS, summary_rows(models)),
+        datasets=sorted({m.dataset for m in data.models}),
+        summary_table=summary,
         sections=sections,
     )
-    return page, markdown(data)
+
+
+def render_study(data: ReportData) -> tuple[str, str]:
+    """A study's page: its settings, not its runs, with intervals over seeds; the study's main
+    contrast as the headline; the universality, hyper-parameter and widening sections per dataset."""
+    settings = settings_view.group_settings(data.models)
+    sections = [*settings_sections(settings), *study_sections(data), provenance_section(data.models)]
+    top = report_headline(data)
+    notes = [f"{m.name} cannot be read as a result: {why}" for m in data.models if (why := unreadable(m.evaluation))]
+    if any("lossy" in m.dataset for m in data.models):
+        notes.insert(0, "Results on a lossy JPEG copy of the dataset, not on the original.")
+    summary = table(settings_view.SUMMARY_HEADERS, settings_view.summary_rows(settings))
+    page = _page(data, top, notes, summary, sections)
+    e = _md
+    lines = [f"# {e(top.finding if top else data.title)}", "", e(top.setup) if top else "", ""]
+    lines += [f"{e(data.title)}; source: {e(data.source)}", ""]
+    lines += [
+        "| " + " | ".join(settings_view.SUMMARY_HEADERS) + " |",
+        "|" + "---|" * len(settings_view.SUMMARY_HEADERS),
+    ]
+    lines += ["| " + " | ".join(e(str(v)) for v in row) + " |" for row in settings_view.summary_rows(settings)]
+    lines += ["", "Figures, the per-run detail and the tables behind them: report.html (self-contained)."]
+    return page, "\n".join(lines) + "\n"
 
 
 def markdown(data: ReportData) -> str:

@@ -7,6 +7,7 @@ folder given: a copied or moved folder reports the same."""
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from classwise.config import flatten
 from classwise.errors import ClasswiseError
 from classwise.evaluate import AttackRecord, ClassAccuracy, Evaluation, read_evaluation
 
@@ -30,6 +32,7 @@ class ModelResult:
     evaluation: Evaluation
     history: list[dict[str, Any]] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
+    run_id: str = ""  # a study run's id (its folder name), where ``name`` is its setting
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -105,32 +108,60 @@ def _evaluated(folder: Path) -> bool:
     return (folder / "eval" / "evaluation.json").exists() or (folder / "evaluation.json").exists()
 
 
+RUN_ID = re.compile(r"[0-9a-f]{12}")  # a study run's folder name (classwise.study.run_hash)
+
+
 def collect(path: str | Path) -> ReportData:
-    """Read a run folder, a folder of runs, a study folder or an evaluation folder."""
+    """Read a run folder, a folder of runs, a study (its live folder with ``results.sqlite``, its
+    snapshot with ``runs.json``, or the bare folder of its run folders) or an evaluation folder."""
     path = Path(path)
     if not path.is_dir():
         raise ClasswiseError(f"{path} is not a folder; give a run folder, a 'classwise gap' folder or a study folder")
-    if (path / "results.sqlite").exists():
-        return _collect_study(path)
+    study = _study_runs(path)
+    if study is not None:
+        return _collect_study(*study)
     found = (p for p in path.iterdir() if p.is_dir() and _evaluated(p))
     runs = [path] if _evaluated(path) else sorted(found, key=lambda p: (p.name != "standard", p.name))
     if not runs:
-        raise ClasswiseError(f"{path} holds no evaluated run (eval/evaluation.json) and no study (results.sqlite)")
+        raise ClasswiseError(
+            f"{path} holds no evaluated run (eval/evaluation.json) and no study (results.sqlite or runs.json)"
+        )
     return ReportData(f"classwise report: {path.name}", [model_from_folder(p.name, p) for p in runs], source=path.name)
 
 
-def _collect_study(path: Path) -> ReportData:
-    from classwise.study import Store, tidy_rows
+def _study_runs(path: Path) -> tuple[str, list[Path]] | None:
+    """(the study's name, its finished run folders) for a study in any of its forms, else None."""
+    from classwise.study import STORE, Store, finished_entries, is_snapshot
 
-    store = Store(path / "results.sqlite")
-    read = store.read()  # one moment of a study that may be running: its runs and metrics agree
-    rows = tidy_rows(store, read)
-    if not rows:
-        raise ClasswiseError(f"{path} holds no finished run yet")
-    models = []
-    for run in read[0]:
-        folder = path / "runs" / run["run_id"]
-        if run["status"] == "done" and _evaluated(folder):
-            label = ", ".join(f"{k}={v}" for k, v in json.loads(run["overrides"]).items()) or run["run_id"]
-            models.append(model_from_folder(label, folder))
-    return ReportData(f"classwise study report: {path.name}", models, rows, path.name)
+    if (path / STORE).exists():
+        runs, _ = Store(path / STORE).read()  # one moment of a study that may be running
+        folders = [path / "runs" / r["run_id"] for r in runs if r["status"] == "done"]
+        return path.name, [f for f in folders if _evaluated(f)]
+    if is_snapshot(path):
+        return path.name, [path / "runs" / e["run_id"] for e in finished_entries(path)]
+    folders = sorted(p for p in path.iterdir() if p.is_dir() and RUN_ID.fullmatch(p.name) and _evaluated(p))
+    if folders and all(RUN_ID.fullmatch(p.name) for p in path.iterdir() if p.is_dir()):
+        return (path.parent.name if path.name == "runs" else path.name), folders
+    return None
+
+
+def _collect_study(name: str, folders: list[Path]) -> ReportData:
+    """The study's finished runs, each named by its setting and seed, in setting and seed order, with
+    their tidy per-class rows built from the run folders (the same in every form of the study)."""
+    import dataclasses
+
+    from classwise.report.settings import group_settings, run_label, varying_keys
+    from classwise.study.export import metric_rows, tidy_row
+
+    if not folders:
+        raise ClasswiseError(f"study {name} holds no finished run yet")
+    models = [model_from_folder(f.name, f) for f in folders]
+    keys = varying_keys([m.config for m in models])
+    named, rows = [], []
+    for setting in group_settings(models):
+        for m in setting.runs:
+            flat = flatten(m.config)
+            grid = {k: flat.get(k) for k in keys}
+            rows += [tidy_row(m.name, m.config, grid, metric) for metric in metric_rows(m.evaluation)]
+            named.append(dataclasses.replace(m, name=run_label(setting, m), run_id=m.name))
+    return ReportData(f"classwise study report: {name}", named, rows, name)

@@ -7,10 +7,12 @@ from __future__ import annotations
 import io
 import itertools
 from collections.abc import Sequence
+from typing import Any
 
 import matplotlib
 import numpy as np
 from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
@@ -268,3 +270,56 @@ def hyperparameter_plot(axis: str, values: list[object], per_class: np.ndarray, 
     _legend_outside(ax)
     ax.grid(alpha=0.3)
     return _png(fig)
+
+
+def accuracy_grid(acc: np.ndarray, rows: Sequence[str], names: Sequence[str], title: str) -> bytes:
+    """(S, K) accuracies in [0, 1] as a labelled grid in %, one row per setting (darker: higher)."""
+    s, k = acc.shape
+    fig, ax = _figure((0.6 * k + 3.5, 0.4 * s + 1.8))
+    im = ax.imshow(100 * acc, cmap="Blues", vmin=0, vmax=100, aspect="auto")
+    ax.set_xticks(range(k), names, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(s), rows, fontsize=8)
+    ax.set_title(title, fontsize=9)
+    if k <= 12 and s <= 40:
+        for i in range(s):
+            for j in range(k):
+                if np.isfinite(acc[i, j]):
+                    color = "white" if acc[i, j] > 0.6 else "black"
+                    ax.text(j, i, f"{100 * acc[i, j]:.0f}", ha="center", va="center", fontsize=6, color=color)
+    fig.colorbar(im, ax=ax, fraction=0.046, label="%")
+    return _png(fig)
+
+
+def setting_scatter(
+    mean: np.ndarray, worst: np.ndarray, spread: np.ndarray, labels: Sequence[str]
+) -> tuple[bytes, list[bool]]:
+    """Mean against worst-class robust accuracy, one point per setting (the mean over its seeds,
+    whiskers: the range over seeds, ``spread`` (S, 2, 2) = [[mean lo, hi], [worst lo, hi]]).
+    Labels are drawn only where they do not overlap another label or leave the axes, best worst
+    class first; returns which settings got one (the rest are in the table behind the figure)."""
+    fig, ax = _figure((6.5, 4.5))
+    x, y = 100 * mean, 100 * worst
+    xerr = np.abs(100 * spread[:, 0, :].T - x)
+    yerr = np.abs(100 * spread[:, 1, :].T - y)
+    ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="o", ms=4, lw=0.6, capsize=0)
+    ax.set_xlim(*percent_limits(np.concatenate([x, 100 * spread[:, 0, :].ravel()])))
+    ax.set_ylim(*percent_limits(np.concatenate([y, 100 * spread[:, 1, :].ravel()])))
+    ax.set_xlabel("mean robust accuracy over classes (%)")
+    ax.set_ylabel("worst-class robust accuracy (%)")
+    ax.grid(alpha=0.3)
+    canvas = FigureCanvasAgg(fig)  # a renderer to measure the labels with
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    placed: list[Any] = []
+    shown = [False] * len(labels)
+    for i in sorted(range(len(labels)), key=lambda i: -y[i]):
+        text = ax.annotate(labels[i], (x[i], y[i]), xytext=(4, 3), textcoords="offset points", fontsize=7)
+        box = text.get_window_extent(renderer)
+        inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+        if inside and not any(box.overlaps(other) for other in placed):
+            placed.append(box)
+            shown[i] = True
+        else:
+            text.remove()
+    return _png(fig), shown

@@ -34,8 +34,9 @@ def study_sections(data: ReportData) -> list[Section]:
     rows = headline_rows(data.study_rows)
     datasets = sorted({str(r.get("config.data.dataset")) for r in rows})
     out = []
+    setting_of = {m.run_id: m.name.rsplit(", seed ", 1)[0] for m in data.models if m.run_id}
     for dataset in datasets:
-        sections = _dataset_sections([r for r in rows if str(r.get("config.data.dataset")) == dataset])
+        sections = _dataset_sections([r for r in rows if str(r.get("config.data.dataset")) == dataset], setting_of)
         if len(datasets) > 1:
             for section in sections:
                 section.title += f" — {Path(dataset).name}"
@@ -43,7 +44,7 @@ def study_sections(data: ReportData) -> list[Section]:
     return out
 
 
-def _dataset_sections(rows: list[dict[str, Any]]) -> list[Section]:
+def _dataset_sections(rows: list[dict[str, Any]], setting_of: dict[str, str]) -> list[Section]:
     if not rows:
         return []
     by_run: dict[str, dict[int, float]] = defaultdict(dict)
@@ -59,14 +60,19 @@ def _dataset_sections(rows: list[dict[str, Any]]) -> list[Section]:
     out = []
     uni = Section(
         "Universality: do the same classes stay weak?",
-        "Spearman rank correlation of per-class robust accuracy between runs (1: the same ordering).",
+        "Spearman rank correlation of per-class robust accuracy between settings (1: the same ordering), "
+        "each setting's accuracy the mean over its seeds.",
     )
-    rho = analysis.class_rank_agreement(acc)
-    labels = [ids[i][:6] for i in range(len(ids))]
+    settings = sorted({setting_of.get(i, i[:6]) for i in ids})
+    per_setting = np.array(
+        [np.nanmean(acc[[j for j, i in enumerate(ids) if setting_of.get(i, i[:6]) == s]], axis=0) for s in settings]
+    )
+    rho = analysis.class_rank_agreement(per_setting)
     uni.figures.append(
         fig(
-            figures.heatmap(rho, labels, "rank correlation of class orderings", "{:.1f}", "RdBu"),
-            "Runs are labelled by their id (see the runs table).",
+            figures.heatmap(rho, settings, "rank correlation of class orderings", "{:.1f}", "RdBu"),
+            "One row and column per setting.",
+            table(["setting", *settings], [[s, *(f"{v:+.2f}" for v in r)] for s, r in zip(settings, rho, strict=True)]),
         )
     )
     uni.tables.append(
@@ -107,7 +113,11 @@ def _widening(ids: list[str], runs: dict[str, dict[str, Any]], acc: np.ndarray) 
     for j, i in enumerate(ids):
         r = runs[i]
         skip = {method_key, seed_key, "grid.method.name", "grid.seed"}
-        rest = tuple((k, v) for k, v in sorted(r.items()) if k.startswith(("config.", "grid.")) and k not in skip)
+        rest = tuple(
+            (k, v)
+            for k, v in sorted(r.items())
+            if k.startswith(("config.", "grid.")) and k not in skip and not k.startswith("grid.method.args.")
+        )  # the method's own options go with it
         groups[rest][r[method_key]][r[seed_key]] = j
     rows = []
     for rest, methods in groups.items():
@@ -155,6 +165,11 @@ def study_headline(data: ReportData) -> Headline:
         top, count = Counter(weakest).most_common(1)[0]
         parts.append(f"{Path(dataset).name}: {top} (in {count} of {len(weakest)} runs)")
     finding = "weakest class under attack across the study's runs — " + ("; ".join(parts) or "no run separates classes")
+    from classwise.report.settings import contrast, group_settings
+
+    main = contrast(group_settings(data.models))
+    if main:
+        finding = f"{main}; {finding}"
     unread = [m.name for m in data.models if unreadable(m.evaluation)]
     if unread:  # named first: their numbers are in the rows above, but they are no result
         shown = ", ".join(unread[:3]) + (" …" if len(unread) > 3 else "")

@@ -29,11 +29,10 @@ from typing import Any
 import torch
 
 from classwise.errors import ClasswiseError, ConfigError
-from classwise.evaluate import Evaluation as EvalResult
-from classwise.evaluate import per_class_rows
 from classwise.progress import progress_bar
 from classwise.provenance import versions
 from classwise.registry import Registry
+from classwise.study.export import metric_rows
 from classwise.study.spec import Run, Study, describe_point
 from classwise.study.store import STORE_FILE, Store, worker_name
 from classwise.train import train
@@ -56,28 +55,6 @@ def execute_run(run: Run, study_dir: Path, device: str) -> list[dict[str, Any]]:
     run_dir = study_dir / "runs" / run.run_id
     result = train(run.config, run_dir, resume=(run_dir / CONFIG).exists(), device=device, progress=False)
     return metric_rows(result.test)
-
-
-def metric_rows(ev: EvalResult) -> list[dict[str, Any]]:
-    """The store's per-class rows of an evaluation: attack, ε and norm from its typed records."""
-    rows = []
-    for row in per_class_rows(ev):
-        rows.append(
-            {
-                "split": ev.split,
-                "attack": row["attack"],
-                "eps": row["eps"],
-                "norm": row["norm"],
-                "class_index": row["class_index"],
-                "class_name": row["class"],
-                "n": row["n"],
-                "correct": row["correct"],
-                "accuracy": row["accuracy"],
-                "ci_low": row["ci_low"],
-                "ci_high": row["ci_high"],
-            }
-        )
-    return rows
 
 
 def _attempt(store: Store, run: Run, study: Study, study_dir: Path, device: str) -> bool:

@@ -11,6 +11,7 @@ from typing import Any
 
 from classwise.config import flatten
 from classwise.errors import ClasswiseError
+from classwise.evaluate import Evaluation, per_class_rows
 from classwise.registry import Registry
 from classwise.study.store import STORE_FILE, Store
 
@@ -28,42 +29,63 @@ CONFIG_COLUMNS = (
 )
 
 
+METRIC_COLUMNS = (
+    "split",
+    "attack",
+    "eps",
+    "norm",
+    "class_index",
+    "class_name",
+    "n",
+    "correct",
+    "accuracy",
+    "ci_low",
+    "ci_high",
+)
+
+
+def metric_rows(ev: Evaluation) -> list[dict[str, Any]]:
+    """The store's per-class rows of an evaluation: attack, ε and norm from its typed records."""
+    rows = []
+    for row in per_class_rows(ev):
+        rows.append(
+            {
+                "split": ev.split,
+                "attack": row["attack"],
+                "eps": row["eps"],
+                "norm": row["norm"],
+                "class_index": row["class_index"],
+                "class_name": row["class"],
+                "n": row["n"],
+                "correct": row["correct"],
+                "accuracy": row["accuracy"],
+                "ci_low": row["ci_low"],
+                "ci_high": row["ci_high"],
+            }
+        )
+    return rows
+
+
+def tidy_row(run_id: str, config: dict[str, Any], grid: dict[str, Any], metric: dict[str, Any]) -> dict[str, Any]:
+    """One metric of one run as a tidy row: its id, main config fields, grid values and the metric."""
+    row: dict[str, Any] = {"run_id": run_id}
+    flat = flatten(config)
+    row.update({f"config.{k}": flat.get(k) for k in CONFIG_COLUMNS})
+    row.update({f"grid.{k}": v if isinstance(v, int | float | str) else json.dumps(v) for k, v in grid.items()})
+    row.update({k: metric[k] for k in METRIC_COLUMNS})
+    return row
+
+
 def tidy_rows(
     store: Store, read: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None
 ) -> list[dict[str, Any]]:
     """One row per metric; ``read`` is one :meth:`Store.read` to build from (read now if not given)."""
     runs_list, metrics = read or store.read()
     runs = {r["run_id"]: r for r in runs_list}
-    rows = []
-    for m in metrics:
-        run = runs[m["run_id"]]
-        config, overrides = json.loads(run["config"]), json.loads(run["overrides"])
-        row: dict[str, Any] = {"run_id": m["run_id"]}
-        flat = flatten(config)
-        row.update({f"config.{k}": flat.get(k) for k in CONFIG_COLUMNS})
-        row.update(
-            {f"grid.{k}": v if isinstance(v, int | float | str) else json.dumps(v) for k, v in overrides.items()}
-        )
-        row.update(
-            {
-                k: m[k]
-                for k in (
-                    "split",
-                    "attack",
-                    "eps",
-                    "norm",
-                    "class_index",
-                    "class_name",
-                    "n",
-                    "correct",
-                    "accuracy",
-                    "ci_low",
-                    "ci_high",
-                )
-            }
-        )
-        rows.append(row)
-    return rows
+    return [
+        tidy_row(m["run_id"], json.loads(runs[m["run_id"]]["config"]), json.loads(runs[m["run_id"]]["overrides"]), m)
+        for m in metrics
+    ]
 
 
 Writer = Callable[[Path, list[str], list[dict[str, Any]]], None]
