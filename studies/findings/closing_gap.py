@@ -186,7 +186,7 @@ def _movers(change: np.ndarray, names: tuple[str, ...]) -> str:
 def reached_part(settings: Sequence[Setting]) -> list[str]:
     lines = [
         "What each setting reached, the mean over its seeds of each run's statistic, with the weakest class under "
-        "attack pooled over the seeds' test images:",
+        "attack over the seeds (mean with a Student-t interval over them; one seed: its Wilson interval):",
         "",
     ]
     rows = []
@@ -369,7 +369,29 @@ def goal_part(against_pgd: Sequence[Paired], later: Sequence[str] = (), complete
         f"raised (interval above 0) by {', '.join(p.setting.label for p in closing) or 'none'}; "
         f"lowered (interval below 0) by {', '.join(p.setting.label for p in widening) or 'none'}."
     )
+    lines.append(holm_line(judged))
     return lines
+
+
+def holm_line(judged: Sequence[Paired]) -> str:
+    """The same comparisons as one family: each setting's paired t-test over seeds against PGD-AT,
+    with Holm's step-down correction, so that the chance of any false "raised" or "lowered" across
+    the family stays at 5% (each interval above is at 95% on its own)."""
+    p_values = np.array([p.compare("worst", True).p_value for p in judged])
+    testable = np.isfinite(p_values)
+    adjusted = np.full(len(judged), np.nan)
+    adjusted[testable] = analysis.holm(p_values[testable])
+    survive = [
+        f"{p.setting.label} ({'raised' if p.compare('worst', True).mean_difference > 0 else 'lowered'}, "
+        f"Holm-adjusted p {a:.3f})"
+        for p, a in zip(judged, adjusted, strict=True)
+        if a < 0.05
+    ]
+    return (
+        f"- The same {_count(int(testable.sum()), 'comparison')} as one family (paired t-tests over seeds, Holm's "
+        f"correction, family-wise 5%): {'; '.join(survive) if survive else 'none survives'}"
+        + ("." if survive else "; with a few seeds a paired t-test needs a large, consistent change to survive it.")
+    )
 
 
 def _count(n: int, noun: str) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from classwise.evaluate import difference_interval
+from classwise import analysis
 from classwise.models import published
 from classwise.report import ModelResult, mean_with_interval, model_from_folder, pct
 from studies.findings.anchors import TARGETS
@@ -67,20 +67,31 @@ def _finetune_line(m: ModelResult, start: ModelResult | None) -> str:
     if not same_images or ev.headline.label != sv.headline.label:
         return f"{what}; it was evaluated on other images or attacks than `{start.name}`, so the two are not compared."
     before, after = sv.robust(sv.headline), ev.robust(ev.headline)
-    change = 100 * difference_interval(before, after)
     weakest, worst_after = int(np.argmin(before.accuracy)), int(np.argmin(after.accuracy))
+    per_class = []
+    for k, name in enumerate(ev.class_names):  # the same images before and after: paired per class
+        mine = ev.labels == k
+        a, b = sv.headline.robust[mine], ev.headline.robust[mine]
+        d, test = analysis.paired_difference_interval(a, b), analysis.mcnemar_exact(a, b)
+        per_class.append((name, d, test.p_value))
+    adjusted = analysis.holm(np.array([p for _, _, p in per_class]))
     changes = ", ".join(
-        f"{ev.class_names[i]} {d:+.1f} [{lo:+.1f}, {hi:+.1f}]"
-        for i, (d, lo, hi) in sorted(enumerate(change.T), key=lambda item: -item[1][0])
+        f"{name} {d.format(signed=True)} (McNemar p {_p(p)}{', Holm ' + _p(h) if h < 0.05 else ''})"
+        for (name, d, p), h in sorted(zip(per_class, adjusted, strict=True), key=lambda item: -item[0][1].value)
     )
     return (
         f"{what}, on {ev.spec.images}. {ev.headline.label} robust accuracy of `{start.name}`'s weakest class, "
         f"{ev.class_names[weakest]}: {pct(before.accuracy[weakest])} → {pct(after.accuracy[weakest])}; weakest class "
         f"after: {ev.class_names[worst_after]} {pct(after.accuracy[worst_after])}; mean robust "
         f"{mean_with_interval(before)} → {mean_with_interval(after)}; clean {mean_with_interval(sv.clean())} → "
-        f"{mean_with_interval(ev.clean())}. Change of each class under attack, in points with Newcombe's 95% interval "
-        f"(for independent samples, so wider than needed on the same images): {changes}. One seed."
+        f"{mean_with_interval(ev.clean())}. Change of each class under attack on the same images, in points with "
+        f"Newcombe's 95% interval for paired proportions and McNemar's exact test (Holm-adjusted over the classes "
+        f"where it stays below 0.05): {changes}. One seed: the change of this fine-tune, not of FRL in general."
     )
+
+
+def _p(value: float) -> str:
+    return "< 0.001" if value < 0.001 else f"{value:.3f}"
 
 
 def recipe_section(folders: Sequence[Path]) -> str:

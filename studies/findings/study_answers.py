@@ -1,10 +1,11 @@
 """The study section of the findings: questions (a) and (b) answered from a study snapshot
 (``results/study/<name>/``, written by ``classwise snapshot``).
 
-(a) per dataset: the weakest classes pooled over runs, whether the class ordering is stable
-across architectures, hyper-parameters and seeds, and whether adversarial training widens the
-clean spread (paired across seeds); (b) per adversarially trained run, the rank correlation of
-class robustness with each stored explanation. Each part is one function returning its lines."""
+(a) per dataset: the weakest classes over runs (the run the unit of each interval), whether the
+class ordering is stable across architectures, hyper-parameters and seeds, and whether
+adversarial training widens the clean spread (paired across seeds); (b) per adversarially
+trained run, the rank correlation of class robustness with each stored explanation. Each part
+is one function returning its lines."""
 
 from __future__ import annotations
 
@@ -17,7 +18,6 @@ import numpy as np
 
 from classwise import analysis
 from classwise.attacks import format_eps
-from classwise.evaluate import wilson_interval
 from classwise.report import ModelResult, figures, model_from_folder, pct
 from classwise.study import finished_entries, is_planned, runs_table
 from studies.findings.paper_scale import display_name
@@ -93,12 +93,38 @@ def study_runs(folder: Path) -> list[StudyRun]:
 
 
 def pooled_accuracy(models: Sequence[ModelResult], robust: bool) -> np.ndarray:
-    """(3, K): per-class accuracy pooled over the runs' test images, with its Wilson interval."""
+    """(3, K): per-class accuracy over the runs with its 95% interval, whose unit fits the design.
+    One run: the Wilson interval over its test images. Several runs (seeds, architectures,
+    settings) evaluated on the same test images: the mean of the runs' accuracies with a Student-t
+    interval over the runs, since the runs, not the images, are the independent draws (NaN, read
+    "not resolved", where the runs all agree)."""
     accs = [m.evaluation.robust(m.headline) if robust else m.evaluation.clean() for m in models]
-    correct = np.sum([a.correct for a in accs], axis=0)
-    n = np.sum([a.n for a in accs], axis=0)
-    low, high = wilson_interval(correct, n)
-    return np.stack([correct / n, low, high])
+    if len(accs) == 1:
+        return np.stack([accs[0].accuracy, accs[0].low, accs[0].high])
+    per_run = np.array([a.accuracy for a in accs])
+    estimates = [analysis.run_interval(per_run[:, k]) for k in range(per_run.shape[1])]
+    return np.array([[e.value, e.low, e.high] for e in estimates]).T
+
+
+def held_out_worst(models: Sequence[ModelResult], robust: bool) -> str:
+    """The cross-fitted worst class (chosen on half of each class's images, measured on the other
+    half) beside the naive minimum, each the mean over the runs, and how often each class was the
+    weakest across the runs."""
+    picks = []
+    for m in models:
+        ev = m.evaluation
+        flags = ev.headline.robust if robust else ev.clean_correct
+        picks.append(analysis.held_out_worst(flags, ev.labels, ev.num_classes, seed=0))
+    held = analysis.run_interval(np.array([p.accuracy for p in picks]))
+    naive = float(np.mean([p.naive for p in picks]))
+    accs = np.array([(m.robust if robust else m.clean)[0] for m in models])
+    counts = analysis.worst_class_counts(accs)
+    names = models[0].class_names
+    named = [k for k in np.argsort(-counts, kind="stable") if counts[k]]
+    often = ", ".join(f"{names[k]} {int(counts[k])}" for k in named[:4])
+    often += f", … ({len(named) - 4} more classes)" if len(named) > 4 else ""
+    interval = _interval(np.array([held.value, held.low, held.high])) if len(models) > 1 else pct(held.value)
+    return f"{interval} (naive {pct(naive)}); weakest in: {often} of {len(models)} runs"
 
 
 def with_intervals(acc: np.ndarray, names: tuple[str, ...], order: np.ndarray) -> str:
@@ -111,9 +137,12 @@ def with_intervals(acc: np.ndarray, names: tuple[str, ...], order: np.ndarray) -
 
 
 def _interval(column: np.ndarray) -> str:
-    """``54.0 [52.7, 55.3]``; an interval with no width at the printed precision (0 of 15,000 pooled
-    images) reads "not resolved", since the runs behind it give no spread to measure."""
-    low, high = pct(column[1]), pct(column[2])
+    """``54.0 [52.7, 55.3]``; an interval with no width at the printed precision (runs that all
+    agree, or 0 of 1,000 images of one run) reads "not resolved": nothing behind it gives a
+    spread to measure. Intervals over runs are clipped to [0, 100]%."""
+    if not np.isfinite(column[1:]).all():
+        return f"{pct(column[0])} (not resolved)"
+    low, high = pct(max(0.0, column[1])), pct(min(1.0, column[2]))
     return f"{pct(column[0])} (not resolved)" if low == high else f"{pct(column[0])} [{low}, {high}]"
 
 
@@ -150,11 +179,27 @@ def _methods(runs: Sequence[StudyRun], dataset: str) -> list[str]:
     return sorted({r.method for r in _by(runs, dataset=dataset)})
 
 
+def _threat(run: StudyRun) -> str:
+    """The threat model robust accuracy is measured at: the headline attack's norm and ε."""
+    record = run.model.headline
+    return f"{record.norm} {format_eps(record.eps)}"
+
+
+def _method_threats(runs: Sequence[StudyRun], dataset: str) -> list[tuple[str, str]]:
+    """(method, threat model) of the dataset's runs: the rows of the weakest-class table."""
+    return sorted({(r.method, _threat(r)) for r in _by(runs, dataset=dataset)})
+
+
 def weakest_part(
     runs: Sequence[StudyRun], datasets: list[str], ans: Answers, study: str
 ) -> tuple[list[str], dict[str, bytes]]:
     lines = [
-        "Weakest classes, pooled over every run of a dataset and method (architectures, hyper-parameters, seeds):",
+        "Weakest classes over every run of a dataset, method and threat model (architectures, "
+        "hyper-parameters, seeds; each ε in its own row, never pooled): the mean over the runs with a "
+        "Student-t interval over them (one run: its Wilson interval over the test images). The held-out "
+        "worst class is chosen on half of each class's test images and measured on the other half (both "
+        "ways), since the naive minimum of ten noisy accuracies is biased low; beside it, how many runs "
+        "named each class weakest.",
         "",
     ]
     rows = []
@@ -162,18 +207,20 @@ def weakest_part(
     for d in datasets:
         names = _by(runs, dataset=d)[0].model.class_names
         series = []
-        for method in _methods(runs, d):
-            group = _by(runs, dataset=d, method=method)
+        for method, eps in _method_threats(runs, d):
+            group = [r for r in _by(runs, dataset=d, method=method) if _threat(r) == eps]
             models = [r.model for r in group]
             clean, robust = pooled_accuracy(models, False), pooled_accuracy(models, True)
             oc, orob = np.argsort(clean[0], kind="stable"), np.argsort(robust[0], kind="stable")
             tied = np.ptp(robust[0]) == 0
             weak_robust = f"all at {pct(robust[0][0])}" if tied else with_intervals(robust, names, orob[:3])
+            held = held_out_worst(models, robust=group[0].adversarial)
             rows.append(
-                f"| {d} | {method} | {len(group)} | {pct(clean[0].mean())} | {with_intervals(clean, names, oc[:3])} | "
-                f"{pct(robust[0].mean())} | {weak_robust} |"
+                f"| {d} | {method} | {eps} | {len(group)} | {pct(clean[0].mean())} | "
+                f"{with_intervals(clean, names, oc[:3])} | {pct(robust[0].mean())} | {weak_robust} | {held} |"
             )
-            series += [(f"{method}: clean", clean), (f"{method}: under attack", robust)]
+            label = method if len(_method_threats(runs, d)) == len(_methods(runs, d)) else f"{method} {eps}"
+            series += [(f"{label}: clean", clean), (f"{label}: under attack", robust)]
             below = bool(clean[2, oc[0]] < clean[0].mean())
             (ans.gap_adversarial if group[0].adversarial else ans.gap_standard).append((d, below, names[oc[0]]))
             if group[0].adversarial and not tied:
@@ -182,9 +229,19 @@ def weakest_part(
                     ans.weakest_cifar = with_intervals(robust, names, orob[:1])
         order = [int(k) for k in np.argsort(series[-1][1][0], kind="stable")]
         figs[_figure(study, d)] = figures.series_bars(names, series, order)
-    columns = ("dataset", "method", "runs", "clean mean", "weakest clean", "robust mean", "weakest under attack")
+    columns = (
+        "dataset",
+        "method",
+        "ε",
+        "runs",
+        "clean mean",
+        "weakest clean",
+        "robust mean",
+        "weakest under attack",
+        "held-out worst (robust if adversarially trained, else clean)",
+    )
     lines += markdown_table(columns, rows, "no run has finished yet")
-    lines += ["", *(f"![{d}: per-class accuracy pooled over runs](figures/{_figure(study, d)})" for d in datasets)]
+    lines += ["", *(f"![{d}: per-class accuracy over runs](figures/{_figure(study, d)})" for d in datasets)]
     return lines, figs
 
 
@@ -322,7 +379,7 @@ def answers_part(ans: Answers, complete: bool = False) -> list[str]:
         lines.append(f"- **Adversarial training widens the gap, {d}:** {word}; {change}.")
     if ans.weakest_cifar:
         lines.append(
-            f"- **CIFAR-10 (JPEG q75), the weakest class under attack** (pooled): {ans.weakest_cifar} "
+            f"- **CIFAR-10 (JPEG q75), the weakest class under attack** (over runs): {ans.weakest_cifar} "
             "(the paper's weakest class is cat)."
         )
     for name, per_dataset in sorted(ans.explanations.items()):
@@ -407,9 +464,10 @@ def study_section(folder: Path) -> tuple[str, dict[str, bytes]]:
             else ""
         )
         + " Every run is evaluated on its whole test set; robust accuracy is the headline attack of the "
-        "evaluation (see each run's config) at the dataset's ε. Intervals: 95% Wilson intervals of accuracy "
-        "pooled over the runs' test images; differences paired by architecture, setting and seed, with Student-t "
-        "intervals over the pairs; Spearman's "
+        "evaluation (see each run's config) at the dataset's ε. Intervals: a claim over several runs has the run "
+        "as its unit (the mean over runs with a Student-t interval; runs see the same test images, so pooling "
+        "their images would count the same image again), one run its 95% Wilson interval; differences paired by "
+        "architecture, setting and seed, with Student-t intervals over the pairs; Spearman's "
         "ρ with Fisher intervals over the classes.",
         "",
         "### (a) Is the class-wise gap universal?",
