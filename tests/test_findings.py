@@ -98,9 +98,12 @@ def test_a_study_snapshot_reads_back_the_same_and_answers_from_it(tmp_path: Path
     assert "4 of 4 planned runs have finished" in text
     # the paired widening row: 2 pairs (standard vs pgd-at with the same seed), a t-interval over them
     lines = text.splitlines()
-    row = lines[lines.index("| dataset | pairs | std across classes | max − min | worst class | mean |") + 2]
-    # each of the 4 cells has an interval, or says "not resolved" where both pairs gave the same difference
-    assert row.startswith("| images | 2 | ") and row.count("[") + row.count("(not resolved)") == 4
+    header = (
+        "| dataset | pairs | std across classes | max − min | worst class | mean | CV of per-class error (no unit) |"  # noqa: E501
+    )
+    row = lines[lines.index(header) + 2]
+    # each of the 5 cells has an interval, or says "not resolved" where both pairs gave the same difference
+    assert row.startswith("| images | 2 | ") and row.count("[") + row.count("(not resolved)") == 5
     assert (tmp_path / "figures").is_dir()
     # a second snapshot keeps what was copied and rewrites the same page
     before = (tmp_path / "f.md").read_text()

@@ -67,6 +67,7 @@ class Answers:
     robust_gap: list[tuple[str, bool, str]] = field(default_factory=list)
     weakest_cifar: str = ""
     widening: list[tuple[str, analysis.GapComparison]] = field(default_factory=list)
+    cv_widening: dict[str, analysis.Estimate] = field(default_factory=dict)  # dataset -> paired change of the CV
     # explanation -> per dataset: (median ρ, runs, runs with the interval below 0, runs with it above 0)
     explanations: dict[str, list[tuple[float, int, int, int]]] = field(default_factory=dict)
     clean_means: dict[str, tuple[float, float]] = field(default_factory=dict)  # dataset -> (standard, adversarial)
@@ -285,7 +286,10 @@ def widening_part(runs: Sequence[StudyRun], datasets: list[str], ans: Answers) -
         "",
         "Does adversarial training widen the gap? Clean accuracy of the adversarially trained model against the "
         "standard one trained with the same architecture, setting and seed (paired; difference = adversarial − "
-        "standard, in points, with its 95% t-interval over the pairs):",
+        "standard, in points, with its 95% t-interval over the pairs). The standard deviation of accuracy moves with "
+        "the mean: a model that is worse everywhere by the same factor of error has a larger std of accuracy. The "
+        "coefficient of variation of per-class error (std ÷ mean of 1 − accuracy) does not move then, so it is "
+        "given beside it, and the answers below say which of the two carries the claim:",
         "",
     ]
     rows = []
@@ -308,8 +312,23 @@ def widening_part(runs: Sequence[StudyRun], datasets: list[str], ans: Answers) -
                 ans.widening.append((d, cmp))
             if stat == "mean":
                 ans.clean_means[d] = (float(cmp.a.mean()), float(cmp.b.mean()))
+        cv = analysis.run_interval(
+            np.array(
+                [analysis.spread_measures(a)["cv_error"] - analysis.spread_measures(b)["cv_error"] for b, a in pairs]
+            )
+        )
+        ans.cv_widening[d] = cv
+        cells.append(cv.format(scale=1, digits=2, signed=True))
         rows.append(f"| {d} | {len(pairs)} | " + " | ".join(cells) + " |")
-    columns = ("dataset", "pairs", "std across classes", "max − min", "worst class", "mean")
+    columns = (
+        "dataset",
+        "pairs",
+        "std across classes",
+        "max − min",
+        "worst class",
+        "mean",
+        "CV of per-class error (no unit)",
+    )
     return lines + markdown_table(
         columns, rows, "no standard and adversarial run with the same settings have both finished yet"
     )
@@ -376,6 +395,16 @@ def answers_part(ans: Answers, complete: bool = False) -> list[str]:
         else:
             word = "not shown (the interval includes 0)"
         change = f"std across classes {100 * cmp.mean_difference:+.1f} points"
+        cv = ans.cv_widening.get(d)
+        if cv is not None and cv.resolved:
+            cv_word = (
+                "a less even model, whatever the mean"
+                if cv.low > 0
+                else "a more even model, whatever the mean"
+                if cv.high < 0
+                else "not resolved, so the change in std may come from the change of the mean alone"
+            )
+            change += f"; the CV of per-class error changes by {cv.format(scale=1, digits=2, signed=True)}: {cv_word}"
         lines.append(f"- **Adversarial training widens the gap, {d}:** {word}; {change}.")
     if ans.weakest_cifar:
         lines.append(
@@ -439,11 +468,11 @@ def study_section(folder: Path) -> tuple[str, dict[str, bytes]]:
     if not runs:
         note = f", and the {len(finished)} finished diverged" if finished else ""
         return f"{title}\n\nNo run of the study has finished yet ({total} planned{note}).\n", {}
-    collapsed = [
-        f"`{r.model.name}` ({r.dataset}, {r.architecture}, {r.method}, {r.variant}, seed {r.seed})"
-        for r in finished
-        if r.diverged
-    ]
+
+    def named(r: StudyRun) -> str:
+        return f"`{r.model.name}` ({r.dataset}, {r.architecture}, {r.method}, {r.variant}, seed {r.seed})"
+
+    collapsed = [named(r) for r in finished if r.diverged]
     datasets = sorted({r.dataset for r in runs})
     coverage = "; ".join(
         f"{d}: {len(_by(runs, dataset=d))} runs ({', '.join(sorted({r.architecture for r in _by(runs, dataset=d)}))}; "
