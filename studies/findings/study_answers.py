@@ -344,7 +344,11 @@ def explanations_part(runs: Sequence[StudyRun], datasets: list[str], ans: Answer
         "For every adversarially trained run, Spearman's ρ across classes between each class's robust accuracy and "
         "each candidate explanation, stored with the run's evaluation (standard models are 0% robust almost "
         "everywhere, so their ρ is undefined). Per dataset: the median ρ over runs, and in how many runs the "
-        "interval excludes 0 in each direction.",
+        "interval excludes 0 in each direction. Two explanations are bounded by the outcome itself: the share of "
+        "a class's attacked images going to its top confuser cannot exceed 1 − its robust accuracy, and a median "
+        "boundary distance is 0 for a class whose images are mostly misclassified. Each is given again "
+        "normalised (the share among the class's fooled images; the median over its correctly classified "
+        "images): an explanation whose correlation vanishes once normalised was restating robustness.",
         "",
     ]
     rows = []

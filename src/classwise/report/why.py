@@ -21,6 +21,10 @@ def explanations(m: ModelResult) -> dict[str, np.ndarray]:
     flows = m.evaluation.flows()
     off = flows - np.diag(np.diag(flows))
     out["share of attacked images going to the most confused class"] = off.max(1)
+    # bounded by 1 − robust accuracy, so it partly restates the outcome; normalised by the class's
+    # fooled images it measures only how concentrated its errors are
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["share of the fooled images going to the most confused class (normalised)"] = off.max(1) / off.sum(1)
     a = m.evaluation.analyses
     if a is not None and a.centroid_similarity is not None:
         sim = a.centroid_similarity
@@ -30,8 +34,16 @@ def explanations(m: ModelResult) -> dict[str, np.ndarray]:
     if a is not None and a.weight_norms is not None:
         out["classifier weight norm"] = a.weight_norms
     if a is not None and a.boundary is not None:
-        out[f"median {a.boundary.norm} distance to the decision boundary"] = a.boundary.per_class_median(
-            len(m.class_names)
+        b, k = a.boundary, len(m.class_names)
+        out[f"median {b.norm} distance to the decision boundary"] = b.per_class_median(k)
+        # the median above is 0 for a class whose images are mostly misclassified, which restates
+        # accuracy; over the images the model gets right (distance > 0) it is geometry alone
+        right = b.distance > 0
+        out[f"median {b.norm} distance to the boundary of the correctly classified images (normalised)"] = np.array(
+            [
+                np.median(b.distance[right & (b.labels == c)]) if (right & (b.labels == c)).any() else np.nan
+                for c in range(k)
+            ]
         )
     return out
 
