@@ -181,3 +181,11 @@ def test_gap_prints_both_models_side_by_side(tmp_path: Path, capsys: pytest.Capt
     assert (out / "pgd-at+focal+gamma=2" / "eval" / "evaluation.json").exists()
     assert main(["gap", *tiny, "--variant", "pgd-at+focal:gamma=2", "--out", str(out)]) == 2
     assert "--variant takes a mapping" in capsys.readouterr().err
+
+
+def test_the_top_level_help_is_plain_text(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "``" not in out and out.splitlines()[0].startswith("usage: classwise")
+    assert "Per-class accuracy and adversarial robustness" in out

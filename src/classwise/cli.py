@@ -495,7 +495,12 @@ def _add_study(sub: Any) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="classwise", description=__doc__.split(":")[0] if __doc__ else None)
+    parser = Parser(
+        prog="classwise",
+        description="Per-class accuracy and adversarial robustness of image classifiers: train, attack, report "
+        "every class with its interval, and run studies across datasets, models and seeds.",
+        epilog="Run 'classwise COMMAND --help' for a command's options; README.md has worked examples.",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", required=True)
 
