@@ -224,3 +224,14 @@ def test_write_evaluation_leaves_nothing_half_written(tmp_path: Path, monkeypatc
     with pytest.raises(OSError, match="disk full"):
         write_evaluation(ev, tmp_path / "out")
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_an_evaluation_and_a_study_read_as_dataframes(tmp_path: Path) -> None:
+    pd = pytest.importorskip("pandas")
+    from classwise.evaluate import per_class_rows
+
+    ev = evaluate(Linear(), _data(), FGSM, class_names=CLASSES, progress=False)
+    frame = ev.to_frame()
+    assert isinstance(frame, pd.DataFrame) and len(frame) == len(per_class_rows(ev))
+    clean = frame[frame["metric"] == "clean"].set_index("class")["accuracy"]
+    np.testing.assert_allclose(clean.loc[list(CLASSES)].to_numpy(), ev.clean().accuracy)

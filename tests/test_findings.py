@@ -99,7 +99,7 @@ def test_a_study_snapshot_reads_back_the_same_and_answers_from_it(tmp_path: Path
     # the paired widening row: 2 pairs (standard vs pgd-at with the same seed), a t-interval over them
     lines = text.splitlines()
     header = (
-        "| dataset | pairs | std across classes | max − min | worst class | mean | CV of per-class error (no unit) |"  # noqa: E501
+        "| dataset | pairs | std across classes | max − min | worst class | mean | CV of per-class error (no unit) |"
     )
     row = lines[lines.index(header) + 2]
     # each of the 5 cells has an interval, or says "not resolved" where both pairs gave the same difference

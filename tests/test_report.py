@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import importlib.util
 import re
 import shutil
 import subprocess
@@ -218,6 +219,11 @@ def test_a_study_reads_the_same_in_every_form_and_by_its_settings(tmp_path: Path
     assert len(rows) == 2 and all("| 0, 1 |" in r for r in rows)  # one row per setting, its seeds together
     assert "against standard" in md.splitlines()[0]  # the headline is the study's contrast
     assert "Universality" in html and "Per-class robustness of each setting" in html
+    if importlib.util.find_spec("pandas") is not None:  # the same study, from Python, as a DataFrame
+        from classwise.study import study_frame
+
+        frame = study_frame(tmp_path / "study")
+        assert frame["run_id"].nunique() == 4 and set(frame["grid.method.name"]) == {"standard", "pgd-at"}
 
 
 def test_labels_of_many_settings_never_overlap_and_the_rest_are_left_to_the_table() -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from classwise.attacks import format_eps
+from classwise.errors import ConfigError
 from classwise.evaluate.metrics import ClassAccuracy, Spread, confusion_matrix, row_shares
 from classwise.evaluate.spec import EvalSpec
 
@@ -231,6 +232,14 @@ class Evaluation:
             targeted=None,
         )
 
+    def to_frame(self) -> Any:
+        """The per-class results as a pandas DataFrame: one row per (class, metric), the rows of
+        ``per_class.csv`` (clean and every attack and worst case at every ε, with n, correct,
+        accuracy and its Wilson interval). Needs pandas (``pip install 'classwise[pandas]'``)."""
+        from classwise.evaluate.tables import per_class_rows
+
+        return pandas_module().DataFrame(per_class_rows(self))
+
     def flows(self, record: AttackRecord | None = None) -> np.ndarray:
         """Where the attacked images of each class go: row shares of the confusion under attack."""
         return row_shares(self.confusion_adv(record or self.headline))
@@ -257,3 +266,12 @@ def worst_case(records: list[AttackRecord], eps: float, norm: str) -> AttackReco
     for r in records[1:]:
         merged = r if "→" in r.attack else merge(merged, r, "worst")
     return replace(merged, attack="worst", eps=eps, norm=norm)
+
+
+def pandas_module() -> Any:
+    """pandas, or one message saying how to install it."""
+    try:
+        import pandas
+    except ModuleNotFoundError:
+        raise ConfigError("DataFrames need pandas: pip install 'classwise[pandas]'") from None
+    return pandas

@@ -136,3 +136,15 @@ def export_study(study_dir: str | Path, out: str | Path | None = None, fmt: str 
     if not path.exists():
         raise ClasswiseError(f"no results at {path}; run the study first (classwise study run FILE --dir {study_dir})")
     return export(Store(path), Path(out) if out else Path(study_dir) / f"per_class.{fmt}", fmt)
+
+
+def study_frame(study_dir: str | Path) -> Any:
+    """A study's per-class results as a pandas DataFrame, the rows of ``classwise study export``: one
+    per (run, split, attack, ε, class), with the run's grid values and main config fields as columns.
+    Read as one moment of the store, so it is consistent while the study runs."""
+    from classwise.evaluate.records import pandas_module
+
+    path = Path(study_dir) / STORE_FILE
+    if not path.exists():
+        raise ClasswiseError(f"no results at {path}; run the study first (classwise study run FILE --dir {study_dir})")
+    return pandas_module().DataFrame(tidy_rows(Store(path)))
