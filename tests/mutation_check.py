@@ -170,7 +170,7 @@ BUGS = (
     ),
     Bug(
         "store-accuracy-is-upper-bound",
-        "study/execute.py",
+        "study/export.py",
         '"accuracy": row["accuracy"],',
         '"accuracy": row["ci_high"],',
         ("tests/test_study.py", "-k", "per_class_csv"),
