@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from classwise import analysis
+from classwise.attacks import format_eps
 from classwise.config import flatten
 from classwise.report.collect import ModelResult
 
@@ -48,6 +49,8 @@ def varying_keys(configs: Sequence[dict[str, Any]]) -> list[str]:
 def _value(key: str, value: Any) -> str:
     if key == "data.dataset" and isinstance(value, str):
         return Path(value).name
+    if key.endswith("eps") and isinstance(value, int | float):
+        return format_eps(float(value))
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)
@@ -59,14 +62,17 @@ def setting_label(config: dict[str, Any], keys: Sequence[str]) -> str:
     where nothing varies."""
     flat = flatten(config)
     names, others = [], []
+    dataset = f"{_value('data.dataset', flat.get('data.dataset'))}: " if "data.dataset" in keys else ""
     for key in keys:
         value = flat.get(key)
+        if key == "data.dataset":
+            continue
         if key.endswith(".name"):
             section = key.removesuffix(".name")
             names.append(f"{section} none" if value in (None, "none") else _value(key, value))
         elif value is not None:
             others.append(f"{key.rsplit('.', 1)[-1]}={_value(key, value)}")
-    return ", ".join([" + ".join(names), *others] if names else others) or "all runs alike"
+    return dataset + (", ".join([" + ".join(names), *others] if names else others) or "all runs alike")
 
 
 @dataclass(frozen=True)
@@ -205,11 +211,14 @@ RUN_HEADERS = ("run (setting, seed)", "run id", "clean mean %", "robust mean %",
 
 def contrast(settings: Sequence[Setting]) -> str | None:
     """The study's main contrast: the setting with the best worst class under attack against the
-    baseline, paired by seed, with the mean robust accuracy beside it; None with one setting."""
+    baseline (on the baseline's dataset), paired by seed, with the mean robust accuracy beside it;
+    None with one setting."""
     if len(settings) < 2:
         return None
     base = baseline(settings)
-    others = [s for s in settings if s is not base]
+    others = [s for s in settings if s is not base and s.dataset == base.dataset]  # classes of one dataset only
+    if not others:
+        return None
     best = max(others, key=lambda s: s.statistic("worst", True).value)
     worst = paired_difference(best, base, "worst", True)
     mean = paired_difference(best, base, "mean", True)
