@@ -175,6 +175,20 @@ BUGS = (
         '"accuracy": row["ci_high"],',
         ("tests/test_study.py", "-k", "per_class_csv"),
     ),
+    Bug(
+        "held-out-measured-on-its-own-half",
+        "analysis/inference.py",
+        "value = (acc_b[pick_a] + acc_a[pick_b]) / 2",
+        "value = (acc_a[pick_a] + acc_b[pick_b]) / 2",
+        (STATS, "-k", "held_out"),
+    ),
+    Bug(
+        "store-read-in-two-moments",
+        "study/store.py",
+        'db.execute("BEGIN")\n            try:\n                runs = [dict(r) for r in db.execute(RUNS_QUERY)]',
+        'runs = [dict(r) for r in db.execute(RUNS_QUERY)]\n            db.execute("BEGIN")\n            try:',
+        ("tests/test_bad_input.py", "-k", "one_moment"),
+    ),
 )
 
 

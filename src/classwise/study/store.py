@@ -23,6 +23,7 @@ from classwise.provenance import git_commit
 from classwise.study.spec import Run
 
 STORE_FILE = "results.sqlite"
+RUNS_QUERY = "SELECT * FROM runs ORDER BY position"
 DAMAGED = ("file is not a database", "malformed", "file is encrypted")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -171,7 +172,7 @@ class Store:
         with self._connect() as db:
             db.execute("BEGIN")
             try:
-                runs = [dict(r) for r in db.execute("SELECT * FROM runs ORDER BY position")]
+                runs = [dict(r) for r in db.execute(RUNS_QUERY)]
                 metrics = [
                     dict(r)
                     for r in db.execute(
