@@ -36,30 +36,14 @@ import time
 from pathlib import Path
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
-from classwise.compute import channels_last_safe, resolve_precision
+from classwise.compute import channels_last_safe, count_flops, matmul_peak, resolve_precision
 from classwise.models import create_model
 from classwise.train import TrainConfig, train
 from classwise.train.balance import make_technique
 from classwise.train.epoch import EpochTotals, step_body
 from classwise.train.methods import METHODS
 from classwise.train.step import TrainStep
-
-
-def matmul_peak(device: torch.device, dtype: torch.dtype, repeats: int = 10) -> float:
-    """The best of ``repeats`` square matmuls: 2048² saturates a CPU, a GPU needs 8192²."""
-    n = 8192 if device.type == "cuda" else 2048
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
-    best = float("inf")
-    for _ in range(repeats + 2):
-        _sync(device)
-        start = time.perf_counter()
-        a @ b
-        _sync(device)
-        best = min(best, time.perf_counter() - start)
-    return 2 * n**3 / best
 
 
 def device_name(device: torch.device) -> str:
@@ -75,20 +59,6 @@ def device_name(device: torch.device) -> str:
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
-
-
-def count_flops(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, input_grad_only: bool) -> int:
-    """FLOPs of forward + backward: into the weights (a training step) or only into the input (an
-    attack step; parameters frozen, which is what ``autograd.grad`` w.r.t. the input computes)."""
-    for p in model.parameters():
-        p.requires_grad_(not input_grad_only)
-    xi = x.clone().requires_grad_(input_grad_only)
-    with FlopCounterMode(display=False) as counter:
-        torch.nn.functional.cross_entropy(model(xi), y).backward()
-    for p in model.parameters():
-        p.requires_grad_(True)
-    model.zero_grad(set_to_none=True)
-    return counter.get_total_flops()
 
 
 def step_rate(

@@ -42,7 +42,18 @@ def gap(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _args(name: str, gap: Path, tmp: Path) -> list[str]:
     data = str(gap.parent / "data" / "images")
     quick = {
-        "bench_eval": ["--runs", str(gap), "--n-per-class", "2", "--steps", "2", "--batch-size", "4"],
+        "bench_eval": [
+            "--runs",
+            str(gap),
+            "--n-per-class",
+            "2",
+            "--steps",
+            "2",
+            "--batch-size",
+            "4",
+            "--peak-repeats",
+            "1",
+        ],
         "bench_autoattack": ["--runs", str(gap), "--n-per-class", "1", "--batch-size", "4"],
         "bench_precision": ["fashion", "--dataset", data, "--out", str(tmp / "precision")]
         + [x for s in TINY_SETTINGS for x in ("--set", s)],
@@ -56,7 +67,7 @@ def _args(name: str, gap: Path, tmp: Path) -> list[str]:
 
 
 EXPECT = {  # a line each benchmark prints when it ran to the end
-    "bench_eval": ("default <= ", "pgd-at"),
+    "bench_eval": ("default <= ", "pgd-at", "of the fp32 matmul peak"),
     "bench_autoattack": ("per-sample robust flags, classwise vs reference: identical",),
     "bench_precision": ("per-class values lie inside each other's interval",),
     "bench_train": ("fp32 matmul peak", "resnet20"),

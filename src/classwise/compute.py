@@ -155,3 +155,41 @@ def resolve_device(name: str | None) -> str:
     elif device.type != "cpu":
         raise ConfigError(f"device {name!r} is not supported; use auto, cpu, cuda or cuda:N")
     return str(device)
+
+
+def matmul_peak(device: torch.device, dtype: torch.dtype, repeats: int = 10) -> float:
+    """FLOP/s of the best of ``repeats`` square matmuls (2048² saturates a CPU, a GPU needs 8192²):
+    the machine's practical peak in ``dtype``, measured in the same run as what is compared with it."""
+    import time
+
+    n = 8192 if device.type == "cuda" else 2048
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    best = float("inf")
+    for _ in range(repeats + 2):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        a @ b
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best
+
+
+def count_flops(model: nn.Module, x: torch.Tensor, y: torch.Tensor, input_grad_only: bool) -> int:
+    """FLOPs of one forward + backward of the cross-entropy: into the weights (a training step) or
+    only into the input (an attack step; parameters frozen, which is what ``autograd.grad`` with
+    respect to the input computes), counted by torch's FlopCounterMode."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    wanted = [p.requires_grad for p in model.parameters()]
+    for p in model.parameters():
+        p.requires_grad_(not input_grad_only)
+    xi = x.clone().requires_grad_(input_grad_only)
+    with FlopCounterMode(display=False) as counter:
+        nn.functional.cross_entropy(model(xi), y).backward()
+    for p, w in zip(model.parameters(), wanted, strict=True):
+        p.requires_grad_(w)
+    model.zero_grad(set_to_none=True)
+    return int(counter.get_total_flops())
