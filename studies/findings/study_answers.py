@@ -18,7 +18,7 @@ import numpy as np
 
 from classwise import analysis
 from classwise.attacks import format_eps
-from classwise.report import ModelResult, figures, model_from_folder, pct
+from classwise.report import ModelResult, adversarial_method, figures, model_from_folder, pct
 from classwise.study import finished_entries, is_planned, runs_table
 from studies.findings.paper_scale import display_name
 
@@ -38,9 +38,7 @@ class StudyRun:
 
     @property
     def adversarial(self) -> bool:
-        from classwise.train import METHODS
-
-        return self.method in METHODS and METHODS.get(self.method).adversarial
+        return bool(adversarial_method(self.method))
 
     @property
     def diverged(self) -> bool:

@@ -3,12 +3,13 @@
 from classwise.report import figures
 from classwise.report.build import render, write_report
 from classwise.report.collect import ModelResult, ReportData, collect, model_from_folder
-from classwise.report.headline import mean_with_interval, pct, weakest
+from classwise.report.headline import adversarial_method, mean_with_interval, pct, weakest
 from classwise.report.why import correlations
 
 __all__ = [
     "ModelResult",
     "ReportData",
+    "adversarial_method",
     "collect",
     "correlations",
     "figures",

@@ -62,10 +62,12 @@ def _method(config: dict[str, Any]) -> str | None:
     return method.get("name") if isinstance(method, dict) else None
 
 
-def _adversarial(name: str | None) -> bool | None:
+def adversarial_method(name: object) -> bool | None:
+    """Whether the training method ``name`` attacks its inputs (None for a name classwise does not
+    know, e.g. a model trained elsewhere): the one place the report asks the method registry."""
     from classwise.train import METHODS
 
-    return None if name is None or name not in METHODS else METHODS.get(name).adversarial
+    return METHODS.get(name).adversarial if isinstance(name, str) and name in METHODS else None
 
 
 def setup_line(ev: Evaluation, config: dict[str, Any] | None = None) -> str:
@@ -137,8 +139,8 @@ def headline(models: Sequence[tuple[Evaluation, dict[str, Any]]]) -> Headline | 
     else the first adversarially trained (or the first) model on its own."""
     if not models:
         return None
-    plain = [(e, c) for e, c in models if _adversarial(_method(c)) is False]
-    adversarial = [(e, c) for e, c in models if _adversarial(_method(c))]
+    plain = [(e, c) for e, c in models if adversarial_method(_method(c)) is False]
+    adversarial = [(e, c) for e, c in models if adversarial_method(_method(c))]
     if plain and adversarial:
         (base, bc), (other, oc) = plain[0], adversarial[0]
         return comparison_headline(base, other, bc, oc)

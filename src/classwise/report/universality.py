@@ -13,7 +13,7 @@ import numpy as np
 from classwise import analysis
 from classwise.report import figures
 from classwise.report.collect import ReportData
-from classwise.report.headline import Headline, unreadable
+from classwise.report.headline import Headline, adversarial_method, unreadable
 from classwise.report.page import Section, fig, table
 
 
@@ -106,8 +106,6 @@ def _dataset_sections(rows: list[dict[str, Any]], setting_of: dict[str, str]) ->
 def _widening(ids: list[str], runs: dict[str, dict[str, Any]], acc: np.ndarray) -> list[Section]:
     """Standard training against each adversarial method, in runs that share every other setting
     but the seed: a paired test across seeds of the spread of per-class robust accuracy."""
-    from classwise.train import METHODS
-
     method_key, seed_key = "config.method.name", "config.seed"
     groups: dict[tuple[Any, ...], dict[str, dict[Any, int]]] = defaultdict(lambda: defaultdict(dict))
     for j, i in enumerate(ids):
@@ -121,8 +119,8 @@ def _widening(ids: list[str], runs: dict[str, dict[str, Any]], acc: np.ndarray) 
         groups[rest][r[method_key]][r[seed_key]] = j
     rows = []
     for rest, methods in groups.items():
-        plain = [m for m in methods if m in METHODS and not METHODS.get(m).adversarial]
-        for base, other in ((b, m) for b in plain[:1] for m in methods if m in METHODS and METHODS.get(m).adversarial):
+        plain = [m for m in methods if adversarial_method(m) is False]
+        for base, other in ((b, m) for b in plain[:1] for m in methods if adversarial_method(m)):
             seeds = sorted(set(methods[base]) & set(methods[other]))
             if not seeds:
                 continue
