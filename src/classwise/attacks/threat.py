@@ -3,10 +3,9 @@ and projection onto the ball ∩ [0,1]."""
 
 from __future__ import annotations
 
-from fractions import Fraction
-
 import torch
 
+from classwise.config import number
 from classwise.errors import ConfigError
 
 NORMS = ("Linf", "L2")
@@ -35,8 +34,8 @@ def check_eps(eps: float, norm: str) -> float:
 def parse_eps(text: str) -> float:
     """``"8/255"``, ``"0.5"`` → float."""
     try:
-        return float(Fraction(text.strip()))
-    except (ValueError, ZeroDivisionError):
+        return number(text, "ε")  # the one reader of numbers and fractions (classwise.config)
+    except ConfigError:
         raise ConfigError(f"cannot read ε {text!r}; write a number or a fraction like 8/255") from None
 
 

@@ -26,8 +26,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from classwise.attacks import Attack, attack_options, build_attack, check_eps, check_norm, parse_attack_spec, parse_eps
-from classwise.config import field_help
+from classwise.attacks import Attack, attack_options, build_attack, check_eps, check_norm, parse_attack_spec
+from classwise.config import field_help, number
 from classwise.errors import ConfigError, UnknownNameError
 
 DEFAULT_EPS = {"Linf": 8 / 255, "L2": 0.5}  # RobustBench's CIFAR-10 budgets
@@ -221,11 +221,10 @@ class EvalSpec:
 
 
 def _eps_value(e: Any) -> float:
-    if isinstance(e, str):
-        return parse_eps(e)
-    if isinstance(e, bool) or not isinstance(e, int | float):
-        raise ConfigError(f"evaluation.eps: ε values are numbers or fractions like 8/255, got {e!r}")
-    return float(e)
+    try:
+        return number(e, "evaluation.eps")  # the one reader of numbers and fractions (classwise.config)
+    except ConfigError:
+        raise ConfigError(f"evaluation.eps: ε values are numbers or fractions like 8/255, got {e!r}") from None
 
 
 def _check_int(name: str, value: Any, minimum: int, optional: bool = False) -> None:
