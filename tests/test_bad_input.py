@@ -470,6 +470,11 @@ CASES: list[tuple[str, Argv, str]] = [
     ("trailing comma in --eps", _evaluate("good.pt", "good/images", "--eps", "0.1,"), r"has an empty item"),
     ("the same ε twice", _evaluate("good.pt", "good/images", "--eps", "8/255,8/255"), r"8/255 more than once"),
     (
+        "the same ε twice in a config",
+        _train(*_set("evaluation.eps=[0.03, 0.03]")),
+        r"evaluation.eps: .* gives an ε more than once",
+    ),
+    (
         "--weights with a classwise checkpoint",
         _evaluate("good.pt", "good/images", "--weights", "w.pt"),
         r"carries its own weights: leave --weights out",

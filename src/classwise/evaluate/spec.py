@@ -127,6 +127,8 @@ class EvalSpec:
             raise ConfigError(f"evaluation.attacks: {', '.join(twice)} is given more than once; give each attack once")
         if self.eps is not None and not self.eps:
             raise ConfigError("evaluation.eps: give at least one ε (or leave it out for the threat model's)")
+        if self.eps is not None and len(set(self.eps)) < len(self.eps):
+            raise ConfigError(f"evaluation.eps: {list(self.eps)} gives an ε more than once; give each ε once")
         for e in self.eps or (DEFAULT_EPS[self.norm],):
             check_eps(e, self.norm)
             for a in self.attacks:
