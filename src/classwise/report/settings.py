@@ -151,13 +151,13 @@ SUMMARY_HEADERS = (
     "clean mean %",
     "robust mean %",
     "robust worst %",
-    "weakest under attack (pooled over seeds)",
+    "weakest under attack (mean over seeds)",
 )
 
 
-def _pooled_weakest(setting: Setting) -> str:
-    """The class weakest under attack pooled over the setting's seeds (the same test images each
-    time, so the pooled count is a description, not a sample of independent images)."""
+def _weakest_over_seeds(setting: Setting) -> str:
+    """The class weakest under attack in the mean over the setting's seeds (a description: the
+    seeds saw the same test images, so it carries no interval of its own here)."""
     acc = setting.per_run(True).mean(axis=0)
     k = int(np.nanargmin(acc))
     return f"{setting.runs[0].class_names[k]} {100 * acc[k]:.1f}"
@@ -181,7 +181,7 @@ def summary_rows(settings: Sequence[Setting]) -> list[list[object]]:
             _accuracy(s.statistic("mean", False)),
             _accuracy(s.statistic("mean", True)),
             _accuracy(s.statistic("worst", True)),
-            _pooled_weakest(s),
+            _weakest_over_seeds(s),
         ]
         for s in settings
     ]
