@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from classwise.attacks import Attack, attack_options, build_attack, check_eps, check_norm, parse_attack_spec
+from classwise.attacks import Attack, attack_options, build_attack, check_eps, check_norm, parse_attack_spec, parse_eps
 from classwise.config import field_help, number
 from classwise.errors import ConfigError, UnknownNameError
 
@@ -223,6 +223,8 @@ class EvalSpec:
 
 
 def _eps_value(e: Any) -> float:
+    if isinstance(e, str):
+        return parse_eps(e)  # text: "cannot read ε ..." names what was written
     try:
         return number(e, "evaluation.eps")  # the one reader of numbers and fractions (classwise.config)
     except ConfigError:
