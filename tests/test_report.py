@@ -57,17 +57,24 @@ def test_report_with_boundary_distances(gap_dir: Path, tmp_path: Path) -> None:
     )
 
 
-def test_study_report_has_universality_hyperparameters_and_widening(tmp_path: Path) -> None:
-    data = str(write_class_folders(tmp_path, n=8))
+@pytest.fixture(scope="module")
+def study_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished study: standard and PGD-AT, two seeds each, on synthetic images (trained once per module)."""
+    tmp = tmp_path_factory.mktemp("study")
+    data = str(write_class_folders(tmp, n=8))
     doc = {
         "base": tiny({"data.dataset": data}),
         "grid": {"method.name": ["standard", "pgd-at"], "seed": [0, 1]},
         "evaluation": {"attacks": ["fgsm"], "eps": [0.03]},
     }
-    path = tmp_path / "s.yaml"
+    path = tmp / "s.yaml"
     path.write_text(yaml.safe_dump(doc))
-    run_study(load_study(path), tmp_path / "study", progress=False)
-    page, _ = write_report(tmp_path / "study", tmp_path / "out")
+    run_study(load_study(path), tmp / "study", progress=False)
+    return tmp / "study"
+
+
+def test_study_report_has_universality_hyperparameters_and_widening(study_dir: Path, tmp_path: Path) -> None:
+    page, _ = write_report(study_dir, tmp_path / "out")
     text = page.read_text()
     assert "Universality" in text and "Robustness against each hyper-parameter" in text
     assert "Does adversarial training widen the gap?" in text
@@ -194,21 +201,12 @@ def test_the_pages_numbers_are_the_stored_evaluations(gap_dir: Path) -> None:
 HASH = re.compile(r"\b[0-9a-f]{12}\b")
 
 
-def test_a_study_reads_the_same_in_every_form_and_by_its_settings(tmp_path: Path) -> None:
+def test_a_study_reads_the_same_in_every_form_and_by_its_settings(study_dir: Path, tmp_path: Path) -> None:
     """The live study folder, its committed snapshot and the bare folder of its runs give one page;
     runs are named by the settings they vary, seeds grouped into one row per setting."""
-    data = str(write_class_folders(tmp_path, n=8))
-    doc = {
-        "base": tiny({"data.dataset": data}),
-        "grid": {"method.name": ["standard", "pgd-at"], "seed": [0, 1]},
-        "evaluation": {"attacks": ["fgsm"], "eps": [0.03]},
-    }
-    path = tmp_path / "s.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    run_study(load_study(path), tmp_path / "study", progress=False)
-    assert main(["snapshot", str(tmp_path / "study"), "--out", str(tmp_path / "shared" / "study")]) == 0
+    assert main(["snapshot", str(study_dir), "--out", str(tmp_path / "shared" / "study")]) == 0
     pages = []
-    for form in (tmp_path / "study", tmp_path / "shared" / "study", tmp_path / "shared" / "study" / "runs"):
+    for form in (study_dir, tmp_path / "shared" / "study", tmp_path / "shared" / "study" / "runs"):
         page, md = write_report(form, tmp_path / "out" / str(len(pages)))
         pages.append((page.read_text(), md.read_text()))
     assert pages[0] == pages[1] == pages[2]
@@ -222,7 +220,7 @@ def test_a_study_reads_the_same_in_every_form_and_by_its_settings(tmp_path: Path
     if importlib.util.find_spec("pandas") is not None:  # the same study, from Python, as a DataFrame
         from classwise.study import study_frame
 
-        frame = study_frame(tmp_path / "study")
+        frame = study_frame(study_dir)
         assert frame["run_id"].nunique() == 4 and set(frame["grid.method.name"]) == {"standard", "pgd-at"}
 
 

@@ -217,8 +217,7 @@ def settings_sections(settings: Sequence[Setting]) -> list[Section]:
 
 
 def _range(setting: Setting, name: str) -> list[float]:
-    acc = setting.per_run(True)
-    values = np.nanmean(acc, axis=1) if name == "mean" else np.nanmin(acc, axis=1)
+    values = setting.per_seed(name, robust=True)
     return [float(values.min()), float(values.max())]
 
 
@@ -266,12 +265,17 @@ def render(data: ReportData) -> tuple[str, str]:
     sections += [w for w in (why_section(m) for m in models[:MAX_DETAILED]) if w is not None]
     sections += study_sections(data)
     sections.append(provenance_section(models))
-    notes = [f"{m.name} cannot be read as a result: {why}" for m in models if (why := unreadable(m.evaluation))]
-    notes += [w for m in models for w in m.warnings]
-    if any("lossy" in m.dataset for m in models):
-        notes.insert(0, "Results on a lossy JPEG copy of the dataset, not on the original.")
+    notes = page_notes(models) + [w for m in models for w in m.warnings]
     page = _page(data, report_headline(data), notes, table(SUMMARY_HEADERS, summary_rows(models)), sections)
     return page, markdown(data)
+
+
+def page_notes(models: Sequence[ModelResult]) -> list[str]:
+    """The notes every page opens with: a lossy dataset copy, then each model that cannot be read."""
+    notes = [f"{m.name} cannot be read as a result: {why}" for m in models if (why := unreadable(m.evaluation))]
+    if any("lossy" in m.dataset for m in models):
+        notes.insert(0, "Results on a lossy JPEG copy of the dataset, not on the original.")
+    return notes
 
 
 def _page(data: ReportData, top: Headline | None, notes: list[str], summary: str, sections: list[Section]) -> str:
@@ -294,11 +298,8 @@ def render_study(data: ReportData) -> tuple[str, str]:
     settings = settings_view.group_settings(data.models)
     sections = [*settings_sections(settings), *study_sections(data), provenance_section(data.models)]
     top = report_headline(data)
-    notes = [f"{m.name} cannot be read as a result: {why}" for m in data.models if (why := unreadable(m.evaluation))]
-    if any("lossy" in m.dataset for m in data.models):
-        notes.insert(0, "Results on a lossy JPEG copy of the dataset, not on the original.")
-    summary = table(settings_view.SUMMARY_HEADERS, settings_view.summary_rows(settings))
-    page = _page(data, top, notes, summary, sections)
+    rows = settings_view.summary_rows(settings)
+    page = _page(data, top, page_notes(data.models), table(settings_view.SUMMARY_HEADERS, rows), sections)
     e = _md
     lines = [f"# {e(top.finding if top else data.title)}", "", e(top.setup) if top else "", ""]
     lines += [f"{e(data.title)}; source: {e(data.source)}", ""]
@@ -306,7 +307,7 @@ def render_study(data: ReportData) -> tuple[str, str]:
         "| " + " | ".join(settings_view.SUMMARY_HEADERS) + " |",
         "|" + "---|" * len(settings_view.SUMMARY_HEADERS),
     ]
-    lines += ["| " + " | ".join(e(str(v)) for v in row) + " |" for row in settings_view.summary_rows(settings)]
+    lines += ["| " + " | ".join(e(str(v)) for v in row) + " |" for row in rows]
     lines += ["", "Figures, the per-run detail and the tables behind them: report.html (self-contained)."]
     return page, "\n".join(lines) + "\n"
 

@@ -90,11 +90,14 @@ class Setting:
         """(runs, K) per-class accuracy, clean or under the headline attack."""
         return np.array([(r.robust if robust else r.clean)[0] for r in self.runs])
 
+    def per_seed(self, name: str, robust: bool) -> np.ndarray:
+        """Each run's ``mean`` or ``worst`` class accuracy, in seed order."""
+        acc = self.per_run(robust)
+        return np.nanmean(acc, axis=1) if name == "mean" else np.nanmin(acc, axis=1)
+
     def statistic(self, name: str, robust: bool) -> analysis.Estimate:
         """The mean over seeds of each run's ``mean`` or ``worst`` class accuracy, with its t-interval."""
-        acc = self.per_run(robust)
-        values = np.nanmean(acc, axis=1) if name == "mean" else np.nanmin(acc, axis=1)
-        return analysis.run_interval(values)
+        return analysis.run_interval(self.per_seed(name, robust))
 
     @property
     def dataset(self) -> str:
@@ -135,12 +138,7 @@ def baseline(settings: Sequence[Setting]) -> Setting:
 def paired_difference(setting: Setting, base: Setting, name: str, robust: bool) -> analysis.Estimate:
     """``setting − base`` of a run statistic, paired by seed (the seeds both have), t over the pairs."""
 
-    def by_seed(s: Setting) -> dict[int, float]:
-        acc = s.per_run(robust)
-        values = np.nanmean(acc, axis=1) if name == "mean" else np.nanmin(acc, axis=1)
-        return dict(zip(s.seeds, values, strict=True))
-
-    a, b = by_seed(setting), by_seed(base)
+    a, b = (dict(zip(s.seeds, s.per_seed(name, robust), strict=True)) for s in (setting, base))
     shared = sorted(set(a) & set(b))
     return analysis.run_interval(np.array([a[s] - b[s] for s in shared]))
 
