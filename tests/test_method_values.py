@@ -24,9 +24,9 @@ from tests.test_attacks import as_split
 EPS = 0.1
 
 
-def _method(name: str, **args: object):
+def _method(name: str, norm: str = "Linf", eps: float = EPS, **args: object):
     options = TrainConfig.from_dict({"method": {"name": name, "args": dict(args)}}).method.options()
-    return METHODS.get(name)(options, EPS)
+    return METHODS.get(name)(options, eps, norm)
 
 
 def _model(seed: int = 0) -> Tiny:
@@ -50,6 +50,41 @@ def test_pgd_at_loss_is_cross_entropy_at_the_pgd_example() -> None:
     x_adv, _ = reference_pgd(model, x, y, start, EPS, 2.5 * EPS / 3, 3, "Linf", "ce", False)
     torch.testing.assert_close(out.loss, F.cross_entropy(model(x_adv), y, reduction="none"), rtol=1e-5, atol=1e-5)
     assert bool((out.loss > F.cross_entropy(model(x), y, reduction="none")).all())  # the attack raised it
+
+
+def test_pgd_at_under_l2_is_cross_entropy_at_the_l2_pgd_example() -> None:
+    """``threat.norm: L2``: the random start is in the L2 ball, each step follows ∇/‖∇‖₂ and the
+    projection is onto the L2 ball; an L∞ attack at the same ε would leave it (‖δ‖₂ up to ε·√d)."""
+    model, (x, y) = _model(), _batch()
+    eps = 0.5
+    out = _method("pgd-at", "L2", eps, steps=3).loss(model, x, y, torch.Generator().manual_seed(5), Knobs(eps))
+    start = random_init(x, eps, "L2", torch.Generator().manual_seed(5))
+    x_adv, _ = reference_pgd(model, x, y, start, eps, 2.5 * eps / 3, 3, "L2", "ce", False)
+    assert float((x_adv - x).flatten(1).norm(dim=1).max()) <= eps + 1e-5
+    torch.testing.assert_close(out.loss, F.cross_entropy(model(x_adv), y, reduction="none"), rtol=1e-5, atol=1e-5)
+
+
+def test_trades_under_l2_ascends_the_kl_inside_the_l2_ball() -> None:
+    model, (x, y) = _model(), _batch()
+    eps, steps = 0.5, 3
+    out = _method("trades", "L2", eps, beta=6.0, steps=steps).loss(
+        model, x, y, torch.Generator().manual_seed(6), Knobs(eps)
+    )
+    clean = model(x).detach()
+    noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(6))
+    x_adv = (x + 0.001 * noise).clamp(0, 1)  # inside the ball already (‖0.001·N‖₂ ≪ ε)
+    for _ in range(steps):
+        x_adv.requires_grad_(True)
+        (grad,) = torch.autograd.grad(_kl(clean, model(x_adv)).sum(), x_adv)
+        unit = grad / grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
+        delta = x_adv.detach() + 2.5 * eps / steps * unit - x
+        delta = delta * (eps / delta.flatten(1).norm(dim=1).clamp_min(1e-12)).clamp(max=1).view(-1, 1, 1, 1)
+        x_adv = (x + delta).clamp(0, 1)
+    # the first step normalises the gradient of a KL that is nearly 0 at x + 0.001·N, so two correct
+    # ways of writing the KL part there in float noise; an L∞ step would differ by whole units
+    torch.testing.assert_close(out.logits, model(x_adv), rtol=1e-3, atol=1e-3)
+    natural = F.cross_entropy(model(x), y, reduction="none")
+    torch.testing.assert_close(out.loss, natural + 6.0 * _kl(model(x), model(x_adv)), rtol=1e-3, atol=1e-3)
 
 
 def test_fgsm_rs_loss_is_one_step_of_1_25_eps_from_a_random_start() -> None:

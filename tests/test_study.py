@@ -283,8 +283,12 @@ def test_a_setting_added_later_keeps_the_ids_of_existing_runs() -> None:
     cfg = TrainConfig()
     before = cfg.to_dict()
     del before["model"]["init_from"]  # the config as studies knew it before model.init_from existed
+    del before["threat"]["norm"]  # ... and before threat.norm (L2 training)
     assert run_hash(cfg) == hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:12]
     assert run_hash(cfg.with_overrides({"model.init_from": "runs/pre"})) != run_hash(cfg)
+    assert run_hash(cfg.with_overrides({"threat.norm": "L2", "threat.eps": 0.5})) != run_hash(
+        cfg.with_overrides({"threat.eps": 0.5})
+    )
 
 
 def test_the_stores_rows_are_each_runs_per_class_csv(tmp_path: Path) -> None:

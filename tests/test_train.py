@@ -57,11 +57,31 @@ def _cfg(data: str, settings: dict | None = None) -> TrainConfig:
         ({"monitor.select": "best"}, "unknown selection metric 'best'"),
         ({"optim.precision": "fp16"}, "unknown precision"),
         ({"seed": -1}, "seed must be a whole number >= 0"),
+        ({"threat.norm": "L1"}, "unknown norm 'L1'"),
+        ({"threat.norm": "L2", "threat.eps": 100}, "absurd for L2"),
+        ({"threat.norm": "L2", "method.name": "fgsm-rs"}, "fgsm-rs is published for Linf only"),
+        ({"threat.norm": "L2", "evaluation.norm": "Linf", "evaluation.eps": None}, None),
+        ({"evaluation.norm": "L2"}, "give evaluation.eps for that norm"),
     ],
 )
-def test_impossible_settings_are_refused_naming_the_setting(changes: dict, match: str) -> None:
+def test_impossible_settings_are_refused_naming_the_setting(changes: dict, match: str | None) -> None:
+    if match is None:  # the default evaluation norm under an L2 threat: the training norm, not an error
+        assert TrainConfig().with_overrides(changes).test_spec().norm == "L2"
+        return
     with pytest.raises(ConfigError, match=match):
         TrainConfig().with_overrides(changes)
+
+
+def test_an_l2_run_validates_and_evaluates_at_its_own_threat_model() -> None:
+    cfg = TrainConfig().with_overrides({"threat.norm": "l2", "threat.eps": 0.5, "method.name": "trades"})
+    assert cfg.threat.norm == "L2"  # spelled as RobustBench does
+    assert (cfg.validation_spec().norm, cfg.validation_spec().eps) == ("L2", (0.5,))
+    assert (cfg.test_spec().norm, cfg.test_spec().eps) == ("L2", (0.5,))
+    standard = TrainConfig().with_overrides({"threat.norm": "L2", "threat.eps": 0, "method.name": "standard"})
+    assert standard.test_spec().eps == (0.5,)  # RobustBench's L2 budget when trained without one
+    # an evaluation that names its ε keeps its own norm: an L∞ model audited under L2
+    cross = TrainConfig().with_overrides({"evaluation.norm": "L2", "evaluation.eps": [0.25]})
+    assert (cross.test_spec().norm, cross.test_spec().eps) == ("L2", (0.25,))
 
 
 def test_overrides_use_one_syntax_and_fractions_work_everywhere(tmp_path: Path) -> None:
@@ -186,6 +206,21 @@ def test_training_run_leaves_its_artifacts(tmp_path: Path) -> None:
     assert meta["class_names"] == ["cat", "dog", "ship"] and meta["config"]["method"]["name"] == "fgsm-rs"
     assert (run / "eval" / "evaluation.json").exists()
     assert result.test.clean().n.tolist() == [12, 12, 12]
+
+
+def test_an_l2_adversarial_run_trains_evaluates_and_is_reloaded_under_l2(tmp_path: Path) -> None:
+    from classwise.evaluate import EvalSpec, evaluate_model
+
+    data = _data(tmp_path)
+    cfg = _cfg(data, {"threat.norm": "L2", "threat.eps": 0.25, "method.name": "trades", "optim.epochs": 1})
+    result = train(cfg, tmp_path / "run", progress=False)
+    assert (result.test.headline.norm, result.test.headline.eps) == ("L2", 0.25)
+    _, meta = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert meta["config"]["threat"] == {"eps": 0.25, "norm": "L2"}
+    # evaluating the checkpoint later defaults to the threat model it was trained under
+    spec = EvalSpec.from_dict({"norm": "L2", "attacks": [{"name": "pgd", "args": {"steps": 2}}]})
+    ev = evaluate_model(str(tmp_path / "run" / "best.pt"), data, spec, tmp_path / "ev", progress=False)
+    assert (ev.headline.norm, ev.headline.eps) == ("L2", 0.25)
 
 
 def test_run_folders_are_never_overwritten(tmp_path: Path) -> None:

@@ -124,12 +124,13 @@ def _checkpoint(path: Path, request: ModelRequest) -> LoadedModel:
     model, meta = load_checkpoint(path, num_classes=request.num_classes, device=request.device)
     config = meta.get("config") or {}
     threat = config.get("threat")
-    eps = threat.get("eps") if isinstance(threat, dict) else None
+    threat = threat if isinstance(threat, dict) else {}
+    eps = threat.get("eps")
+    norm = threat.get("norm", "Linf")  # checkpoints written before L2 training name no norm: L∞
     source = {"kind": "classwise", "checkpoint": str(path.resolve()), "config": config}
     names = meta.get("class_names")
     trained_eps = float(eps) if isinstance(eps, int | float) and eps > 0 else None
-    # classwise trains under L∞ only
-    return LoadedModel(model, source, trained_eps, "Linf", tuple(names) if names else None)
+    return LoadedModel(model, source, trained_eps, str(norm), tuple(names) if names else None)
 
 
 def _torchscript(path_text: str, request: ModelRequest) -> LoadedModel:

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from classwise.attacks.threat import check_eps, check_norm
 from classwise.compute import PRECISIONS
 from classwise.config import (
     apply_overrides,
@@ -40,7 +41,7 @@ from classwise.config import (
     to_plain,
 )
 from classwise.errors import ConfigError
-from classwise.evaluate.spec import AttackSpec, EvalSpec
+from classwise.evaluate.spec import DEFAULT_EPS, AttackSpec, EvalSpec
 from classwise.models.factory import model_args
 from classwise.train.balance import TECHNIQUES, check_balance, technique_options
 from classwise.train.methods import METHODS
@@ -85,13 +86,18 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class ThreatConfig:
-    """The training threat model (L∞, pixel units)."""
+    """The training threat model: a norm ball of radius ε in pixel units ([0, 1] images)."""
 
-    eps: float = field_help("attack budget in pixel units, e.g. 8/255 (0 for none)", default=8 / 255)
+    eps: float = field_help(
+        "attack budget in pixel units, e.g. 8/255 for Linf or 0.5 for L2 (0 for none)", default=8 / 255
+    )
+    norm: str = field_help("the ball: Linf or L2 (RobustBench's two tracks)", default="Linf")
 
     def __post_init__(self) -> None:
-        if not 0 <= self.eps <= 1:
+        object.__setattr__(self, "norm", check_norm(str(self.norm)))
+        if self.norm == "Linf" and not 0 <= self.eps <= 1:
             raise ConfigError(f"eps must be in [0, 1] (pixel units, e.g. 8/255), got {self.eps}")
+        check_eps(self.eps, self.norm)
 
 
 @dataclass(frozen=True)
@@ -215,7 +221,17 @@ class TrainConfig:
         self.method.options()
         if method.adversarial and self.threat.eps == 0:
             raise ConfigError(f"{self.method.name} needs threat.eps > 0; use method standard for eps 0")
+        if self.threat.norm not in method.norms:
+            raise ConfigError(
+                f"{self.method.name} is published for {' and '.join(method.norms)} only, not threat.norm "
+                f"{self.threat.norm}; use pgd-at or trades for {self.threat.norm}"
+            )
         check_balance(self.balance.name, self.balance.args, method, "balance")
+        if self.evaluation.eps is None and self.evaluation.norm not in ("Linf", self.threat.norm):
+            raise ConfigError(
+                f"evaluation.norm is {self.evaluation.norm} but the model trains under {self.threat.norm} and "
+                "evaluation.eps is null (the training ε); give evaluation.eps for that norm, e.g. [0.5]"
+            )
 
     # --- derived settings -------------------------------------------------------------------
 
@@ -229,8 +245,9 @@ class TrainConfig:
 
     @property
     def threat_eps(self) -> float:
-        """The ε evaluations default to: the training ε, or 8/255 for a standard run trained without one."""
-        return self.threat.eps if self.threat.eps > 0 else 8 / 255
+        """The ε evaluations default to: the training ε, or the norm's RobustBench budget (8/255 for
+        Linf, 0.5 for L2) for a standard run trained without one."""
+        return self.threat.eps if self.threat.eps > 0 else DEFAULT_EPS[self.threat.norm]
 
     @property
     def validates_robustness(self) -> bool:
@@ -245,8 +262,11 @@ class TrainConfig:
         return needed and self.threat.eps > 0
 
     def test_spec(self) -> EvalSpec:
-        """The final evaluation's protocol, with its ε resolved to the run's."""
-        return self.evaluation.resolved(self.threat_eps)
+        """The final evaluation's protocol, with its ε resolved to the run's. An evaluation that
+        names no ε is at the training threat model, its norm included; one that names its ε keeps
+        its own norm (an L∞-trained model evaluated under L2, say)."""
+        spec = self.evaluation if self.evaluation.eps is not None else replace(self.evaluation, norm=self.threat.norm)
+        return spec.resolved(self.threat_eps)
 
     def validation_spec(self) -> EvalSpec:
         """Per-class clean and PGD-``monitor.steps`` accuracy on the validation split at the training
@@ -255,6 +275,7 @@ class TrainConfig:
         return EvalSpec(
             attacks=(AttackSpec("pgd", {"steps": self.monitor.steps}),),
             eps=(self.threat.eps if self.validates_robustness else 0.0,),
+            norm=self.threat.norm,
             split="val",
             batch_size=512,
             seed=self.evaluation.seed,

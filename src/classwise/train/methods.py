@@ -11,6 +11,10 @@ loss has, and any check it runs at the end of an epoch.
   with their catastrophic-overfitting check at the end of every epoch.
 - ``trades`` (Zhang et al. 2019): criterion(f(x), y) + β·KL(f(x) ‖ f(x')), x' maximising the KL
   from x + 0.001·N(0, I), generated in eval mode as in the reference code.
+
+PGD-AT and TRADES train under L∞ or L2 (``threat.norm``): under L2 each step follows the
+L2-normalised gradient and projects onto the ε-ball, as in TRADES' and Madry et al.'s L2 code.
+FGSM-RS is L∞ only, as published.
 """
 
 from __future__ import annotations
@@ -82,15 +86,17 @@ class NoOptions:
 
 class Method:
     """A training method. Subclasses set ``Options`` (a frozen dataclass), ``adversarial``, ``parts``
-    (the named parts of their loss) and ``uses_beta``, and implement :meth:`loss`."""
+    (the named parts of their loss), ``uses_beta`` and ``norms`` (the threat models it is published
+    for), and implement :meth:`loss`."""
 
     Options: ClassVar[type] = NoOptions
     adversarial: ClassVar[bool] = True
     parts: ClassVar[tuple[str, ...]] = ()
     uses_beta: ClassVar[bool] = False
+    norms: ClassVar[tuple[str, ...]] = ("Linf", "L2")
 
-    def __init__(self, options: Any, eps: float) -> None:
-        self.options, self.eps = options, eps
+    def __init__(self, options: Any, eps: float, norm: str = "Linf") -> None:
+        self.options, self.eps, self.norm = options, eps, norm
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, g: torch.Generator, k: Knobs) -> MethodOutput:
         raise NotImplementedError
@@ -142,10 +148,12 @@ def _check_attack(steps: int, step_size: float | None) -> None:
 
 
 def _adversarial(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, g: torch.Generator, k: Knobs, steps: int, step: float
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, g: torch.Generator, k: Knobs, steps: int, step: float, norm: str
 ) -> MethodOutput:
     alpha = step * k.step_scale
-    x_adv, _ = pgd(model, x, y, eps=k.eps, step_size=alpha, steps=steps, random_start=True, generator=g, judge=False)
+    x_adv, _ = pgd(
+        model, x, y, eps=k.eps, step_size=alpha, steps=steps, norm=norm, random_start=True, generator=g, judge=False
+    )
     logits = model(x_adv)
     return MethodOutput(k.criterion(logits, y), logits)
 
@@ -159,7 +167,7 @@ class PGDAT(Method):
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, g: torch.Generator, k: Knobs) -> MethodOutput:
         o = self.options
         step = o.step_size if o.step_size is not None else 2.5 * self.eps / o.steps
-        return _adversarial(model, x, y, g, k, o.steps, step)
+        return _adversarial(model, x, y, g, k, o.steps, step, self.norm)
 
 
 @dataclass(frozen=True)
@@ -181,14 +189,15 @@ class FGSMRS(Method):
     epoch's stops training (``best.pt`` predates it)."""
 
     Options = FGSMOptions
+    norms = ("Linf",)  # Wong et al.'s step and overfitting check are L∞ ones
 
-    def __init__(self, options: Any, eps: float) -> None:
-        super().__init__(options, eps)
+    def __init__(self, options: Any, eps: float, norm: str = "Linf") -> None:
+        super().__init__(options, eps, norm)
         self.co_last: float | None = None  # the previous epoch's PGD accuracy on the fixed batch
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, g: torch.Generator, k: Knobs) -> MethodOutput:
         step = self.options.step_size if self.options.step_size is not None else 1.25 * self.eps
-        return _adversarial(model, x, y, g, k, 1, step)
+        return _adversarial(model, x, y, g, k, 1, step, self.norm)
 
     def end_of_epoch(self, end: EpochEnd) -> bool:
         if not self.options.co_check:
@@ -262,6 +271,7 @@ class TRADES(Method):
                 eps=k.eps,
                 step_size=step * k.step_scale,
                 steps=o.steps,
+                norm=self.norm,
                 generator=g,
                 objective=lambda logits, rows: kl_per_example(clean_logits[rows], logits),
                 x_init=start,
