@@ -159,6 +159,28 @@ def test_train_from_a_config_file_with_overrides(tmp_path: Path, capsys: pytest.
     assert "missing.yaml does not exist" in capsys.readouterr().err
 
 
+def test_bare_settings_are_the_same_thing_as_set_on_either_side_of_options(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from classwise.cli import parse_args, train_config
+
+    bare = ["train", "data.dataset=mnist", "--out", "x", "model.name=resnet20", "method.name=trades"]
+    flagged = ["train", "--set", "data.dataset=mnist", "--set", "model.name=resnet20", "--out", "x"]
+    flagged += ["--set", "method.name=trades"]
+    assert train_config(parse_args(bare)) == train_config(parse_args(flagged))
+    assert train_config(parse_args(bare)).method.name == "trades"
+    # a later setting wins, bare ones before --set ones
+    assert train_config(parse_args(["train", "optim.lr=0.3", "--set", "optim.lr=0.2"])).optim.lr == 0.2
+    assert train_config(parse_args(["train", "optim.lr=0.3", "optim.lr=0.4"])).optim.lr == 0.4
+    assert main(["train", "optim.lr=0.3", "lr", "--out", str(tmp_path / "r")]) == 2
+    assert "unexpected argument 'lr': a setting is KEY=VALUE" in capsys.readouterr().err
+    assert main(["train", "optim.lr=fast", "--out", str(tmp_path / "r")]) == 2
+    assert "optim.lr: expected a number" in capsys.readouterr().err
+    assert main(["train", "optim.lr=0.3", "--bogus"]) == 2
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
 def test_config_lists_every_setting(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["config"]) == 0
     out = capsys.readouterr().out

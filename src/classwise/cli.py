@@ -143,7 +143,19 @@ def train_config(args: argparse.Namespace, base: dict[str, Any] | None = None) -
 
     cfg = TrainConfig.from_dict(load_yaml(args.config, "training settings") if args.config else base or {})
     init = [f"model.init_from={json.dumps(args.init_from)}"] if getattr(args, "init_from", None) else []
-    return cfg.with_overrides([*(args.set or []), *init])
+    return cfg.with_overrides([*settings(args), *init])
+
+
+def settings(args: argparse.Namespace) -> list[str]:
+    """The overrides given as bare ``KEY=VALUE`` arguments (as Hydra takes them) and as ``--set``, in
+    the order typed: bare ones first, then each ``--set``; a later one wins."""
+    bare = args.overrides or []
+    stray = next((a for a in bare if "=" not in a), None)
+    if stray is not None:
+        raise ClasswiseError(
+            f"unexpected argument {stray!r}: a setting is KEY=VALUE, e.g. optim.lr=0.05 (classwise config lists them)"
+        )
+    return [*bare, *(args.set or [])]
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -157,7 +169,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         saved = saved_config(Path(args.resume))  # --set alone changes the saved config (and is refused)
         base = saved.to_dict() if saved is not None and not args.config else None
-        cfg = train_config(args, base) if (args.config or args.set) else None
+        cfg = train_config(args, base) if (args.config or settings(args)) else None
         result = train(cfg, Path(args.resume), resume=True, device=device, cuda_graphs=graphs)
     else:
         if not args.out:
@@ -319,14 +331,20 @@ def _add_data_root(p: argparse.ArgumentParser) -> None:
 
 
 def _add_config_options(p: argparse.ArgumentParser, base: str) -> None:
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="override settings by their dotted keys: optim.lr=0.05 threat.eps=8/255 balance.name=focal "
+        "(classwise config lists every setting)",
+    )
     p.add_argument("--config", default=None, help=f"YAML file of training settings (default: {base})")
     p.add_argument(
         "--set",
         action="append",
         default=None,
         metavar="KEY=VALUE",
-        help="override one setting by its dotted key, repeatable: --set optim.lr=0.05 --set threat.eps=8/255 "
-        "--set balance.name=focal --set balance.args.gamma=2 (classwise config lists every setting)",
+        help="the same as a bare KEY=VALUE, repeatable: --set optim.lr=0.05 --set balance.args.gamma=2",
     )
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
 
@@ -539,9 +557,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The command line, with bare ``KEY=VALUE`` settings allowed on either side of options
+    (``train a=1 --out X b=2``), which argparse alone takes only in one block."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and hasattr(args, "overrides") and not any(e.startswith("-") for e in extra):
+        args.overrides = [*(args.overrides or []), *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        args = parse_args(argv)
         logging.basicConfig(
             level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
         )
