@@ -170,11 +170,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         saved = saved_config(Path(args.resume))  # --set alone changes the saved config (and is refused)
         base = saved.to_dict() if saved is not None and not args.config else None
         cfg = train_config(args, base) if (args.config or settings(args)) else None
-        result = train(cfg, Path(args.resume), resume=True, device=device, cuda_graphs=graphs)
+        result = train(cfg, Path(args.resume), resume=True, device=device, cuda_graphs=graphs, track=tracking(args))
     else:
         if not args.out:
             raise ClasswiseError("give --out RUN_DIR for a new run, or --resume RUN_DIR")
-        result = train(train_config(args), Path(args.out), device=device, cuda_graphs=graphs)
+        result = train(train_config(args), Path(args.out), device=device, cuda_graphs=graphs, track=tracking(args))
     ev = result.test
     best = "none" if result.best_epoch is None else result.best_epoch + 1  # epochs count from 1 on screen
     title = f"{result.run_dir}: {result.config.method.name}, best epoch {best}, {ev.dataset} test"
@@ -194,7 +194,7 @@ def cmd_gap(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     cfg = train_config(args, GAP_DEFAULTS)
     variants = [parse_variant(v) for v in args.variant] if args.variant else list(DEFAULT_VARIANTS)
-    results = measure_gap(cfg, Path(args.out), variants, device=resolve_device(args.device))
+    results = measure_gap(cfg, Path(args.out), variants, device=resolve_device(args.device), track=tracking(args))
     evals = {label: r.test for label, r in results.items()}
     first = next(iter(evals.values()))
     title = f"{first.title}, {cfg.model.name}, {cfg.optim.epochs} epochs; evaluation: {first.spec.describe()}"
@@ -256,6 +256,7 @@ def cmd_study_run(args: argparse.Namespace) -> int:
         address=args.address,
         device=resolve_device(args.device),
         only=args.only or (),
+        track=tracking(args),
     )
     print(
         f"done {result.done}, failed {result.failed}, pending {result.pending}" + (" (of --only)" if args.only else "")
@@ -347,6 +348,28 @@ def _add_config_options(p: argparse.ArgumentParser, base: str) -> None:
         help="the same as a bare KEY=VALUE, repeatable: --set optim.lr=0.05 --set balance.args.gamma=2",
     )
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    _add_tracking(p)
+
+
+def _add_tracking(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--tensorboard",
+        default=None,
+        metavar="DIR",
+        help="follow training in TensorBoard: per-class validation curves, loss, lr, the technique's class "
+        "weights, logged under DIR (needs classwise[tensorboard])",
+    )
+    p.add_argument(
+        "--mlflow", default=None, metavar="URI", help="the same to an MLflow tracking URI (needs classwise[mlflow])"
+    )
+
+
+def tracking(args: argparse.Namespace) -> Any:
+    """The trackers the command line asks for (``--tensorboard``, ``--mlflow``)."""
+    from classwise.train.track import Tracking
+
+    folder = getattr(args, "tensorboard", None)
+    return Tracking(None if folder is None else Path(folder), getattr(args, "mlflow", None))
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -500,6 +523,7 @@ def _add_study(sub: Any) -> None:
                 metavar="RUN",
                 help="run just these runs, by id ('study status' lists them), in this order; the rest stay pending",
             )
+            _add_tracking(p)  # each run logged under its id
         if name == "evaluate":
             p.add_argument(
                 "--name",

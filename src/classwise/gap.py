@@ -20,6 +20,7 @@ from classwise.config import yaml_value
 from classwise.errors import ConfigError
 from classwise.train import TrainConfig, TrainResult, train
 from classwise.train.rundir import CONFIG
+from classwise.train.track import Tracking
 
 # A small real default that runs in about three minutes on two CPU cores (measured in the README).
 GAP_DEFAULTS: dict[str, Any] = {
@@ -58,6 +59,7 @@ def measure_gap(
     *,
     device: str | torch.device = "cpu",
     progress: bool = True,
+    track: Tracking | None = None,
 ) -> dict[str, TrainResult]:
     """Train ``base`` once per variant (same data, model, seed and ε) and evaluate each class-wise.
 
@@ -71,5 +73,6 @@ def measure_gap(
     for label, cfg in configs.items():
         run_dir = Path(out_dir) / label
         resume = (run_dir / CONFIG).exists()  # finished epochs are reused; a changed config is refused
-        results[label] = train(cfg, run_dir, resume=resume, device=device, progress=progress)
+        curves = track.for_run(label) if track else None
+        results[label] = train(cfg, run_dir, resume=resume, device=device, progress=progress, track=curves)
     return results

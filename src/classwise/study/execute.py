@@ -22,7 +22,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from classwise.study.spec import Run, Study, describe_point
 from classwise.study.store import STORE_FILE, Store, worker_name
 from classwise.train import train
 from classwise.train.rundir import CONFIG
+from classwise.train.track import Tracking
 
 log = logging.getLogger(__name__)
 STORE = STORE_FILE
@@ -49,20 +50,34 @@ class Outcome:
     pending: int
 
 
-def execute_run(run: Run, study_dir: Path, device: str) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class RunOptions:
+    """How each run of a study is trained: its device and where its curves go (TensorBoard or
+    MLflow, under the run's id); neither is part of a run's id."""
+
+    device: str = "cpu"
+    track: Tracking = field(default_factory=Tracking)
+
+    def on(self, device: str) -> RunOptions:
+        return replace(self, device=device)
+
+
+def execute_run(run: Run, study_dir: Path, how: RunOptions) -> list[dict[str, Any]]:
     """Train (or resume) one run in ``study_dir/runs/<id>``; its final evaluation (the study's
     evaluation, part of its config) is its result. Returns its metric rows."""
     run_dir = study_dir / "runs" / run.run_id
-    result = train(run.config, run_dir, resume=(run_dir / CONFIG).exists(), device=device, progress=False)
+    track = how.track.for_run(run.run_id) if how.track else None
+    resume = (run_dir / CONFIG).exists()
+    result = train(run.config, run_dir, resume=resume, device=how.device, progress=False, track=track)
     return metric_rows(result.test)
 
 
-def _attempt(store: Store, run: Run, study: Study, study_dir: Path, device: str) -> bool:
+def _attempt(store: Store, run: Run, study: Study, study_dir: Path, how: RunOptions) -> bool:
     """Claim, execute and record one run in this process; False if another worker had it."""
     if not store.claim(run.run_id, worker_name(), study.retries + 1):
         return False
     try:
-        rows = execute_run(run, study_dir, device)
+        rows = execute_run(run, study_dir, how)
     except ClasswiseError as exc:  # bad input found only when the run started: its message, no traceback
         store.fail(run.run_id, traceback.format_exc())  # kept in the store (classwise study status)
         log.warning("run %s failed: %s", run.run_id, exc)
@@ -93,7 +108,7 @@ class Execution:
     store: Store
     study: Study
     study_dir: Path
-    device: str
+    how: RunOptions
     progress: bool
     workers: int = 0
     address: str | None = None
@@ -112,11 +127,15 @@ def run_study(
     device: str = "cpu",
     progress: bool = True,
     only: Sequence[str] = (),
+    track: Tracking | None = None,
 ) -> Outcome:
     """Run every unfinished run of ``study``; finished runs (same id) are skipped. ``only``: run just
     these runs (ids as ``study status`` shows them), in the order given, the rest staying pending;
-    the outcome then counts these runs."""
+    the outcome then counts these runs. ``track`` sends each run's curves to TensorBoard (a
+    subfolder per run id) or MLflow (a run per id)."""
     execute = EXECUTORS.get(executor)
+    how = RunOptions(device, track or Tracking())
+    how.track.check()
     if workers < 0:
         raise ConfigError(f"workers must be >= 0, got {workers}")
     chosen = replace(study, runs=select(study, only)) if only else study
@@ -127,7 +146,7 @@ def run_study(
         released = store.release_stale()
         if released:
             log.warning("%d run(s) of an interrupted study resume from their checkpoints", released)
-        execute(Execution(store, chosen, study_dir, device, progress, workers, address))
+        execute(Execution(store, chosen, study_dir, how, progress, workers, address))
     return outcome(store, chosen)
 
 
@@ -207,33 +226,33 @@ def study_status(study: Study, study_dir: str | Path) -> list[RunStatus]:
 @EXECUTORS.register("local", description="in this process, or --workers N processes (one per GPU on CUDA)")
 def run_local(e: Execution) -> None:
     """Runs claimed one by one from the store, in this process or in N worker processes."""
-    store, study, study_dir, workers, device, progress = e.store, e.study, e.study_dir, e.workers, e.device, e.progress
+    store, study, study_dir, workers, how, progress = e.store, e.study, e.study_dir, e.workers, e.how, e.progress
     todo = _todo(store, study)
     bar = progress_bar(len(todo), f"study {study.name}", unit="run", enabled=progress)
     while todo:
         if workers <= 0:
             for run in todo:
-                _attempt(store, run, study, study_dir, device)
+                _attempt(store, run, study, study_dir, how)
                 bar.update(1)
         else:
-            _run_processes(store, study, study_dir, todo, workers, device)
+            _run_processes(store, study, study_dir, todo, workers, how)
             bar.update(len(todo) - len(_todo(store, study)))
         todo = _todo(store, study)  # retries of failed runs, up to the limit
     bar.close()
 
 
-def _device_for(i: int, device: str) -> str:
-    if device == "cuda" and torch.cuda.device_count() > 1:
-        return f"cuda:{i % torch.cuda.device_count()}"
-    return device
+def _device_for(i: int, how: RunOptions) -> RunOptions:
+    if how.device == "cuda" and torch.cuda.device_count() > 1:
+        return how.on(f"cuda:{i % torch.cuda.device_count()}")
+    return how
 
 
-def _worker(store_path: str, study: Study, study_dir: str, run_ids: list[str], device: str, parent: int) -> None:
+def _worker(store_path: str, study: Study, study_dir: str, run_ids: list[str], how: RunOptions, parent: int) -> None:
     _die_with_parent(parent)
     store = Store(store_path)
     for run in study.runs:
         if run.run_id in run_ids:
-            _attempt(store, run, study, Path(study_dir), device)
+            _attempt(store, run, study, Path(study_dir), how)
 
 
 def _die_with_parent(parent: int) -> None:
@@ -257,14 +276,14 @@ def _die_with_parent(parent: int) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
-def _run_processes(store: Store, study: Study, study_dir: Path, todo: list[Run], workers: int, device: str) -> None:
+def _run_processes(store: Store, study: Study, study_dir: Path, todo: list[Run], workers: int, how: RunOptions) -> None:
     """N worker processes share the to-do list through the store's atomic claims; a worker that dies
     (killed, out of memory) has its run recorded as failed, to be retried."""
     ctx = mp.get_context("spawn")
     ids = [r.run_id for r in todo]
     procs = [
         ctx.Process(
-            target=_worker, args=(str(store.path), study, str(study_dir), ids, _device_for(i, device), os.getpid())
+            target=_worker, args=(str(store.path), study, str(study_dir), ids, _device_for(i, how), os.getpid())
         )
         for i in range(min(workers, len(todo)))
     ]
@@ -295,7 +314,7 @@ def check_reachable(address: str, timeout: float = 5.0) -> None:
 @EXECUTORS.register("ray", description="a Ray cluster at --address, or a local Ray instance")
 def run_ray(e: Execution) -> None:
     """Runs as Ray tasks; the study folder must be on a filesystem the workers share."""
-    store, study, study_dir, address, device, progress = e.store, e.study, e.study_dir, e.address, e.device, e.progress
+    store, study, study_dir, address, how, progress = e.store, e.study, e.study_dir, e.address, e.how, e.progress
     try:
         import ray
     except ImportError:
@@ -306,14 +325,14 @@ def run_ray(e: Execution) -> None:
         ray.init(address=address, ignore_reinit_error=True, log_to_driver=False, include_dashboard=False)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise ClasswiseError(f"cannot reach the Ray cluster at {address!r}: {exc}") from None
-    remote = ray.remote(num_gpus=1 if device.startswith("cuda") else 0)(execute_run)
+    remote = ray.remote(num_gpus=1 if how.device.startswith("cuda") else 0)(execute_run)
     todo = _todo(store, study)
     bar = progress_bar(len(todo), f"study {study.name} (ray)", unit="run", enabled=progress)
     while todo:
         pending = {}
         for run in todo:
             if store.claim(run.run_id, f"ray:{address or 'local'}", study.retries + 1):
-                pending[remote.remote(run, study_dir, device)] = run
+                pending[remote.remote(run, study_dir, how)] = run
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
             run = pending.pop(ready[0])

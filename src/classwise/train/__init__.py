@@ -7,6 +7,7 @@ from classwise.train.loop import TrainResult, prepare_data, train
 from classwise.train.methods import METHODS, MethodOutput
 from classwise.train.schedules import SCHEDULES
 from classwise.train.selection import SELECTION
+from classwise.train.track import Tracking
 
 __all__ = [
     "METHODS",
@@ -14,6 +15,7 @@ __all__ = [
     "SELECTION",
     "TECHNIQUES",
     "MethodOutput",
+    "Tracking",
     "TrainConfig",
     "TrainResult",
     "components",

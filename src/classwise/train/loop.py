@@ -43,6 +43,7 @@ from classwise.train.config import TrainConfig
 from classwise.train.epoch import Compute, EpochSetup, class_losses, train_epoch
 from classwise.train.methods import METHODS, EpochEnd, Method
 from classwise.train.selection import SELECTION, BestCheckpoint
+from classwise.train.track import Tracker, Tracking, epoch_scalars, test_scalars
 
 
 @dataclass(frozen=True)
@@ -228,11 +229,14 @@ def train(
     progress: bool = True,
     final_evaluation: bool = True,
     cuda_graphs: bool = True,
+    track: Tracking | None = None,
 ) -> TrainResult:
     """Train (or resume) the run in ``run_dir``; returns its history and final class-wise evaluation.
 
     On CUDA each epoch's training step is captured as a CUDA graph and replayed (``train.step``);
-    ``cuda_graphs=False`` runs it eagerly (to debug, or to compare).
+    ``cuda_graphs=False`` runs it eagerly (to debug, or to compare). ``track`` sends each epoch's
+    record (and the final evaluation) to TensorBoard or MLflow (:mod:`classwise.train.track`); a
+    resumed run sends the epochs it trains.
 
     Example:
         >>> cfg = TrainConfig.from_dict({"data": {"dataset": "fashion-mnist"}, "threat": {"eps": 0.1}})
@@ -243,6 +247,8 @@ def train(
     dev = torch.device(device)
     ds = prepare_data(cfg)
     trainer = Trainer(cfg, ds, dev)  # everything set up before the folder is touched
+    track = track or Tracking()
+    track.check()
     if resume:
         rundir.clear_partial_writes(run_dir)
     else:
@@ -252,10 +258,19 @@ def train(
         rundir.record_provenance(run_dir, dev, len(state.history), trainer.compute.to_dict())
     graphs = cuda_graphs and dev.type == "cuda"
     stopped = any(h.get("catastrophic_overfitting") for h in state.history)
-    for epoch in range(len(state.history), cfg.optim.epochs if not stopped else 0):
-        if trainer.epoch(run_dir, epoch, state, progress, graphs):
-            break
-    return _finish(run_dir, cfg, ds, state, dev, final_evaluation, progress)
+    tracker = Tracker(track, cfg.to_dict())
+    try:
+        for epoch in range(len(state.history), cfg.optim.epochs if not stopped else 0):
+            stop = trainer.epoch(run_dir, epoch, state, progress, graphs)
+            tracker.log(epoch_scalars(state.history[-1], ds.class_names), epoch + 1)
+            if stop:
+                break
+        result = _finish(run_dir, cfg, ds, state, dev, final_evaluation, progress)
+        if result.evaluation is not None:
+            tracker.log(test_scalars(result.evaluation), len(state.history))
+        return result
+    finally:
+        tracker.close()
 
 
 def init_weights(model: ImageClassifier, source: Path, num_classes: int) -> None:
