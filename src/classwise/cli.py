@@ -86,22 +86,17 @@ def _eval_spec(args: argparse.Namespace, attacks: list[str] | None) -> Any:
     )
 
 
+def _load_options(args: argparse.Namespace) -> dict[str, Any]:
+    """How models are found and fed (``evaluate_model``'s keyword options)."""
+    names = ("device", "model_dir", "weights", "mean", "std")
+    return {"root": args.data_root, **{name: getattr(args, name) for name in names}}
+
+
 def _evaluated(args: argparse.Namespace, attacks: list[str] | None) -> Any:
     from classwise.evaluate import evaluate_model
 
     spec = _eval_spec(args, attacks)
-    return evaluate_model(
-        args.model,
-        args.dataset,
-        spec,
-        args.out,
-        root=args.data_root,
-        device=args.device,
-        model_dir=args.model_dir,
-        weights=args.weights,
-        mean=args.mean,
-        std=args.std,
-    )
+    return evaluate_model(args.model, args.dataset, spec, args.out, **_load_options(args))
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -133,6 +128,20 @@ def cmd_audit(args: argparse.Namespace) -> int:
     page, _ = write_report(args.out, Path(args.out) / "report")
     print(card)
     print(f"report card: {Path(args.out) / 'audit.md'}; page: {page}")
+    return 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from classwise.report.ranking import rank_models
+
+    spec = _eval_spec(args, args.attack or ["autoattack"])
+    ranking = rank_models(args.models, args.dataset, spec, args.out, **_load_options(args))
+    for row in ranking.rows():
+        print(
+            f"{row['rank']:>3}. {row['model']}: held-out worst class {100 * row['held_out_worst']:.1f}%, "
+            f"mean {100 * row['robust']:.1f}%, clean {100 * row['clean']:.1f}%"
+        )
+    print(f"\nleaderboard: {Path(args.out) / 'leaderboard.md'} (leaderboard.csv, per_class.csv, per_class.png)")
     return 0
 
 
@@ -393,10 +402,19 @@ def _add_evaluate(sub: Any) -> None:
         "module.path:factory / file.py:factory (a callable returning an nn.Module)",
     )
     audit.add_argument("model", help="the model, as for classwise evaluate --model")
-    for p in (evaluate, audit):
-        _add_evaluation_options(p, audit=p is audit)
+    board = sub.add_parser(
+        "leaderboard",
+        help="rank several models by their weakest class under one attack protocol, beside the mean",
+        description="Evaluate every MODEL under one protocol (AutoAttack by default; ε is --eps, else the threat "
+        "model's RobustBench default, the same for all) into OUT/models/, and rank them by the held-out worst "
+        "class. A rerun reuses the models already evaluated.",
+    )
+    board.add_argument("models", nargs="+", metavar="MODEL", help="the models, each as for classwise evaluate --model")
+    for p in (evaluate, audit, board):
+        _add_evaluation_options(p, audit=p is not evaluate)
     evaluate.set_defaults(func=cmd_evaluate)
     audit.set_defaults(func=cmd_audit)
+    board.set_defaults(func=cmd_leaderboard)
 
 
 def _add_evaluation_options(p: argparse.ArgumentParser, audit: bool) -> None:
