@@ -74,6 +74,7 @@ def test_the_closest_setting_breaks_a_printed_tie_by_the_surer_gain() -> None:
     assert "Closest: pgd-at + larger" in verdict
 
 
+@pytest.mark.usefixtures("tiny_models_count")
 def test_a_technique_study_is_answered_as_question_c_with_paired_differences(tmp_path: Path) -> None:
     grid = {
         "seed": [0, 1],

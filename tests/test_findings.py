@@ -79,6 +79,7 @@ def test_findings_without_results_is_one_clear_error(tmp_path: Path, capsys: pyt
     assert not (tmp_path / "f.md").exists()
 
 
+@pytest.mark.usefixtures("tiny_models_count")
 def test_a_study_snapshot_reads_back_the_same_and_answers_from_it(tmp_path: Path) -> None:
     from classwise.evaluate import read_evaluation
     from classwise.study import load_study, run_study
@@ -123,6 +124,21 @@ def test_a_study_snapshot_reads_back_the_same_and_answers_from_it(tmp_path: Path
     assert (tmp_path / "f.md").read_text() == before
 
 
+def test_a_run_that_never_trained_is_named_and_left_out_of_every_claim() -> None:
+    from studies.findings.study_answers import snapshot_runs, study_section
+
+    folder = ROOT / "results" / "study" / "question-a"
+    finished, runs, _ = snapshot_runs(folder)
+    never = {r.model.name: r.never_trained for r in finished if r.never_trained}
+    # the Fashion-MNIST small_cnn PGD-AT run at ε 0.2 that predicts one class for every test image
+    assert never.get("8ad92d1ca95a", "").startswith("constant prediction: Sandal for 100%")
+    assert not {r.model.name for r in runs} & set(never)
+    assert all(r.trained for r in runs) and len(runs) < len(finished)
+    text, _ = study_section(folder)
+    assert "Left out because the model never trained" in text and "`8ad92d1ca95a` (Fashion-MNIST" in text
+
+
+@pytest.mark.usefixtures("tiny_models_count")
 def test_a_study_continued_in_a_fresh_folder_keeps_the_runs_an_earlier_snapshot_holds(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -28,6 +28,7 @@ from studies.findings.anchors import GOAL_COST, GOAL_GAIN
 from studies.findings.study_answers import (
     StudyRun,
     is_complete,
+    left_out_line,
     markdown_table,
     pooled_accuracy,
     progress,
@@ -438,7 +439,7 @@ def closing_gap_section(folder: Path) -> tuple[str, dict[str, bytes]]:
     title = f"## Question (c): can the techniques close the gap? Study `{folder.name}`"
     if not runs:
         return f"{title}\n\nNo run of the study has finished yet ({total} planned).\n", {}
-    diverged = [f"`{r.model.name}` ({r.method}, {technique(r)}, seed {r.seed})" for r in finished if r.diverged]
+    left_out = left_out_line(finished, lambda r: f"`{r.model.name}` ({r.method}, {technique(r)}, seed {r.seed})")
     settings = settings_of(runs)
     bases = {s.method: s for s in settings if s.technique == "none"}
     pairs = [pair(s, bases[s.method]) for s in settings if s.technique != "none" and s.method in bases]
@@ -453,7 +454,7 @@ def closing_gap_section(folder: Path) -> tuple[str, dict[str, bytes]]:
         f"{progress(folder, finished, total)}: {r0.dataset}, {r0.architecture}, "
         f"ε={format_eps(r0.model.config['threat']['eps'])}, "
         f"{_count(len(settings), 'setting')}{'' if complete else ' so far'}. "
-        + ("Left out because training diverged: " + "; ".join(diverged) + ". " if diverged else "")
+        + (f"{left_out.strip()} " if left_out else "")
         + f"Every run is evaluated with {r0.model.evaluation.spec.describe()}.",
         "",
         *reached_part(settings),

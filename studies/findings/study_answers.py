@@ -9,7 +9,7 @@ is one function returning its lines."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ import numpy as np
 from classwise import analysis
 from classwise.attacks import format_eps
 from classwise.report import ModelResult, adversarial_method, figures, model_from_folder, pct
+from classwise.report.headline import unreadable
 from classwise.study import finished_entries, is_planned, runs_table
 from studies.findings.paper_scale import display_name
 
@@ -49,6 +50,17 @@ class StudyRun:
         ]
         chance = 1 / len(self.model.class_names)
         return bool(clean) and clean[-1] <= 1.25 * chance and max(clean) >= 1.5 * chance
+
+    @property
+    def never_trained(self) -> str | None:
+        """Why the model never trained, or None (:func:`classwise.report.headline.unreadable`: one
+        class predicted for nearly every test image, or clean accuracy not above chance)."""
+        return unreadable(self.model.evaluation)
+
+    @property
+    def trained(self) -> bool:
+        """Whether the run counts as evidence: it neither diverged nor never trained."""
+        return not self.diverged and self.never_trained is None
 
     @property
     def judged(self) -> np.ndarray:
@@ -436,10 +448,28 @@ def answers_part(ans: Answers, complete: bool = False) -> list[str]:
 
 
 def snapshot_runs(folder: Path) -> tuple[list[StudyRun], list[StudyRun], int]:
-    """A study snapshot's finished runs, those of them that did not diverge, and the runs planned."""
+    """A study snapshot's finished runs, those of them that trained (:attr:`StudyRun.trained`), and
+    the runs planned."""
     finished = study_runs(folder)
     total = sum(map(is_planned, runs_table(folder)))
-    return finished, [r for r in finished if not r.diverged], total
+    return finished, [r for r in finished if r.trained], total
+
+
+def left_out_line(finished: Sequence[StudyRun], named: Callable[[StudyRun], str]) -> str:
+    """ " Left out because ...: ..." naming every finished run that did not train, by the reason
+    (empty when every run trained)."""
+    diverged = [named(r) for r in finished if r.diverged]
+    never = [f"{named(r)}: {why}" for r in finished if not r.diverged and (why := r.never_trained)]
+    return (
+        f" Left out because training diverged (validation clean accuracy fell back to chance): {'; '.join(diverged)}."
+        if diverged
+        else ""
+    ) + (
+        " Left out because the model never trained (one class predicted for nearly every test image, or clean "
+        f"accuracy not above chance): {'; '.join(never)}."
+        if never
+        else ""
+    )
 
 
 def is_complete(finished: Sequence[StudyRun], total: int) -> bool:
@@ -468,13 +498,13 @@ def study_section(folder: Path) -> tuple[str, dict[str, bytes]]:
     finished, runs, total = snapshot_runs(folder)
     title = f"## Questions (a) and (b) on real data: study `{folder.name}`"
     if not runs:
-        note = f", and the {len(finished)} finished diverged" if finished else ""
+        note = f", and the {len(finished)} finished did not train" if finished else ""
         return f"{title}\n\nNo run of the study has finished yet ({total} planned{note}).\n", {}
 
     def named(r: StudyRun) -> str:
         return f"`{r.model.name}` ({r.dataset}, {r.architecture}, {r.method}, {r.variant}, seed {r.seed})"
 
-    collapsed = [named(r) for r in finished if r.diverged]
+    left_out = left_out_line(finished, named)
     datasets = sorted({r.dataset for r in runs})
     coverage = "; ".join(
         f"{d}: {len(_by(runs, dataset=d))} runs ({', '.join(sorted({r.architecture for r in _by(runs, dataset=d)}))}; "
@@ -486,14 +516,7 @@ def study_section(folder: Path) -> tuple[str, dict[str, bytes]]:
     lines = [
         title,
         "",
-        f"{progress(folder, finished, total)}: {coverage}."
-        + (
-            " Left out because training diverged (validation clean accuracy fell back to chance): "
-            + "; ".join(collapsed)
-            + "."
-            if collapsed
-            else ""
-        )
+        f"{progress(folder, finished, total)}: {coverage}.{left_out}"
         + " Every run is evaluated on its whole test set; robust accuracy is the headline attack of the "
         "evaluation (see each run's config) at the dataset's ε. Intervals: a claim over several runs has the run "
         "as its unit (the mean over runs with a Student-t interval; runs see the same test images, so pooling "
