@@ -45,6 +45,7 @@ def test_models_are_ranked_by_the_held_out_weakest_class_not_the_mean() -> None:
     assert rows[1]["held_out_classes"] == "ship / ship" and rows[1]["held_out_worst"] < 0.5
     page = leaderboard_page(ranking)
     assert "| 1 | even |" in page and "2 of 2 places change: lopsided, even" in page
+    assert "Cannot be read" not in page  # both predict every clean image right
 
 
 def test_ties_on_the_worst_class_go_to_the_higher_mean() -> None:
@@ -110,6 +111,7 @@ def test_leaderboard_writes_the_page_tables_and_figures_and_resumes_model_by_mod
     assert len(per_class) == 3 * 3 * 2  # models × classes × (clean, pgd)
     page = (out / "leaderboard.md").read_text()
     assert page.startswith("# Class-wise leaderboard") and "held-out worst" in page and "pgd" in page
+    assert "Cannot be read as a result" in page  # untrained models, at chance: said, whatever their rank
     for png in ("per_class.png", "mean_vs_worst.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
     assert not list(out.glob(".partial-*"))

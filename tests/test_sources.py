@@ -4,6 +4,7 @@ the command line, and torch Datasets, DataLoaders and tensors through ``evaluate
 from __future__ import annotations
 
 import json
+import os
 import textwrap
 from pathlib import Path
 from typing import ClassVar
@@ -232,6 +233,8 @@ def _integration(module: str) -> None:
     try:
         _robustbench_modules() if module == "robustbench" else _optional(module, module)
     except ConfigError as exc:
+        if os.environ.get("CLASSWISE_REQUIRE_INTEGRATIONS"):  # benchmarks/integrations.sh: a skip is a failure
+            pytest.fail(str(exc))
         pytest.skip(str(exc))
 
 

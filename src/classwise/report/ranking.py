@@ -31,7 +31,7 @@ from classwise.evaluate.store import write_files_atomically
 from classwise.evaluate.tables import per_class_rows
 from classwise.report import figures
 from classwise.report.audit import same_images
-from classwise.report.headline import mean_with_interval, pct, weakest
+from classwise.report.headline import mean_with_interval, pct, unreadable, weakest
 
 log = logging.getLogger(__name__)
 
@@ -240,8 +240,12 @@ def leaderboard_page(ranking: Ranking) -> str:
                 + "."
             )
         lines.append(
-            "A rank is a point estimate: where two models' intervals overlap, this evaluation does not separate them."
+            "A rank is a point estimate: where two models' intervals overlap, this evaluation does not separate them "
+            "(the held-out worst class is measured on half of its class's images, so it is less certain still)."
         )
+    broken = [f"{e.model} ({why})" for e in ranking.entries if (why := unreadable(e.evaluation))]
+    if broken:
+        lines += ["", f"**Cannot be read as a result**, whatever its rank: {'; '.join(broken)}."]
     zoo = [e for e in ranking.entries if e.published]
     if zoo:
         lines += ["", "## Published beside measured", ""]
