@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.util
 import shutil
 import subprocess
 import sys
@@ -62,5 +63,26 @@ def test_the_study_write_up_uses_only_the_public_api() -> None:
             package = importlib.import_module(module)
             assert hasattr(package, "__path__") or module == "classwise.errors", f"{path}: {module} is no package"
             public = set(getattr(package, "__all__", ())) | {"ClasswiseError", "ConfigError"}
-            public |= {n for n in names if hasattr(getattr(package, n, None), "__path__")}  # a subpackage
+            if hasattr(package, "__path__"):  # a subpackage named in the import is public too
+                public |= {n for n in names if importlib.util.find_spec(f"{module}.{n}") is not None}
             assert set(names) <= public, f"{path}: {module} does not export {sorted(set(names) - public)}"
+
+
+def _body_lines(node: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
+    """A function's lines without its signature and docstring."""
+    body = node.body[1:] if ast.get_docstring(node) is not None and len(node.body) > 1 else node.body
+    return body[-1].end_lineno - body[0].lineno + 1 if body and body[-1].end_lineno else 0
+
+
+def test_no_module_over_400_lines_and_no_function_over_60() -> None:
+    long_modules, long_functions = [], []
+    for path in sorted((ROOT / "src" / "classwise").rglob("*.py")):
+        text = path.read_text()
+        name = str(path.relative_to(ROOT))
+        if text.count("\n") > 400:
+            long_modules.append(f"{name}: {text.count(chr(10))} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and _body_lines(node) > 60:
+                long_functions.append(f"{name}:{node.lineno} {node.name}: {_body_lines(node)} lines")
+    assert not long_modules, "split these modules: " + "; ".join(long_modules)
+    assert not long_functions, "split these functions: " + "; ".join(long_functions)

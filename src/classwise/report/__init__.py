@@ -3,7 +3,7 @@
 from classwise.report import figures
 from classwise.report.build import render, write_report
 from classwise.report.collect import ModelResult, ReportData, collect, model_from_folder
-from classwise.report.headline import adversarial_method, mean_with_interval, pct, weakest
+from classwise.report.headline import adversarial_method, mean_with_interval, pct, unreadable, weakest
 from classwise.report.why import correlations
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "model_from_folder",
     "pct",
     "render",
+    "unreadable",
     "weakest",
     "write_report",
 ]

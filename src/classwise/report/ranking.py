@@ -202,6 +202,64 @@ def _cell(text: object) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+def _row(cells: Sequence[object]) -> str:
+    return "| " + " | ".join(_cell(c) for c in cells) + " |"
+
+
+def _ranked_part(ranking: Ranking) -> list[str]:
+    """The ranked table, whether the mean's order differs, and the models that cannot be read."""
+    lines = [
+        "| rank | model | clean % | robust % (mean) | weakest class, robust | held-out worst % |",
+        "|---:|---|---|---|---|---:|",
+    ]
+    for i, e in enumerate(ranking.entries, 1):
+        clean, robust = mean_with_interval(e.clean), mean_with_interval(e.robust)
+        lines.append(
+            _row([i, e.model, clean, robust, weakest(e.robust, e.evaluation.class_names), pct(e.worst.accuracy)])
+        )
+    by_mean, order = ranking.by_mean(), [e.model for e in ranking.entries]
+    if len(order) > 1:
+        moved = sum(a != b for a, b in zip(order, by_mean, strict=True))
+        lines += [
+            "",
+            "Ranked by the mean robust accuracy the order is the same."
+            if not moved
+            else f"Ranked by the mean robust accuracy, as leaderboards do, {moved} of {len(order)} places change: "
+            + ", ".join(_cell(m) for m in by_mean)
+            + ".",
+            "A rank is a point estimate: where two models' intervals overlap, this evaluation does not separate them "
+            "(the held-out worst class is measured on half of its class's images, so it is less certain still).",
+        ]
+    broken = [f"{e.model} ({why})" for e in ranking.entries if (why := unreadable(e.evaluation))]
+    if broken:
+        lines += ["", f"**Cannot be read as a result**, whatever its rank: {'; '.join(broken)}."]
+    return lines
+
+
+def _published_part(ranking: Ranking) -> list[str]:
+    """Zoo entries: the leaderboard's published numbers beside the measured ones, and whether the two
+    setups are the same."""
+    zoo = [e for e in ranking.entries if e.published]
+    if not zoo:
+        return []
+    lines = [
+        "",
+        "## Published beside measured",
+        "",
+        "| model | published clean % | published AutoAttack % | measured clean % | measured robust % | same setup |",
+        "|---|---:|---:|---|---|---|",
+    ]
+    for e in zoo:
+        board = e.published or {}
+        why = same_images(e.evaluation, board)
+        published = [f"{float(board['clean_acc']):.2f}", f"{float(board['autoattack_acc']):.2f}"]
+        measured = [mean_with_interval(e.clean), mean_with_interval(e.robust)]
+        lines.append(
+            _row([e.model, *published, *measured, "yes: directly comparable" if why is None else f"no: {why}"])
+        )
+    return lines
+
+
 def leaderboard_page(ranking: Ranking) -> str:
     """The leaderboard as Markdown, with the figures written beside it."""
     names = ranking.class_names
@@ -213,59 +271,8 @@ def leaderboard_page(ranking: Ranking) -> str:
         "with its 95% Wilson interval, is biased low). Ties go to the higher mean. Clean and robust means "
         "come with the 95% Wilson interval of the pooled accuracy.",
         "",
-        "| rank | model | clean % | robust % (mean) | weakest class, robust | held-out worst % |",
-        "|---:|---|---|---|---|---:|",
-    ]
-    for rank_, e in enumerate(ranking.entries, 1):
-        cells = [
-            rank_,
-            e.model,
-            mean_with_interval(e.clean),
-            mean_with_interval(e.robust),
-            weakest(e.robust, e.evaluation.class_names),
-            pct(e.worst.accuracy),
-        ]
-        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
-    by_mean = ranking.by_mean()
-    order = [e.model for e in ranking.entries]
-    if len(order) > 1:
-        lines.append("")
-        if by_mean == order:
-            lines.append("Ranked by the mean robust accuracy the order is the same.")
-        else:
-            moved = sum(a != b for a, b in zip(order, by_mean, strict=True))
-            lines.append(
-                f"Ranked by the mean robust accuracy, as leaderboards do, {moved} of {len(order)} places change: "
-                + ", ".join(_cell(m) for m in by_mean)
-                + "."
-            )
-        lines.append(
-            "A rank is a point estimate: where two models' intervals overlap, this evaluation does not separate them "
-            "(the held-out worst class is measured on half of its class's images, so it is less certain still)."
-        )
-    broken = [f"{e.model} ({why})" for e in ranking.entries if (why := unreadable(e.evaluation))]
-    if broken:
-        lines += ["", f"**Cannot be read as a result**, whatever its rank: {'; '.join(broken)}."]
-    zoo = [e for e in ranking.entries if e.published]
-    if zoo:
-        lines += ["", "## Published beside measured", ""]
-        lines += [
-            "| model | published clean % | published AutoAttack % | measured clean % | measured robust % | same setup |"
-        ]
-        lines.append("|---|---:|---:|---|---|---|")
-        for e in zoo:
-            board = e.published or {}
-            why = same_images(e.evaluation, board)
-            cells = [
-                e.model,
-                f"{float(board['clean_acc']):.2f}",
-                f"{float(board['autoattack_acc']):.2f}",
-                mean_with_interval(e.clean),
-                mean_with_interval(e.robust),
-                "yes: directly comparable" if why is None else f"no: {why}",
-            ]
-            lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
-    lines += [
+        *_ranked_part(ranking),
+        *_published_part(ranking),
         "",
         "## Robust accuracy of every class",
         "",
@@ -275,12 +282,12 @@ def leaderboard_page(ranking: Ranking) -> str:
         "",
         "Each point is a model; its vertical whisker runs from the plain minimum to the held-out worst class.",
         "",
-        "| model | " + " | ".join(_cell(c) for c in names) + " |",
+        _row(["model", *names]),
         "|---|" + "---:|" * len(names),
+        *(_row([e.model, *(pct(v) for v in e.robust.accuracy)]) for e in ranking.entries),
+        "",
+        "Tables: leaderboard.csv (one row per model), per_class.csv (every model, class and metric).",
     ]
-    for e in ranking.entries:
-        lines.append("| " + " | ".join([_cell(e.model), *(pct(v) for v in e.robust.accuracy)]) + " |")
-    lines += ["", "Tables: leaderboard.csv (one row per model), per_class.csv (every model, class and metric)."]
     return "\n".join(lines) + "\n"
 
 

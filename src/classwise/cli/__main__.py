@@ -1,0 +1,5 @@
+import sys
+
+from classwise.cli import main
+
+sys.exit(main())
