@@ -92,6 +92,11 @@ def test_evaluate_writes_tables_and_records(tmp_path: Path, capsys: pytest.Captu
         (["--eps", "9"], "absurd"),
         (["--norm", "L3"], "unknown norm"),
         (["--attack", "pgdd"], "Did you mean: pgd"),
+        (["--set", "evaluation.bogus=1"], "evaluation.bogus: unknown setting"),
+        (["--set", "optim.lr=0.1"], "optim: not an evaluation setting"),
+        (["--set", "evaluation.batch_size=0"], "evaluation.batch_size must be a whole number >= 1"),
+        (["--set", "evaluation.precision=fp8"], "evaluation.precision must be fp32 or bf16"),
+        (["--set", "evaluation"], "--set takes KEY=VALUE"),
     ],
 )
 def test_evaluate_bad_input_is_one_clear_error(
@@ -107,6 +112,27 @@ def test_evaluate_bad_input_is_one_clear_error(
     err = capsys.readouterr().err
     assert code == 2 and message in err and "Traceback" not in err
     assert not out.exists()
+
+
+def test_evaluation_settings_are_set_like_a_training_config(tmp_path: Path) -> None:
+    """--set evaluation.KEY=VALUE reaches the fields no flag has, and wins over the flags."""
+    import json
+
+    from tests.synthetic import write_class_folders
+
+    data = write_class_folders(tmp_path)
+    out = tmp_path / "eval"
+    sets = [
+        "evaluation.early_stop=false",
+        "evaluation.analyses=false",
+        "evaluation.attacks=[fgsm]",
+        "evaluation.seed=3",
+    ]
+    args = ["evaluate", "--checkpoint", str(_checkpoint(tmp_path)), "--dataset", str(data), "--attack", "pgd"]
+    assert main([*args, "--seed", "1", *(f for s in sets for f in ("--set", s)), "--out", str(out)]) == 0
+    spec = json.loads((out / "evaluation.json").read_text())["spec"]
+    assert spec["early_stop"] is False and spec["analyses"] is False and spec["seed"] == 3
+    assert [a if isinstance(a, str) else a["name"] for a in spec["attacks"]] == ["fgsm"]
 
 
 def test_evaluate_refuses_a_class_count_mismatch(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

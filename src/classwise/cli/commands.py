@@ -64,7 +64,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 def _eval_spec(args: argparse.Namespace, attacks: list[str] | None) -> Any:
     from classwise.evaluate import spec_from_options
 
-    return spec_from_options(  # every attack, option and value is checked before any data or model is loaded
+    spec = spec_from_options(  # every attack, option and value is checked before any data or model is loaded
         attacks,
         steps=args.steps,
         step_size=args.step_size,
@@ -81,6 +81,7 @@ def _eval_spec(args: argparse.Namespace, attacks: list[str] | None) -> Any:
         targeted=args.targeted,
         boundary_per_class=args.boundary_per_class,
     )
+    return spec.with_settings(args.set) if args.set else spec  # --set evaluation.KEY=VALUE, after the flags
 
 
 def _load_options(args: argparse.Namespace) -> dict[str, Any]:

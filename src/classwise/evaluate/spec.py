@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from classwise.attacks import Attack, attack_options, build_attack, check_eps, check_norm, parse_attack_spec, parse_eps
-from classwise.config import field_help, number
+from classwise.config import apply_overrides, field_help, number
 from classwise.errors import ConfigError, UnknownNameError
 
 DEFAULT_EPS = {"Linf": 8 / 255, "L2": 0.5}  # RobustBench's CIFAR-10 budgets
@@ -216,6 +216,18 @@ class EvalSpec:
             return cls(**values)
         except (ConfigError, UnknownNameError) as exc:
             raise ConfigError(f"{where}: {exc}" if where else str(exc)) from None
+
+    def with_settings(self, assignments: Iterable[str]) -> EvalSpec:
+        """The spec with ``evaluation.KEY=VALUE`` settings applied (``evaluation.precision=bf16``,
+        ``evaluation.attacks=[fgsm, pgd]``), read as a training config's ``evaluation`` section is."""
+        tree = apply_overrides({"evaluation": self.to_dict()}, assignments)
+        other = sorted(set(tree) - {"evaluation"})
+        if other:
+            raise ConfigError(
+                f"{other[0]}: not an evaluation setting; they are evaluation.KEY=VALUE, e.g. evaluation.seed=1 "
+                "(classwise config lists them)"
+            )
+        return EvalSpec.from_dict(tree["evaluation"])
 
     def fingerprint(self) -> str:
         """sha256 of the spec's plain data (identical specs, identical fingerprints)."""
