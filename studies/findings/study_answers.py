@@ -71,7 +71,7 @@ class StudyRun:
 class Answers:
     """What the parts found, for the closing list: per claim (dataset, holds, weakest class)."""
 
-    gap_standard: list[tuple[str, bool, str]] = field(default_factory=list)
+    gap_standard: list[tuple[str, bool, str]] = field(default_factory=list)  # per (dataset, method, ε) row
     gap_adversarial: list[tuple[str, bool, str]] = field(default_factory=list)
     robust_gap: list[tuple[str, bool, str]] = field(default_factory=list)
     weakest_cifar: str = ""
@@ -232,9 +232,10 @@ def weakest_part(
             label = method if len(_method_threats(runs, d)) == len(_methods(runs, d)) else f"{method} {eps}"
             series += [(f"{label}: clean", clean), (f"{label}: under attack", robust)]
             below = bool(clean[2, oc[0]] < clean[0].mean())
-            (ans.gap_adversarial if group[0].adversarial else ans.gap_standard).append((d, below, names[oc[0]]))
+            where = f"{d} {method} {eps}"
+            (ans.gap_adversarial if group[0].adversarial else ans.gap_standard).append((where, below, names[oc[0]]))
             if group[0].adversarial and not tied:
-                ans.robust_gap.append((d, bool(robust[2, orob[0]] < robust[0].mean()), names[orob[0]]))
+                ans.robust_gap.append((where, bool(robust[2, orob[0]] < robust[0].mean()), names[orob[0]]))
                 if d.startswith("CIFAR-10"):
                     ans.weakest_cifar = with_intervals(robust, names, orob[:1])
         order = [int(k) for k in np.argsort(series[-1][1][0], kind="stable")]
@@ -388,7 +389,7 @@ def answers_part(ans: Answers, complete: bool = False) -> list[str]:
         if verdicts:
             lines.append(
                 f"- **{claim}:** the weakest class lies below the mean, its interval included, on "
-                f"{sum(v for _, v, _ in verdicts)} of {len(verdicts)} datasets (weakest: "
+                f"{sum(v for _, v, _ in verdicts)} of {len(verdicts)} rows of the table (dataset, method, ε; weakest: "
                 + ", ".join(f"{d}: {c}" for d, _, c in verdicts)
                 + ")."
             )
@@ -492,6 +493,16 @@ def progress(folder: Path, finished: Sequence[StudyRun], total: int) -> str:
     return text + ")"
 
 
+def _images(runs: Sequence[StudyRun]) -> str:
+    """Which test images the runs were evaluated on, in words (``all test images``, or each protocol
+    with how many runs used it)."""
+    kinds = sorted({r.model.evaluation.spec.images for r in runs})
+    if len(kinds) == 1:
+        return "its whole test set" if kinds[0].startswith("all ") else f"the {kinds[0]}"
+    count = {k: sum(r.model.evaluation.spec.images == k for r in runs) for k in kinds}
+    return "; ".join(f"the {k} ({count[k]} runs)" for k in kinds)
+
+
 def study_section(folder: Path) -> tuple[str, dict[str, bytes]]:
     """Markdown and figures for questions (a) and (b) from one study snapshot."""
     finished, runs, total = snapshot_runs(folder)
@@ -516,7 +527,7 @@ def study_section(folder: Path) -> tuple[str, dict[str, bytes]]:
         title,
         "",
         f"{progress(folder, finished, total)}: {coverage}.{left_out}"
-        + " Every run is evaluated on its whole test set; robust accuracy is the headline attack of the "
+        + f" Every run is evaluated on {_images(runs)}; robust accuracy is the headline attack of the "
         "evaluation (see each run's config) at the dataset's ε. Intervals: a claim over several runs has the run "
         "as its unit (the mean over runs with a Student-t interval; runs see the same test images, so pooling "
         "their images would count the same image again), one run its 95% Wilson interval; differences paired by "
