@@ -57,6 +57,12 @@ def ascent_step(x_adv: torch.Tensor, grad: torch.Tensor, step: Budget, norm: str
     return x_adv + s * g
 
 
+def default_step(eps: Budget, steps: int) -> Budget:
+    """The step size every PGD in classwise takes unless told otherwise, in evaluation and in
+    training alike: 2.5·ε/steps (Madry et al. 2018), so that the iterates can cross the ball."""
+    return 2.5 * eps / steps
+
+
 def pgd(
     model: nn.Module,
     x: torch.Tensor,
@@ -199,13 +205,13 @@ class PGD:
 
     @property
     def alpha(self) -> float:
-        return self.step_size if self.step_size is not None else 2.5 * self.eps / self.steps
+        return self.step_size if self.step_size is not None else float(default_step(self.eps, self.steps))
 
     def step_at(self, eps: Budget) -> Budget:
         """The step size this attack would take at budget ``eps`` (a float or one per sample): the
         same fraction of ε as at its own budget. The boundary-distance search uses it."""
         if self.step_size is None or self.eps == 0:
-            return 2.5 * eps / self.steps
+            return default_step(eps, self.steps)
         return self.step_size / self.eps * eps
 
     def plan(self, num_classes: int) -> tuple[tuple[str, ...], tuple[str, ...]]:

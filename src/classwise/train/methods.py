@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from classwise.attacks.pgd import pgd
+from classwise.attacks.pgd import default_step, pgd
 from classwise.attacks.threat import Budget
 from classwise.config import field_help
 from classwise.errors import ConfigError
@@ -166,7 +166,7 @@ class PGDAT(Method):
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, g: torch.Generator, k: Knobs) -> MethodOutput:
         o = self.options
-        step = o.step_size if o.step_size is not None else 2.5 * self.eps / o.steps
+        step = o.step_size if o.step_size is not None else float(default_step(self.eps, o.steps))
         return _adversarial(model, x, y, g, k, o.steps, step, self.norm)
 
 
@@ -257,7 +257,7 @@ class TRADES(Method):
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, g: torch.Generator, k: Knobs) -> MethodOutput:
         o = self.options
-        step = o.step_size if o.step_size is not None else 2.5 * self.eps / o.steps
+        step = o.step_size if o.step_size is not None else float(default_step(self.eps, o.steps))
         was_training = model.training
         model.eval()
         try:
