@@ -344,6 +344,11 @@ CASES: list[tuple[str, Argv, str]] = [
     ),
     ("train without --out", _train(), r"give --out RUN_DIR"),
     (
+        "a batch larger than the training images (every epoch would train on nothing)",
+        _train("--set", "optim.batch_size=4096"),
+        r"optim.batch_size is 4096, but only \d+ training images are left",
+    ),
+    (
         "resume of a folder holding no run",
         lambda w: ["train", "--resume", w.path("no-eval")],
         r"holds no run to resume",

@@ -55,6 +55,10 @@ def _args(name: str, gap: Path, tmp: Path) -> list[str]:
             "1",
         ],
         "bench_autoattack": ["--runs", str(gap), "--n-per-class", "1", "--batch-size", "4"],
+        "bench_workers": [
+            *["--model", str(gap / "pgd-at"), "--dataset", data, "--n-per-class", "2", "--steps", "2"],
+            *["--train-per-class", "5"],
+        ],
         "bench_levers": [
             *["--model", str(gap / "pgd-at"), "--n-per-class", "2", "--steps", "2"],
             *["--batch-size", "4", "--batch-sizes", "2", "--skip", "torch.compile"],
@@ -74,6 +78,7 @@ def _args(name: str, gap: Path, tmp: Path) -> list[str]:
 EXPECT = {  # a line each benchmark prints when it ran to the end
     "bench_eval": ("default <= ", "pgd-at", "of the fp32 matmul peak"),
     "bench_autoattack": ("per-sample robust flags, classwise vs reference: identical",),
+    "bench_workers": ("evaluate", "train", "the throughput of 1 ×"),
     "bench_levers": ("baseline", "channels_last off", "batch 2", "1 thread", "early stop on", "bf16 autocast"),
     "bench_attack_precision": ("bf16 against fp32:", "McNemar", "the speed of fp32"),
     "bench_precision": ("per-class values lie inside each other's interval",),

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from classwise.cli import main
@@ -116,11 +117,19 @@ def test_failures_are_recorded_retried_and_do_not_stop_the_others(tmp_path: Path
     assert failed["attempts"] == 2 and "Traceback" in failed["error"] and "MISSING" in failed["error"]
 
 
-def test_worker_processes_take_each_run_exactly_once(tmp_path: Path) -> None:
+def test_worker_processes_take_each_run_exactly_once_sharing_the_cpu_threads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     study = load_study(_study(tmp_path, {"seed": [0, 1, 2]}))
     out = run_study(study, tmp_path / "s", workers=2, progress=False)
     assert out.done == 3
     assert [r["attempts"] for r in Store(tmp_path / "s" / STORE).runs()] == [1, 1, 1]
+    for run in study.runs:  # 2 workers × half the threads each (measured faster: benchmarks/bench_workers.py)
+        stored = json.loads((tmp_path / "s" / "runs" / run.run_id / "eval" / "evaluation.json").read_text())
+        assert stored["provenance"]["device"]["threads"] == max(1, torch.get_num_threads() // 2)
 
 
 def test_killed_study_resumes_and_completes_every_run_exactly_once(tmp_path: Path) -> None:

@@ -247,8 +247,12 @@ def _device_for(i: int, how: RunOptions) -> RunOptions:
     return how
 
 
-def _worker(store_path: str, study: Study, study_dir: str, run_ids: list[str], how: RunOptions, parent: int) -> None:
+def _worker(
+    store_path: str, study: Study, study_dir: str, run_ids: list[str], how: RunOptions, parent: int, share: int
+) -> None:
     _die_with_parent(parent)
+    if "OMP_NUM_THREADS" not in os.environ:  # N workers × cores/N threads, not N × all cores fighting
+        torch.set_num_threads(share)
     store = Store(store_path)
     for run in study.runs:
         if run.run_id in run_ids:
@@ -281,11 +285,13 @@ def _run_processes(store: Store, study: Study, study_dir: Path, todo: list[Run],
     (killed, out of memory) has its run recorded as failed, to be retried."""
     ctx = mp.get_context("spawn")
     ids = [r.run_id for r in todo]
+    n = min(workers, len(todo))
+    share = max(1, torch.get_num_threads() // n)  # the CPU threads each worker gets
     procs = [
         ctx.Process(
-            target=_worker, args=(str(store.path), study, str(study_dir), ids, _device_for(i, how), os.getpid())
+            target=_worker, args=(str(store.path), study, str(study_dir), ids, _device_for(i, how), os.getpid(), share)
         )
-        for i in range(min(workers, len(todo)))
+        for i in range(n)
     ]
     for p in procs:
         p.start()

@@ -86,7 +86,14 @@ def prepare_data(cfg: TrainConfig) -> Dataset:
     if d.train_per_class is not None:
         ds = replace(ds, train=per_class_subset(ds.train, d.train_per_class + d.val_per_class, ds.num_classes))
     ds = validation_split(ds, d.val_per_class, seed=cfg.seed)
-    return ds if d.imbalance_ratio is None else long_tailed(ds, d.imbalance_ratio, seed=cfg.seed)
+    ds = ds if d.imbalance_ratio is None else long_tailed(ds, d.imbalance_ratio, seed=cfg.seed)
+    if len(ds.train) < cfg.optim.batch_size:  # every epoch keeps only full batches: it would train on nothing
+        raise ConfigError(
+            f"optim.batch_size is {cfg.optim.batch_size}, but only {len(ds.train)} training images are left after "
+            f"the validation split ({d.val_per_class} a class); lower optim.batch_size or train on more images "
+            "(data.train_per_class)"
+        )
+    return ds
 
 
 class Trainer:
