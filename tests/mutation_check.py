@@ -48,10 +48,10 @@ BUGS = (
     ),
     Bug("trades-ccr-normalisation", "train/methods.py", "loss = loss / (1 + beta)", "loss = loss / beta", (VALUES,)),
     Bug(
-        "pgd-at-step",
-        "train/methods.py",
-        "step = o.step_size if o.step_size is not None else 2.5 * self.eps / o.steps\n        return _adversarial",
-        "step = o.step_size if o.step_size is not None else 2.0 * self.eps / o.steps\n        return _adversarial",
+        "pgd-default-step",  # training's PGD-AT and TRADES and evaluation's PGD all take this step
+        "attacks/pgd.py",
+        "    return 2.5 * eps / steps\n",
+        "    return 2.0 * eps / steps\n",
         (VALUES,),
     ),
     Bug("fgsm-rs-step", "train/methods.py", "else 1.25 * self.eps", "else 1.0 * self.eps", (VALUES,)),
