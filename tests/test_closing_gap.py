@@ -176,6 +176,7 @@ def test_a_long_tailed_dataset_is_labelled_with_its_ratio() -> None:
 
 
 def test_the_page_says_how_often_cfa_weight_averaging_engaged() -> None:
+    from classwise.history import read_history
     from studies.findings.closing_gap import averaging_part
 
     def run(flags: list[bool], name: str = "cfa", **args: float) -> SimpleNamespace:
@@ -185,7 +186,7 @@ def test_the_page_says_how_often_cfa_weight_averaging_engaged() -> None:
         if "cfa" not in name:
             history = [{"epoch": 0, "val": {"robust_mean": 0.3}}]
         config = {"balance": {"name": name, "args": args}}
-        return SimpleNamespace(model=SimpleNamespace(history=history, config=config))
+        return SimpleNamespace(model=SimpleNamespace(history=read_history(history), config=config))
 
     def page(method: str, name: str, runs: dict) -> str:
         return "\n".join(averaging_part([Setting(method, name, runs)]))

@@ -257,3 +257,27 @@ def test_a_committed_study_page_opens_in_a_real_browser_named_by_settings(
     body = dom.stdout.split("<body", 1)[1].split(">", 1)[1]
     first_screen = body.split("<h2>", 2)[:2]
     assert "trades + dafa" in "".join(first_screen) and not HASH.search("".join(first_screen))
+
+
+def test_a_run_history_reads_back_typed(tmp_path: Path) -> None:
+    """history.json as the loop writes it becomes typed epochs; what a method adds is kept."""
+    import json
+
+    from classwise.errors import ClasswiseError
+    from classwise.history import load_history
+
+    folder = Path(__file__).resolve().parents[1] / "results" / "study" / "l2-fashion-mnist" / "runs" / "c3307d9e719c"
+    raw = json.loads((folder / "history.json").read_text())
+    epochs = load_history(folder / "history.json")
+    assert [e.epoch for e in epochs] == [r["epoch"] for r in raw]
+    last = epochs[-1]
+    assert last.val is not None and last.val.robust is not None and len(last.val.robust) == 10
+    assert last.val.robust_mean == raw[-1]["val"]["robust_mean"] and last.seconds == raw[-1]["seconds"]
+    assert last.val.clean_worst_class == raw[-1]["val"]["clean_worst_class"]
+    odd = [{**raw[0], "co_pgd_acc": 0.4, "catastrophic_overfitting": True}]
+    (tmp_path / "history.json").write_text(json.dumps(odd))
+    assert load_history(tmp_path / "history.json")[0].extra == {"co_pgd_acc": 0.4, "catastrophic_overfitting": True}
+    for bad in ("{not json", '{"epoch": 0}', "[1, 2]"):
+        (tmp_path / "history.json").write_text(bad)
+        with pytest.raises(ClasswiseError, match="is not a run history"):
+            load_history(tmp_path / "history.json")

@@ -21,7 +21,7 @@ import numpy as np
 from classwise import analysis
 from classwise.attacks import format_eps
 from classwise.evaluate import Evaluation, read_evaluation
-from classwise.report import figures, pct
+from classwise.report import Validation, figures, pct
 from classwise.study import runs_table
 from classwise.train import TECHNIQUES, components, technique_options
 from studies.findings.anchors import GOAL_COST, GOAL_GAIN
@@ -243,10 +243,11 @@ def averaging_part(settings: Sequence[Setting]) -> list[str]:
     lines = []
     for s in settings:
         per_run = [
-            [e["val"] for e in r.model.history if "weights_averaged" in (e.get("val") or {})] for r in s.runs.values()
+            [e.val for e in r.model.history if e.val is not None and e.val.weights_averaged is not None]
+            for r in s.runs.values()
         ]
         validations = [v for run in per_run for v in run]
-        flags = [bool(v["weights_averaged"]) for v in validations]
+        flags = [bool(v.weights_averaged) for v in validations]
         if flags:
             balance = s.runs[min(s.runs)].model.config.get("balance") or {}
             options = {  # every option of the run's technique(s), defaults included
@@ -256,7 +257,7 @@ def averaging_part(settings: Sequence[Setting]) -> list[str]:
             }
             threshold = options.get("fawa_threshold")
             bar = f", {threshold:g}" if isinstance(threshold, float) else ""
-            highest = max((float(v["robust_worst"]) for v in validations if "robust_worst" in v), default=None)
+            highest = max((v.robust_worst for v in validations if v.robust_worst is not None), default=None)
             reached = "" if highest is None else f"; the highest these validations reached was {highest:.2f}"
             lines.append(
                 f"- {s.label}: {sum(flags)} of {len(flags)} validations entered the weight average (FAWA takes an "
@@ -266,7 +267,7 @@ def averaging_part(settings: Sequence[Setting]) -> list[str]:
     return ["", "Weight averaging:", "", *lines] if lines else []
 
 
-def _first_epoch_share(per_run: Sequence[Sequence[dict]], decay: object) -> str:
+def _first_epoch_share(per_run: Sequence[Sequence[Validation]], decay: object) -> str:
     """How much of each run's evaluated average the first epoch it took still holds: the average starts
     as that epoch's weights and every later epoch it takes keeps ``decay`` of it, so after k epochs
     the first holds decay^(k-1). On a short schedule that is most of the average. ``per_run``: each
@@ -275,11 +276,11 @@ def _first_epoch_share(per_run: Sequence[Sequence[dict]], decay: object) -> str:
         return ""
     shares, first_worst, last_worst = [], [], []
     for validations in per_run:
-        taken = [v for v in validations if v["weights_averaged"]]
+        taken = [v for v in validations if v.weights_averaged]
         if taken:
             shares.append(decay ** (len(taken) - 1))
-            first_worst.append(float(taken[0]["robust_worst"]))
-            last_worst.append(float(validations[-1]["robust_worst"]))
+            first_worst.append(taken[0].robust_or_clean_worst)
+            last_worst.append(validations[-1].robust_or_clean_worst)
     if not shares:
         return ""
     return (

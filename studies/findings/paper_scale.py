@@ -134,12 +134,12 @@ def _frl_line(r: PaperRun, names: tuple[str, ...]) -> str | None:
 
 def _time_lines(r: PaperRun) -> list[str]:
     h, t = r.run.history, r.timings
-    seconds = [e["seconds"] for e in h]
-    graph = sum(e.get("graph_steps", 0) for e in h)
+    seconds = [e.seconds for e in h]
+    graph = sum(e.graph_steps for e in h)
     lines = [
         f"- {r.method}: {_recipe(r.run.config)}; {len(h)} epochs of training took {sum(seconds):.0f} s "
-        f"({np.mean(seconds):.1f} s and {np.mean([e['images_per_s'] for e in h]):,.0f} img/s per epoch, "
-        f"{h[0].get('precision', '?')}, {graph:,} steps replayed as CUDA graphs); best epoch "
+        f"({np.mean(seconds):.1f} s and {np.mean([e.images_per_s or np.nan for e in h]):,.0f} img/s per epoch, "
+        f"{h[0].precision or '?'}, {graph:,} steps replayed as CUDA graphs); best epoch "
         f"{int(r.run.evaluation.source.get('best_epoch', -1)) + 1} of {len(h)}"
         + (
             f"; the whole training command, validation and the final PGD-20 included, {t['train_command_wall_s']} s"

@@ -21,7 +21,7 @@ def _recipe_line(m: ModelResult) -> str:
     clean = ev.clean()
     kind = "standard" if c["method"]["name"] == "standard" else "adversarial"
     target_clean, target_robust, target_minutes = TARGETS[kind]
-    seconds = np.array([e["seconds"] for e in h])
+    seconds = np.array([e.seconds for e in h])
     fastest = float(seconds.min()) * len(seconds) / 60
     robust = "" if kind == "standard" else f", {ev.headline.label} robust {mean_with_interval(ev.robust(ev.headline))}"
     verdicts = [f"clean {'met' if 100 * clean.correct.sum() / clean.n.sum() >= target_clean else '**not met**'}"]
@@ -32,7 +32,7 @@ def _recipe_line(m: ModelResult) -> str:
     o = c["optim"]
     return (
         f"- `{m.name}`: {c['model']['name']}, {c['method']['name']}, {o['epochs']} epochs {o['schedule']} "
-        f"(peak lr {o['lr']}, batch {o['batch_size']}, {h[0].get('precision', '?')}) on "
+        f"(peak lr {o['lr']}, batch {o['batch_size']}, {h[0].precision or '?'}) on "
         f"{display_name(ev.dataset)}: clean {mean_with_interval(clean)}, worst class "
         f"{ev.class_names[int(np.argmin(clean.accuracy))]} {pct(float(clean.accuracy.min()))}{robust} on "
         f"{ev.spec.images}. Target {target_clean:.0f}% clean"

@@ -44,9 +44,7 @@ class StudyRun:
     def diverged(self) -> bool:
         """Training diverged: validation clean accuracy rose above chance, then fell back to it (the
         last validation within a quarter of chance, an earlier one at least 1.5 times chance)."""
-        clean = [
-            e["val"]["clean_mean"] for e in self.model.history if (e.get("val") or {}).get("clean_mean") is not None
-        ]
+        clean = [e.val.clean_mean for e in self.model.history if e.val is not None]
         chance = 1 / len(self.model.class_names)
         return bool(clean) and clean[-1] <= 1.25 * chance and max(clean) >= 1.5 * chance
 

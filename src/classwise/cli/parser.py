@@ -141,14 +141,6 @@ def _add_evaluation_options(p: argparse.ArgumentParser, audit: bool) -> None:
     p.add_argument("--std", type=_floats, default=None, help="its standard deviations, per channel (with --mean)")
     _add_attack_options(p, "autoattack" if audit else "pgd")
     p.add_argument(
-        "--set",
-        action="append",
-        default=None,
-        metavar="evaluation.KEY=VALUE",
-        help="any evaluation setting, as in a training config, applied after the flags and repeatable: "
-        "--set evaluation.precision=bf16 --set evaluation.early_stop=false (classwise config lists them)",
-    )
-    p.add_argument(
         "--out",
         required=True,
         help="folder for the results; a killed evaluation resumes there, a finished one is reused, never overwritten",
@@ -156,6 +148,14 @@ def _add_evaluation_options(p: argparse.ArgumentParser, audit: bool) -> None:
 
 
 def _add_attack_options(p: argparse.ArgumentParser, default_attack: str) -> None:
+    p.add_argument(
+        "--set",
+        action="append",
+        default=None,
+        metavar="evaluation.KEY=VALUE",
+        help="any evaluation setting, as in a training config, applied after the flags and repeatable: "
+        "--set evaluation.precision=bf16 --set evaluation.early_stop=false (classwise config lists them)",
+    )
     p.add_argument(
         "--attack",
         action="append",

@@ -1,5 +1,6 @@
 """Reports: a self-contained HTML page and a Markdown summary from stored results."""
 
+from classwise.history import Epoch, Validation
 from classwise.report import figures
 from classwise.report.build import render, write_report
 from classwise.report.collect import ModelResult, ReportData, collect, model_from_folder
@@ -7,8 +8,10 @@ from classwise.report.headline import adversarial_method, mean_with_interval, pc
 from classwise.report.why import correlations
 
 __all__ = [
+    "Epoch",
     "ModelResult",
     "ReportData",
+    "Validation",
     "adversarial_method",
     "collect",
     "correlations",

@@ -101,7 +101,7 @@ def model_section(m: ModelResult) -> Section:
                 ),
             )
         )
-    if any("val" in h for h in m.history):
+    if any(h.val is not None for h in m.history):
         s.figures.append(fig(figures.training_curves(m), "Per-class validation accuracy over training epochs."))
     s.tables.append(per_class_table(m))
     return s

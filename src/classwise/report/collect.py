@@ -6,7 +6,6 @@ folder given: a copied or moved folder reports the same."""
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ import yaml
 from classwise.config import flatten
 from classwise.errors import ClasswiseError
 from classwise.evaluate import AttackRecord, ClassAccuracy, Evaluation, read_evaluation
+from classwise.history import Epoch, load_history
 
 
 def _bands(acc: ClassAccuracy) -> np.ndarray:
@@ -30,7 +30,7 @@ class ModelResult:
 
     name: str
     evaluation: Evaluation
-    history: list[dict[str, Any]] = field(default_factory=list)
+    history: list[Epoch] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
     run_id: str = ""  # a study run's id (its folder name), where ``name`` is its setting
 
@@ -95,10 +95,10 @@ def model_from_folder(name: str, folder: Path) -> ModelResult:
     """The model evaluated in ``folder``: a run folder (its ``eval/``) or an evaluation folder."""
     is_run = (folder / "eval" / "evaluation.json").exists()
     ev = read_evaluation(folder / "eval" if is_run else folder)
-    history: list[dict[str, Any]] = []
+    history: list[Epoch] = []
     config: dict[str, Any] = {} if is_run else dict(ev.source.get("config") or {})  # as stored with the checkpoint
     if is_run and (folder / "history.json").exists():
-        history = json.loads((folder / "history.json").read_text())
+        history = load_history(folder / "history.json")
     if is_run and (folder / "config.yaml").exists():
         config = yaml.safe_load((folder / "config.yaml").read_text()) or {}
     return ModelResult(name, ev, history, config)

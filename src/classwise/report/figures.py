@@ -212,12 +212,12 @@ def eps_curves(model: ModelResult) -> bytes:
 
 def training_curves(model: ModelResult) -> bytes:
     """Per-class validation accuracy over the epochs: under attack where the run measured it."""
-    vals = [h for h in model.history if "val" in h]
-    robust = all("robust" in h["val"] for h in vals)
-    key, what = ("robust", "under attack") if robust else ("clean", "clean")
+    vals = [(h.epoch, h.val) for h in model.history if h.val is not None]
+    robust = all(v.robust is not None for _, v in vals)
+    what = "under attack" if robust else "clean"
     return per_class_lines(
-        [h["epoch"] + 1 for h in vals],
-        np.array([h["val"][key] for h in vals]),
+        [epoch + 1 for epoch, _ in vals],
+        np.array([v.robust if robust else v.clean for _, v in vals]),
         model.class_names,
         "epoch",
         f"validation accuracy {what} (%)",

@@ -4,10 +4,11 @@ runs, robust accuracy) that says whether it needs robust accuracy."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from classwise.history import Validation
 from classwise.registry import Registry
 
 
@@ -15,28 +16,29 @@ from classwise.registry import Registry
 class Selection:
     """A metric of the validation record; higher is better."""
 
-    value: Callable[[dict[str, Any]], float]
+    value: Callable[[Validation], float]
     needs_robust: bool
 
-    def __call__(self, val: dict[str, Any]) -> float:
-        return float(self.value(val))
+    def __call__(self, val: Validation | Mapping[str, Any]) -> float:
+        """The metric of a typed validation (or of the record as the loop writes it)."""
+        return float(self.value(val if isinstance(val, Validation) else Validation.from_dict(val)))
 
 
 SELECTION: Registry[Selection] = Registry("selection metric")
 SELECTION.register("clean_mean", description="mean per-class validation clean accuracy")(
-    Selection(lambda v: v["clean_mean"], needs_robust=False)
+    Selection(lambda v: v.clean_mean, needs_robust=False)
 )
 SELECTION.register("clean_worst", description="validation clean accuracy of the worst class")(
-    Selection(lambda v: v["clean_worst"], needs_robust=False)
+    Selection(lambda v: v.clean_worst, needs_robust=False)
 )
 SELECTION.register("robust_mean", description="mean per-class validation robust accuracy (Rice et al.)")(
-    Selection(lambda v: v.get("robust_mean", v["clean_mean"]), needs_robust=True)
+    Selection(lambda v: v.robust_or_clean_mean, needs_robust=True)
 )
 SELECTION.register("robust_worst", description="validation robust accuracy of the worst class")(
-    Selection(lambda v: v.get("robust_worst", v["clean_worst"]), needs_robust=True)
+    Selection(lambda v: v.robust_or_clean_worst, needs_robust=True)
 )
 SELECTION.register("robust_mean_plus_worst", description="mean plus worst-class robust accuracy (CFA)")(
-    Selection(lambda v: v.get("robust_mean", v["clean_mean"]) + v.get("robust_worst", v["clean_worst"]), True)
+    Selection(lambda v: v.robust_or_clean_mean + v.robust_or_clean_worst, True)
 )
 
 

@@ -29,6 +29,7 @@ from typing import Any
 
 from classwise.errors import ConfigError
 from classwise.evaluate import Evaluation
+from classwise.history import Epoch
 
 
 @dataclass(frozen=True)
@@ -60,24 +61,35 @@ def _per_class(prefix: str, values: Sequence[float], class_names: Sequence[str])
     return {f"{prefix}/{name}": float(v) for name, v in zip(class_names, values, strict=True)}
 
 
-def epoch_scalars(record: Mapping[str, Any], class_names: Sequence[str]) -> dict[str, float]:
-    """One epoch's record flattened to named scalars (the names in the module's docstring)."""
+def epoch_scalars(record: Epoch | Mapping[str, Any], class_names: Sequence[str]) -> dict[str, float]:
+    """One epoch's record (typed, or as the loop writes it) flattened to named scalars (the names in
+    the module's docstring)."""
+    e = record if isinstance(record, Epoch) else Epoch.from_dict(record)
     out: dict[str, float] = {}
-    for key, name in (("train_loss", "loss"), ("train_acc", "accuracy"), ("lr_end", "lr")):
-        if record.get(key) is not None:
-            out[f"train/{name}"] = float(record[key])
-    if record.get("images_per_s") is not None:
-        out["train/images_per_s"] = float(record["images_per_s"])
-    if record.get("train_class_acc") is not None:
-        out.update(_per_class("train/accuracy_by_class", record["train_class_acc"], class_names))
-    val = record.get("val") or {}
-    for key in ("clean_mean", "clean_worst", "robust_mean", "robust_worst"):
-        if val.get(key) is not None:
-            out[f"val/{key}"] = float(val[key])
-    for key in ("clean", "robust"):
-        if val.get(key) is not None:
-            out.update(_per_class(f"val/{key}_by_class", val[key], class_names))
-    for what, value in (record.get("technique") or {}).items():
+    for value, name in (
+        (e.train_loss, "loss"),
+        (e.train_acc, "accuracy"),
+        (e.lr_end, "lr"),
+        (e.images_per_s, "images_per_s"),
+    ):
+        if value is not None:
+            out[f"train/{name}"] = float(value)
+    if e.train_class_acc is not None:
+        out.update(_per_class("train/accuracy_by_class", e.train_class_acc, class_names))
+    v = e.val
+    if v is not None:
+        for key, value in (
+            ("clean_mean", v.clean_mean),
+            ("clean_worst", v.clean_worst),
+            ("robust_mean", v.robust_mean),
+            ("robust_worst", v.robust_worst),
+        ):
+            if value is not None:
+                out[f"val/{key}"] = float(value)
+        for key, values in (("clean", v.clean), ("robust", v.robust)):
+            if values:
+                out.update(_per_class(f"val/{key}_by_class", values, class_names))
+    for what, value in e.technique.items():
         if isinstance(value, list | tuple) and len(value) == len(class_names):
             out.update(_per_class(f"technique/{what}", value, class_names))
         elif isinstance(value, int | float) and not isinstance(value, bool):
