@@ -13,6 +13,7 @@ from classwise.attacks import ATTACKS, build_attack, flat_norm
 from classwise.data import DATASETS
 from classwise.errors import UnknownNameError
 from classwise.models import MODELS, create_model
+from classwise.models.sources import SOURCES, ModelRequest, load_model
 from classwise.registry import Registry
 from classwise.study import EXECUTORS, FORMATS
 from classwise.train import METHODS, SCHEDULES, SELECTION, TECHNIQUES, TrainConfig
@@ -31,6 +32,7 @@ REGISTRIES: dict[str, Registry] = {
     "selection": SELECTION,
     "executors": EXECUTORS,
     "formats": FORMATS,
+    "model sources": SOURCES,
 }
 
 
@@ -134,3 +136,16 @@ def test_every_executor_is_documented_for_the_command_line(name: str) -> None:
     run = next(a for a in study._actions if a.dest == "study_command").choices["run"]  # type: ignore[union-attr]
     executor = next(a for a in run._actions if a.dest == "executor")
     assert name in (executor.help or "")
+
+
+@pytest.mark.parametrize("name", _entries(SOURCES))
+def test_every_model_source_names_an_example_and_refuses_what_it_does_not_take(name: str) -> None:
+    from classwise.errors import ConfigError
+
+    source = SOURCES.get(name)
+    request = ModelRequest(num_classes=10, input_shape=(3, 32, 32))
+    with pytest.raises(ConfigError, match=f"e.g. {name}:{source.example}"):
+        load_model(f"{name}:", request)
+    if not source.takes_weights:
+        with pytest.raises(ConfigError, match=f"{source.what} .* carries its own weights"):
+            load_model(f"{name}:{source.example}", ModelRequest(10, (3, 32, 32), weights=Path("w.pt")))

@@ -23,6 +23,7 @@ import importlib.util
 import inspect
 import sys
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -35,12 +36,12 @@ from classwise.models.base import Preprocessed
 from classwise.models.checkpoint import load_checkpoint, torch_file
 from classwise.models.leaderboard import Entry, published
 from classwise.models.leaderboard import entries as leaderboard_entries
+from classwise.registry import Registry
 
 ZOO_DATASETS = {10: "cifar10", 100: "cifar100", 1000: "imagenet"}  # RobustBench's datasets, by class count
 ZOO_INPUT = {"cifar10": (3, 32, 32), "cifar100": (3, 32, 32), "imagenet": (3, 224, 224)}
 ZOO_EPS = {("cifar10", "Linf"): 8 / 255, ("cifar100", "Linf"): 8 / 255, ("imagenet", "Linf"): 4 / 255}
 ZOO_EPS_L2 = 0.5
-SCHEMES = ("robustbench", "timm", "torchscript")
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,20 @@ class ModelRequest:
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     device: str = "cpu"
+
+
+@dataclass(frozen=True)
+class Source:
+    """A kind of model spec, ``SCHEME:REST``: how ``REST`` is loaded, an example of it, whether a
+    ``--weights`` file applies, and what it is called in messages."""
+
+    load: Callable[[str, ModelRequest], LoadedModel]
+    example: str
+    what: str
+    takes_weights: bool = False
+
+
+SOURCES: Registry[Source] = Registry("model source")
 
 
 @dataclass(frozen=True)
@@ -76,27 +91,23 @@ def load_model(spec: str, request: ModelRequest) -> LoadedModel:
     if (request.mean is None) != (request.std is None):
         raise ConfigError("give --mean and --std together")
     scheme, _, rest = spec.partition(":")
-    factory = scheme not in SCHEMES and bool(rest) and not Path(spec).exists() and "/" not in rest
-    if request.weights is not None and scheme not in ("timm",) and not factory:
-        kind = {"robustbench": "a RobustBench model", "torchscript": "a TorchScript file"}.get(
-            scheme, "a classwise checkpoint"
-        )
+    source = SOURCES.get(scheme) if scheme in SOURCES else None
+    factory = source is None and bool(rest) and not Path(spec).exists() and "/" not in rest
+    if request.weights is not None and not factory and not (source and source.takes_weights):
+        kind = source.what if source else "a classwise checkpoint"
         raise ConfigError(
             f"--weights is for timm:NAME and module:factory models; {kind} ({spec}) carries its own weights: "
             "leave --weights out"
         )
-    if scheme in SCHEMES:
+    if source is not None:
         if not rest:
-            raise ConfigError(f"{scheme}: needs a name or path after the colon, e.g. {scheme}:{_EXAMPLES[scheme]}")
-        loaded = {"robustbench": _robustbench, "timm": _timm, "torchscript": _torchscript}[scheme](rest, request)
+            raise ConfigError(f"{scheme}: needs a name or path after the colon, e.g. {scheme}:{source.example}")
+        loaded = source.load(rest, request)
     elif factory:
         loaded = _factory(scheme, rest, request)
     else:
         loaded = _checkpoint(Path(spec), request)
     return replace(loaded, model=loaded.model.to(request.device).eval())
-
-
-_EXAMPLES = {"robustbench": "Wang2023Better_WRN-28-10", "timm": "resnet18", "torchscript": "model.pt"}
 
 
 def _normalised(model: nn.Module, request: ModelRequest, input_shape: tuple[int, int, int] | None = None) -> nn.Module:
@@ -148,6 +159,11 @@ def _torchscript(path_text: str, request: ModelRequest) -> LoadedModel:
     return LoadedModel(_normalised(model, request), {"kind": "torchscript", "path": str(path.resolve())})
 
 
+SOURCES.register("torchscript", description="a TorchScript file (torch.jit.load); normalisation from --mean/--std")(
+    Source(_torchscript, "model.pt", "a TorchScript file")
+)
+
+
 def _factory(module_name: str, fn_name: str, request: ModelRequest) -> LoadedModel:
     module = _import(module_name)
     fn = getattr(module, fn_name, None)
@@ -192,7 +208,7 @@ def _import(module_name: str) -> Any:
     except ConfigError:
         raise
     except ImportError as exc:
-        close = difflib.get_close_matches(module_name, SCHEMES, n=1)
+        close = difflib.get_close_matches(module_name, SOURCES.names(), n=1)
         hint = f"; did you mean {close[0]}:?" if close else ", or a file.py:factory path"
         raise ConfigError(f"cannot import {module_name} ({exc}): give a module importable from here{hint}") from None
     except Exception as exc:
@@ -245,6 +261,11 @@ def _timm(name: str, request: ModelRequest) -> LoadedModel:
         normalisation = {"mean": list(request.mean or ()), "std": list(request.std or ()), "from": "--mean/--std"}
     source = {"kind": "timm", "name": name, "weights": str(request.weights) if request.weights else "hub"}
     return LoadedModel(wrapped, {**source, "normalisation": normalisation})
+
+
+SOURCES.register("timm", description="a timm architecture, weights from --weights or the hub cache")(
+    Source(_timm, "resnet18", "a timm model", takes_weights=True)
+)
 
 
 def _robustbench(name: str, request: ModelRequest) -> LoadedModel:
@@ -300,6 +321,11 @@ class _Zoo:
     BenchmarkDataset: Any
     ThreatModel: Any
     load_model: Any
+
+
+SOURCES.register("robustbench", description="a RobustBench zoo entry, from --model-dir in RobustBench's layout")(
+    Source(_robustbench, "Wang2023Better_WRN-28-10", "a RobustBench model")
+)
 
 
 def _robustbench_modules() -> _Zoo:
