@@ -281,3 +281,16 @@ def test_a_run_history_reads_back_typed(tmp_path: Path) -> None:
         (tmp_path / "history.json").write_text(bad)
         with pytest.raises(ClasswiseError, match="is not a run history"):
             load_history(tmp_path / "history.json")
+
+
+def test_a_setting_with_one_seed_shows_its_runs_wilson_interval_not_nothing() -> None:
+    """With one run there is no interval over seeds; the run's own interval over its images is shown."""
+    from classwise.report.settings import group_settings, summary_rows
+
+    models = collect(ROOT / "results" / "study" / "l2-fashion-mnist").models
+    rows = {row[0]: row for row in summary_rows(group_settings(models))}
+    trades = next(m for m in models if m.config["method"]["name"] == "trades")
+    rob = trades.evaluation.robust(trades.headline)
+    k = int(rob.accuracy.argmin())
+    assert rows["trades"][4] == f"{100 * rob.accuracy[k]:.1f} [{100 * rob.low[k]:.1f}, {100 * rob.high[k]:.1f}]"
+    assert all("not resolved" not in str(cell) for row in rows.values() for cell in row)

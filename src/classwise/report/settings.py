@@ -19,6 +19,7 @@ from classwise import analysis
 from classwise.attacks import format_eps
 from classwise.config import flatten
 from classwise.report.collect import ModelResult
+from classwise.report.headline import mean_with_interval
 
 IGNORED = ("seed", "data.root")  # the seed groups runs; where the data lives is no setting
 ORDER = ("data.dataset", "model.name", "method.name", "balance.name")  # what a label names first
@@ -170,15 +171,30 @@ def _accuracy(estimate: analysis.Estimate) -> str:
     return clipped.format()
 
 
+def _one_run(run: ModelResult, name: str, robust: bool) -> str:
+    """A statistic of a setting's only run with the 95% Wilson interval over its test images: the
+    pooled accuracy for the mean, the weakest class's own for the worst."""
+    acc = run.evaluation.robust(run.headline) if robust else run.evaluation.clean()
+    if name == "mean":
+        return mean_with_interval(acc)
+    k = int(np.nanargmin(acc.accuracy))
+    return f"{100 * acc.accuracy[k]:.1f} [{100 * acc.low[k]:.1f}, {100 * acc.high[k]:.1f}]"
+
+
 def summary_rows(settings: Sequence[Setting]) -> list[list[object]]:
-    """One row per setting: means over seeds with their t-intervals ("not resolved" with one seed)."""
+    """One row per setting: means over seeds with their t-intervals (the run as the unit); a setting
+    with one seed shows its run's Wilson interval over the test images instead."""
+
+    def cell(s: Setting, name: str, robust: bool) -> str:
+        return _one_run(s.runs[0], name, robust) if len(s.runs) == 1 else _accuracy(s.statistic(name, robust))
+
     return [
         [
             s.label,
             ", ".join(map(str, s.seeds)),
-            _accuracy(s.statistic("mean", False)),
-            _accuracy(s.statistic("mean", True)),
-            _accuracy(s.statistic("worst", True)),
+            cell(s, "mean", False),
+            cell(s, "mean", True),
+            cell(s, "worst", True),
             _weakest_over_seeds(s),
         ]
         for s in settings
