@@ -183,6 +183,20 @@ BUGS = (
         (STATS, "-k", "held_out"),
     ),
     Bug(
+        "leaderboard-ranks-by-the-mean",
+        "report/ranking.py",
+        "key=lambda e: (-e.worst.accuracy, -e.mean)",
+        "key=lambda e: (-e.mean, -e.worst.accuracy)",
+        ("tests/test_leaderboard.py",),
+    ),
+    Bug(
+        "leaderboard-ranks-by-the-naive-minimum",
+        "report/ranking.py",
+        "key=lambda e: (-e.worst.accuracy, -e.mean)",
+        "key=lambda e: (-e.worst.naive, -e.mean)",
+        ("tests/test_leaderboard.py",),
+    ),
+    Bug(
         "store-read-in-two-moments",
         "study/store.py",
         'db.execute("BEGIN")\n            try:\n                runs = [dict(r) for r in db.execute(RUNS_QUERY)]',

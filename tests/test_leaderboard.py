@@ -53,6 +53,24 @@ def test_ties_on_the_worst_class_go_to_the_higher_mean() -> None:
     assert [e.model for e in ranking.entries] == ["high", "low"]
 
 
+def test_the_rank_follows_the_held_out_worst_class_where_the_naive_minimum_would_order_otherwise() -> None:
+    rng = np.random.default_rng(3)
+    evaluations = {}
+    for i in range(8):  # noisy models: 3 classes of 12 images, each image robust with its class's rate
+        labels = np.repeat(np.arange(3), 12)
+        robust = rng.random(len(labels)) < np.array([0.5, 0.6, 0.7])[labels]
+        n = len(labels)
+        rec = AttackRecord("pgd", 8 / 255, "Linf", robust, labels, np.zeros(n), np.array([""] * n))
+        evaluations[f"m{i}"] = Evaluation(
+            CLASSES, "toy", "test", np.arange(n), labels, labels, (rec,), (rec,), EvalSpec()
+        )
+    entries = rank(evaluations).entries
+    held_out = [e.worst.accuracy for e in entries]
+    assert held_out == sorted(held_out, reverse=True)
+    naive = [e.worst.naive for e in entries]
+    assert naive != sorted(naive, reverse=True)  # the two orders differ here, so the test can tell them apart
+
+
 def test_models_evaluated_differently_are_not_ranked_together() -> None:
     other = _evaluation([8, 8, 8], spec=EvalSpec(eps=(4 / 255,)))
     with pytest.raises(ConfigError, match=r"not evaluated like a .*rank models under one protocol"):
