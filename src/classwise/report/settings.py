@@ -181,20 +181,21 @@ def _one_run(run: ModelResult, name: str, robust: bool) -> str:
     return f"{100 * acc.accuracy[k]:.1f} [{100 * acc.low[k]:.1f}, {100 * acc.high[k]:.1f}]"
 
 
+def setting_value(s: Setting, name: str, robust: bool) -> str:
+    """A setting's statistic with its interval: the mean over seeds with its t-interval (the run as
+    the unit), or with one seed its run's Wilson interval over the test images."""
+    return _one_run(s.runs[0], name, robust) if len(s.runs) == 1 else _accuracy(s.statistic(name, robust))
+
+
 def summary_rows(settings: Sequence[Setting]) -> list[list[object]]:
-    """One row per setting: means over seeds with their t-intervals (the run as the unit); a setting
-    with one seed shows its run's Wilson interval over the test images instead."""
-
-    def cell(s: Setting, name: str, robust: bool) -> str:
-        return _one_run(s.runs[0], name, robust) if len(s.runs) == 1 else _accuracy(s.statistic(name, robust))
-
+    """One row per setting, each statistic as :func:`setting_value` gives it."""
     return [
         [
             s.label,
             ", ".join(map(str, s.seeds)),
-            cell(s, "mean", False),
-            cell(s, "mean", True),
-            cell(s, "worst", True),
+            setting_value(s, "mean", False),
+            setting_value(s, "mean", True),
+            setting_value(s, "worst", True),
             _weakest_over_seeds(s),
         ]
         for s in settings
@@ -238,7 +239,7 @@ def contrast(settings: Sequence[Setting]) -> str | None:
     mean = paired_difference(best, base, "mean", True)
     seeds = f"{worst.n} seed{'s' if worst.n != 1 else ''}"
     return (
-        f"best worst class under attack: {best.label} {_accuracy(best.statistic('worst', True))} against "
-        f"{base.label} {_accuracy(base.statistic('worst', True))} (difference {worst.format(signed=True)}, "
+        f"best worst class under attack: {best.label} {setting_value(best, 'worst', True)} against "
+        f"{base.label} {setting_value(base, 'worst', True)} (difference {worst.format(signed=True)}, "
         f"paired over {seeds}); mean robust accuracy {mean.format(signed=True)}"
     )
