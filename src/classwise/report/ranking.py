@@ -3,7 +3,7 @@
 
 The weakest class is the held-out one (:func:`classwise.analysis.held_out_worst`): chosen on one
 half of each class's images and measured on the other, since the plain minimum of K noisy
-accuracies is biased low and favours no model in particular. Zoo entries show the leaderboard's
+accuracies is biased low, the more so the more classes sit near it. Zoo entries show the leaderboard's
 published clean and AutoAttack accuracy beside the measured ones, with whether they are
 comparable. Each model is evaluated into its own folder, so a killed leaderboard resumes where it
 stopped and a finished model is never evaluated twice."""
