@@ -143,6 +143,8 @@ def test_leaderboard_refuses_a_model_named_twice_and_another_protocol_in_the_sam
     args = ["--dataset", str(data), "--out", str(tmp_path / "board")]
     assert main(["leaderboard", models[0], models[0], *PGD1, *args]) == 2
     assert "given more than once" in capsys.readouterr().err
+    assert main(["leaderboard", *models, "evaluation.seed=1", *PGD1, *args]) == 2
+    assert "looks like a setting, not a model: give it as --set evaluation.seed=1" in capsys.readouterr().err
     assert main(["leaderboard", *models, *PGD1, *args]) == 0
     assert main(["leaderboard", *models, "--attack", "pgd", "--steps", "2", "--eps", "8/255", *args]) == 2
     err = capsys.readouterr().err

@@ -132,6 +132,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from classwise.report.ranking import rank_models
 
+    setting = next((m for m in args.models if "=" in m and not Path(m).exists()), None)
+    if setting is not None:
+        raise ClasswiseError(f"{setting!r} looks like a setting, not a model: give it as --set {setting}")
     spec = _eval_spec(args, args.attack or ["autoattack"])
     ranking = rank_models(args.models, args.dataset, spec, args.out, **_load_options(args))
     for row in ranking.rows():
