@@ -97,6 +97,7 @@ def test_evaluate_writes_tables_and_records(tmp_path: Path, capsys: pytest.Captu
         (["--set", "evaluation.batch_size=0"], "evaluation.batch_size must be a whole number >= 1"),
         (["--set", "evaluation.precision=fp8"], "evaluation.precision must be fp32 or bf16"),
         (["--set", "evaluation"], "--set takes KEY=VALUE"),
+        (["evaluation.seed=1"], "give evaluation settings as --set evaluation.seed=1"),
     ],
 )
 def test_evaluate_bad_input_is_one_clear_error(

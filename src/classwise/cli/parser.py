@@ -325,6 +325,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args, extra = parser.parse_known_args(argv)
     if extra and hasattr(args, "overrides") and not any(e.startswith("-") for e in extra):
         args.overrides = [*(args.overrides or []), *extra]
+    elif extra and hasattr(args, "set") and all("=" in e and not e.startswith("-") for e in extra):
+        sets = " ".join(f"--set {e}" for e in extra)  # evaluate, audit, ...: settings come with --set
+        parser.error(f"unrecognized arguments: {' '.join(extra)}; give evaluation settings as {sets}")
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     return args
