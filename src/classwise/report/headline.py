@@ -33,11 +33,18 @@ def pct(v: float) -> str:
     return f"{100 * v:.1f}"
 
 
-def mean_with_interval(acc: ClassAccuracy) -> str:
-    """Mean over classes with the Wilson interval of the pooled accuracy (classes are balanced)."""
+def pooled_accuracy(acc: ClassAccuracy) -> tuple[float, float, float]:
+    """The accuracy over all images (the mean over classes, since classes are balanced) with the
+    low and high ends of its Wilson interval."""
     k, n = int(acc.correct.sum()), int(acc.n.sum())
     lo, hi = wilson_interval(np.array(k), np.array(n))
-    return f"{100 * k / n:.1f} [{100 * float(lo):.1f}, {100 * float(hi):.1f}]"
+    return k / n, float(lo), float(hi)
+
+
+def mean_with_interval(acc: ClassAccuracy) -> str:
+    """Mean over classes with the Wilson interval of the pooled accuracy: ``84.3 [83.6, 85.0]``."""
+    value, lo, hi = pooled_accuracy(acc)
+    return f"{100 * value:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]"
 
 
 def weakest(acc: ClassAccuracy, names: tuple[str, ...]) -> str:

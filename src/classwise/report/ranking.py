@@ -24,14 +24,14 @@ import numpy as np
 from classwise import analysis
 from classwise.analysis import HeldOutWorst
 from classwise.errors import ClasswiseError, ConfigError
-from classwise.evaluate import ClassAccuracy, Evaluation, wilson_interval
+from classwise.evaluate import ClassAccuracy, Evaluation
 from classwise.evaluate.records import pandas_module
 from classwise.evaluate.spec import EvalSpec
 from classwise.evaluate.store import write_files_atomically
 from classwise.evaluate.tables import per_class_rows
 from classwise.report import figures
 from classwise.report.audit import same_images
-from classwise.report.headline import mean_with_interval, pct, unreadable, weakest
+from classwise.report.headline import mean_with_interval, pct, pooled_accuracy, unreadable, weakest
 
 log = logging.getLogger(__name__)
 
@@ -123,10 +123,10 @@ class Ranking:
 
 
 def _pooled(name: str, acc: ClassAccuracy) -> dict[str, float]:
-    """The pooled accuracy (classes are balanced, so it is the mean) with its Wilson interval."""
-    k, n = int(acc.correct.sum()), int(acc.n.sum())
-    lo, hi = wilson_interval(np.array(k), np.array(n))
-    return {name: k / n, f"{name}_ci_low": float(lo), f"{name}_ci_high": float(hi)}
+    """:func:`~classwise.report.headline.pooled_accuracy` as the columns ``name``, ``name_ci_low``
+    and ``name_ci_high``."""
+    value, lo, hi = pooled_accuracy(acc)
+    return {name: value, f"{name}_ci_low": lo, f"{name}_ci_high": hi}
 
 
 def rank(evaluations: Mapping[str, Evaluation]) -> Ranking:
