@@ -54,6 +54,15 @@ def test_the_library_holds_no_study_write_up() -> None:
         assert "question (" not in path.read_text(), f"{path} speaks of the study's questions"
 
 
+def test_the_report_never_imports_training_code() -> None:
+    """What a report shows comes from stored results (whether a model was adversarially trained
+    included), so classwise.report imports nothing of classwise.train."""
+    for path in (ROOT / "src" / "classwise" / "report").rglob("*.py"):
+        for module, names in _imports(path):
+            assert not module.startswith("classwise.train"), f"{path} imports {module}"
+            assert not (module == "classwise" and "train" in names), f"{path} imports classwise.train"
+
+
 def test_the_study_write_up_uses_only_the_public_api() -> None:
     """studies/findings imports from classwise only packages and the names they list in __all__."""
     for path in (ROOT / "studies" / "findings").glob("*.py"):

@@ -55,6 +55,35 @@ def test_report_with_boundary_distances(gap_dir: Path, tmp_path: Path) -> None:
     assert (
         "flips each of the first 2 evaluated images per class" in text and "distance to the decision boundary" in text
     )
+    assert collect(tmp_path / "eval").models[0].adversarial is True  # the flag the checkpoint carries
+
+
+def test_whether_a_model_was_adversarially_trained_is_what_its_run_stored(gap_dir: Path, tmp_path: Path) -> None:
+    """A run writes the flag into its evaluation and its checkpoints, and the report reads it there:
+    a method the registry does not know still reads as what its run stored, and results written
+    before the flag fall back to the method names classwise had then (unknown ones: not known)."""
+    import json
+
+    from classwise.models.checkpoint import load_checkpoint
+
+    assert [m.adversarial for m in collect(gap_dir).models] == [False, True]
+    assert load_checkpoint(gap_dir / "pgd-at" / "best.pt")[1]["adversarial"] is True
+    copy = tmp_path / "gap"
+    for run in ("standard", "pgd-at"):
+        shutil.copytree(gap_dir / run, copy / run)
+    config = copy / "pgd-at" / "config.yaml"
+    config.write_text(config.read_text().replace("name: pgd-at", "name: my-own-at"))
+    assert [m.adversarial for m in collect(copy).models] == [False, True]
+    md = write_report(copy, tmp_path / "report")[1].read_text()
+    assert "adversarial training (my-own-at)" in md.splitlines()[0]
+    for run in ("standard", "pgd-at"):  # as written before the flag
+        path = copy / run / "eval" / "evaluation.json"
+        payload = json.loads(path.read_text())
+        del payload["source"]["adversarial"]
+        path.write_text(json.dumps(payload))
+    assert [m.adversarial for m in collect(copy).models] == [False, None]
+    config.write_text(config.read_text().replace("name: my-own-at", "name: pgd-at"))
+    assert [m.adversarial for m in collect(copy).models] == [False, True]
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ import numpy as np
 
 from classwise import analysis
 from classwise.attacks import format_eps
-from classwise.report import ModelResult, adversarial_method, figures, model_from_folder, pct, unreadable
+from classwise.report import ModelResult, figures, model_from_folder, pct, unreadable
 from classwise.study import finished_entries, is_planned, runs_table
 from studies.findings.paper_scale import display_name
 
@@ -38,7 +38,7 @@ class StudyRun:
 
     @property
     def adversarial(self) -> bool:
-        return bool(adversarial_method(self.method))
+        return bool(self.model.adversarial)
 
     @property
     def diverged(self) -> bool:

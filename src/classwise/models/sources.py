@@ -139,6 +139,8 @@ def _checkpoint(path: Path, request: ModelRequest) -> LoadedModel:
     eps = threat.get("eps")
     norm = threat.get("norm", "Linf")  # checkpoints written before L2 training name no norm: L∞
     source = {"kind": "classwise", "checkpoint": str(path.resolve()), "config": config}
+    if isinstance(meta.get("adversarial"), bool):  # written by runs since the flag exists
+        source["adversarial"] = meta["adversarial"]
     names = meta.get("class_names")
     trained_eps = float(eps) if isinstance(eps, int | float) and eps > 0 else None
     return LoadedModel(model, source, trained_eps, str(norm), tuple(names) if names else None)

@@ -4,7 +4,7 @@ from classwise.history import Epoch, Validation
 from classwise.report import figures
 from classwise.report.build import render, write_report
 from classwise.report.collect import ModelResult, ReportData, collect, model_from_folder
-from classwise.report.headline import adversarial_method, mean_with_interval, pct, unreadable, weakest
+from classwise.report.headline import mean_with_interval, pct, unreadable, weakest
 from classwise.report.why import correlations
 
 __all__ = [
@@ -12,7 +12,6 @@ __all__ = [
     "ModelResult",
     "ReportData",
     "Validation",
-    "adversarial_method",
     "collect",
     "correlations",
     "figures",

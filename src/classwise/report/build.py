@@ -15,7 +15,7 @@ from classwise.evaluate.store import write_files_atomically
 from classwise.report import figures
 from classwise.report import settings as settings_view
 from classwise.report.collect import ModelResult, ReportData, collect
-from classwise.report.headline import Headline, adversarial_method, headline, unreadable, weakest
+from classwise.report.headline import Headline, headline, unreadable, weakest
 from classwise.report.page import Section, fig, table
 from classwise.report.settings import Setting
 from classwise.report.universality import study_headline, study_sections
@@ -140,12 +140,8 @@ def report_headline(data: ReportData) -> Headline | None:
 
 def change_section(models: Sequence[ModelResult]) -> Section | None:
     """Per-class change from standard to each adversarially trained model, with 95% intervals."""
-
-    def adversarial(m: ModelResult) -> bool | None:
-        return adversarial_method((m.config.get("method") or {}).get("name"))
-
-    base = next((m for m in models if adversarial(m) is False), None)
-    others = [m for m in models if adversarial(m)]
+    base = next((m for m in models if m.adversarial is False), None)
+    others = [m for m in models if m.adversarial]
     if base is None or not others:
         return None
     s = Section(

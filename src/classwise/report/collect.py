@@ -18,6 +18,7 @@ from classwise.config import flatten
 from classwise.errors import ClasswiseError
 from classwise.evaluate import AttackRecord, ClassAccuracy, Evaluation, read_evaluation
 from classwise.history import Epoch, load_history
+from classwise.report.headline import trained_adversarially
 
 
 def _bands(acc: ClassAccuracy) -> np.ndarray:
@@ -41,6 +42,11 @@ class ModelResult:
     @property
     def dataset(self) -> str:
         return self.evaluation.title
+
+    @property
+    def adversarial(self) -> bool | None:
+        """Whether it was adversarially trained, from what its run stored (None: not known)."""
+        return trained_adversarially(self.evaluation.source, self.config)
 
     @property
     def n(self) -> np.ndarray:

@@ -4,7 +4,7 @@ The same headline opens every report and ends ``classwise gap``, ``evaluate`` an
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,12 +69,21 @@ def _method(config: dict[str, Any]) -> str | None:
     return method.get("name") if isinstance(method, dict) else None
 
 
-def adversarial_method(name: object) -> bool | None:
-    """Whether the training method ``name`` attacks its inputs (None for a name classwise does not
-    know, e.g. a model trained elsewhere): the one place the report asks the method registry."""
-    from classwise.train import METHODS
+# What classwise's training methods were before runs stored whether they attack their inputs: the
+# compatibility reader for runs, checkpoints and study snapshots written before that flag.
+LEGACY_METHODS = {"standard": False, "pgd-at": True, "trades": True, "fgsm-rs": True}
 
-    return METHODS.get(name).adversarial if isinstance(name, str) and name in METHODS else None
+
+def trained_adversarially(source: Mapping[str, Any], config: Mapping[str, Any]) -> bool | None:
+    """Whether a model was adversarially trained, from what is stored with it: the ``adversarial``
+    flag its run wrote into its evaluation's source (and its checkpoints), else, for results written
+    before the flag, its method's name among the methods classwise had then; None where nothing
+    says (a model trained elsewhere). The report never asks the training code."""
+    flag = source.get("adversarial")
+    if isinstance(flag, bool):
+        return flag
+    name = _method(dict(config))
+    return LEGACY_METHODS.get(name) if isinstance(name, str) else None
 
 
 def setup_line(ev: Evaluation, config: dict[str, Any] | None = None) -> str:
@@ -146,8 +155,8 @@ def headline(models: Sequence[tuple[Evaluation, dict[str, Any]]]) -> Headline | 
     else the first adversarially trained (or the first) model on its own."""
     if not models:
         return None
-    plain = [(e, c) for e, c in models if adversarial_method(_method(c)) is False]
-    adversarial = [(e, c) for e, c in models if adversarial_method(_method(c))]
+    plain = [(e, c) for e, c in models if trained_adversarially(e.source, c) is False]
+    adversarial = [(e, c) for e, c in models if trained_adversarially(e.source, c)]
     if plain and adversarial:
         (base, bc), (other, oc) = plain[0], adversarial[0]
         return comparison_headline(base, other, bc, oc)

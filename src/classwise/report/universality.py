@@ -13,7 +13,7 @@ import numpy as np
 from classwise import analysis
 from classwise.report import figures
 from classwise.report.collect import ReportData
-from classwise.report.headline import Headline, adversarial_method, unreadable
+from classwise.report.headline import Headline, unreadable
 from classwise.report.page import Section, fig, table
 
 
@@ -35,8 +35,10 @@ def study_sections(data: ReportData) -> list[Section]:
     datasets = sorted({str(r.get("config.data.dataset")) for r in rows})
     out = []
     setting_of = {m.run_id: m.name.rsplit(", seed ", 1)[0] for m in data.models if m.run_id}
+    adversarial = {m.run_id: m.adversarial for m in data.models if m.run_id}
     for dataset in datasets:
-        sections = _dataset_sections([r for r in rows if str(r.get("config.data.dataset")) == dataset], setting_of)
+        chosen = [r for r in rows if str(r.get("config.data.dataset")) == dataset]
+        sections = _dataset_sections(chosen, setting_of, adversarial)
         if len(datasets) > 1:
             for section in sections:
                 section.title += f" — {Path(dataset).name}"
@@ -44,7 +46,9 @@ def study_sections(data: ReportData) -> list[Section]:
     return out
 
 
-def _dataset_sections(rows: list[dict[str, Any]], setting_of: dict[str, str]) -> list[Section]:
+def _dataset_sections(
+    rows: list[dict[str, Any]], setting_of: dict[str, str], adversarial: dict[str, bool | None]
+) -> list[Section]:
     if not rows:
         return []
     by_run: dict[str, dict[int, float]] = defaultdict(dict)
@@ -99,13 +103,16 @@ def _dataset_sections(rows: list[dict[str, Any]], setting_of: dict[str, str]) ->
         )
     if hyper.figures:
         out.append(hyper)
-    out += _widening(ids, runs, acc)
+    out += _widening(ids, runs, acc, adversarial)
     return out
 
 
-def _widening(ids: list[str], runs: dict[str, dict[str, Any]], acc: np.ndarray) -> list[Section]:
+def _widening(
+    ids: list[str], runs: dict[str, dict[str, Any]], acc: np.ndarray, adversarial: dict[str, bool | None]
+) -> list[Section]:
     """Standard training against each adversarial method, in runs that share every other setting
-    but the seed: a paired test across seeds of the spread of per-class robust accuracy."""
+    but the seed: a paired test across seeds of the spread of per-class robust accuracy. Whether a
+    method is adversarial is what its runs stored (``adversarial``, by run id)."""
     method_key, seed_key = "config.method.name", "config.seed"
     groups: dict[tuple[Any, ...], dict[str, dict[Any, int]]] = defaultdict(lambda: defaultdict(dict))
     for j, i in enumerate(ids):
@@ -119,8 +126,9 @@ def _widening(ids: list[str], runs: dict[str, dict[str, Any]], acc: np.ndarray) 
         groups[rest][r[method_key]][r[seed_key]] = j
     rows = []
     for rest, methods in groups.items():
-        plain = [m for m in methods if adversarial_method(m) is False]
-        for base, other in ((b, m) for b in plain[:1] for m in methods if adversarial_method(m)):
+        said = {m: {adversarial.get(ids[j]) for j in by_seed.values()} for m, by_seed in methods.items()}
+        plain = [m for m in methods if said[m] == {False}]
+        for base, other in ((b, m) for b in plain[:1] for m in methods if said[m] == {True}):
             seeds = sorted(set(methods[base]) & set(methods[other]))
             if not seeds:
                 continue

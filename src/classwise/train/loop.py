@@ -133,7 +133,12 @@ class Trainer:
             channels_last=self.compute.channels_last,
             sample_weights=self.balance.sample_weights(ds.train.labels),
         )
-        self.meta = {"dataset": ds.describe(), "class_names": list(ds.class_names), "config": cfg.to_dict()}
+        self.meta = {
+            "dataset": ds.describe(),
+            "class_names": list(ds.class_names),
+            "config": cfg.to_dict(),
+            "adversarial": method_cls.adversarial,  # stored with the run, so readers never ask the registry
+        }
 
     def setup(self) -> EpochSetup:
         return EpochSetup(
@@ -339,7 +344,12 @@ def _finish(
         ds,
         cfg.test_spec(),
         run_dir / rundir.EVAL,
-        source={"checkpoint": source.name, "best_epoch": state.best.epoch, "dataset": ds.describe()},
+        source={
+            "checkpoint": source.name,
+            "best_epoch": state.best.epoch,
+            "dataset": ds.describe(),
+            "adversarial": METHODS.get(cfg.method.name).adversarial,
+        },
         progress=progress,
     )
     return TrainResult(run_dir, cfg, state.history, state.best.epoch, source, ev)
