@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -121,7 +122,9 @@ def test_a_technique_study_is_answered_as_question_c_with_paired_differences(tmp
     assert (tmp_path / "figures" / "closing-gap-tech-pgd-at.png").read_bytes()[:4] == b"\x89PNG"
     # every planned run has finished, so the answer is final, not "so far"
     assert "\n### The answer to (c)\n" in text and "so far" not in text
-    assert "pgd-at + focal (gamma=2) (worst class" in text
+    # the verdict names the closest of the settings compared with PGD-AT, with its numbers (which one
+    # is closest depends on how these seconds-long runs happen to train on this machine)
+    assert re.search(r"Closest: (pgd-at \+ focal \(gamma=2\)|trades) \(worst class [+-]\d", text)
     # the later evaluation, copied with the runs (gzipped records), gives its own paired table
     assert (results / "study" / "tech" / "runs" / by[("pgd-at", "none", 0)] / "eval-fgsm" / "samples.csv.gz").exists()
     assert "The same pairs under `eval-fgsm`: fgsm at ε=4/255 (Linf), first 2 test images per class." in text
