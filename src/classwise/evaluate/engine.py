@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from classwise.attacks import PGD, Attack, flat_norm, format_eps
-from classwise.compute import Autocast, fast_layout, fused_for_inference
+from classwise.compute import Autocast, fast_layout, fused_for_inference, resolve_precision
 from classwise.data.convert import evaluation_images
 from classwise.data.dataset import Dataset, LabeledImages, per_class_positions, unit_images
 from classwise.errors import ConfigError
@@ -170,7 +170,7 @@ class _Run:
         self.x = sel.samples.images.to(dev)
         self.y = sel.samples.labels.to(dev)
         attacked = fused_for_inference(model, unit_images(self.x[: spec.batch_size]))
-        self.model = Autocast(attacked, dev) if spec.precision == "bf16" else attacked
+        self.model = Autocast(attacked, dev) if resolve_precision(spec.precision, dev) == "bf16" else attacked
         self.k = len(sel.class_names)
         saved = state.get("clean_pred")
         self.clean_pred = torch.from_numpy(saved).to(dev) if saved is not None else self._predict()
