@@ -101,3 +101,20 @@ def test_the_benchmark_runs_in_its_quick_mode(
 
 def test_every_benchmark_is_run_here() -> None:
     assert set(BENCHMARKS) == set(EXPECT), "a benchmark without a quick-mode test, or a test of one that is gone"
+
+
+def test_bench_train_measures_no_bf16_peak_where_bf16_is_emulated(
+    gap: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without native bf16 a 2048² bf16 matmul takes minutes (torch emulates it): the benchmark
+    measures the fp32 peak only and says why the bf16 one is missing."""
+    import torch
+
+    module = importlib.import_module("benchmarks.bench_train")
+    asked: list[torch.dtype] = []
+    monkeypatch.setattr(module, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(module, "matmul_peak", lambda device, dtype, repeats: asked.append(dtype) or 1e9)
+    module.main(_args("bench_train", gap, tmp_path))
+    out = capsys.readouterr().out
+    assert asked and set(asked) == {torch.float32}
+    assert "bf16 matmul peak: not measured, this CPU has no native bf16" in out and "fp32 matmul peak 1.0" in out
