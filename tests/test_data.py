@@ -256,3 +256,16 @@ def test_svhn_in_torchvisions_flat_layout(tmp_path: Path) -> None:
         f.rename(tmp_path / f.name)
     ds = load_dataset("svhn", root=tmp_path, download_missing=False)
     assert len(ds.train) == N_TRAIN and DATASETS.get("svhn").available(tmp_path)
+
+
+def test_a_dataset_describes_how_many_images_of_each_class_it_trains_on(tmp_path: Path) -> None:
+    """The per-class training counts (after the validation split and any long tail) are stored with
+    every run, so the results of an imbalanced dataset (GTSRB) are read beside them."""
+    ds = load_dataset(str(write_class_folders(tmp_path, n=8)))
+    assert ds.describe()["train_class_counts"] == [8, 8, 8]
+    ds = validation_split(ds, 2, seed=0)
+    assert ds.describe()["train_class_counts"] == [6, 6, 6]
+    tail = long_tailed(ds, 3.0, seed=0)
+    counts = tail.describe()["train_class_counts"]
+    assert counts == torch.bincount(tail.train.labels, minlength=3).tolist()
+    assert counts[0] == 6 and counts[0] > counts[2] and sum(counts) == len(tail.train)

@@ -118,6 +118,9 @@ class Dataset:
             "classes": list(self.class_names),
             "input_shape": list(self.input_shape),
             "sizes": {k: len(v) for k, v in self.splits().items()},
+            # per class, of the images a run trains on (after the validation split): what an imbalanced
+            # dataset's per-class results are read beside
+            "train_class_counts": self.train.counts(self.num_classes).tolist(),
             "mean": list(self.mean) if len(self.train) else None,  # a test-only dataset has no train statistics
             "std": list(self.std) if len(self.train) else None,
             "source": self.source,
