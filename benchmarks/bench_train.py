@@ -185,7 +185,9 @@ def main(argv: list[str] | None = None) -> None:
     # bf16 where the hardware computes it: elsewhere torch emulates it, a 2048² matmul takes minutes
     # and its "peak" is no ceiling of anything the loop runs (it trains in fp32 there)
     native_bf16 = device.type == "cuda" or cpu_has_bf16()
-    peaks: dict[torch.dtype, list[float]] = {torch.float32: []} | ({torch.bfloat16: []} if native_bf16 else {})
+    peaks: dict[torch.dtype, list[float]] = {torch.float32: []}
+    if native_bf16:
+        peaks[torch.bfloat16] = []
 
     def measure_peaks() -> None:
         for dtype, values in peaks.items():
