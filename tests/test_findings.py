@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -272,3 +274,51 @@ def test_the_weakest_class_over_runs_has_the_run_as_its_unit() -> None:
 def test_the_techniques_against_pgd_at_are_also_judged_as_one_family() -> None:
     page = (ROOT / "docs" / "findings.md").read_text()
     assert "as one family (paired t-tests over seeds, Holm's correction, family-wise 5%)" in page
+
+
+def test_an_imbalanced_training_set_is_read_beside_its_per_class_counts(tmp_path: Path) -> None:
+    """Each run stores how many images of each class it trained on; where those differ (GTSRB, a
+    long tail), the page sets them beside each class's accuracy, with Spearman's ρ between the two
+    per run, computed from the stored results (runs that store no counts, or a balanced set: no part)."""
+    from classwise import analysis
+    from classwise.study import load_study, run_study
+    from studies.findings.study_answers import imbalance_part, study_runs, train_counts
+    from tests.test_study import _study
+
+    grid = {"method.name": ["standard", "pgd-at"], "data.imbalance_ratio": [3.0]}
+    study = load_study(_study(tmp_path, grid))
+    run_study(study, tmp_path / "s", progress=False)
+    results = tmp_path / "results"
+    assert main(["snapshot", str(tmp_path / "s"), "--out", str(results / "study" / "s")]) == 0
+    runs = study_runs(results / "study" / "s")
+    counts = train_counts(runs[0])
+    assert counts is not None and counts.tolist() == [6, 3, 2]  # 8 a class, 2 held out, a 3:1 long tail
+    (dataset,) = {r.dataset for r in runs}
+    lines = imbalance_part(runs, [dataset])
+    assert f"#### {dataset}: the training set is imbalanced" in lines
+    assert any("trained on 2 to 6 images each" in line for line in lines)
+    for r in runs:
+        rho = analysis.spearman(counts, r.judged).rho
+        shown = f"{rho:+.2f}" if np.isfinite(rho) else "undefined"
+        kind = "robust" if r.adversarial else "clean"
+        assert any(
+            line.startswith(f"| {dataset} | {r.method} | ") and f"| {kind} | 1 | {shown} |" in line for line in lines
+        )
+    per_class = [line for line in lines if line.startswith("| ") and line.split(" | ")[1].isdigit()]
+    names = runs[0].model.class_names
+    assert [line.split(" | ")[:2] for line in per_class] == [["| ship", "2"], ["| dog", "3"], ["| cat", "6"]]
+    assert names == ("cat", "dog", "ship")
+    # a balanced training set, or runs written before the counts were stored: no such part
+    balanced = [
+        replace(r, model=replace(r.model, evaluation=_with_counts(r.model.evaluation, [6, 6, 6]))) for r in runs
+    ]
+    assert imbalance_part(balanced, [dataset]) == []
+    unknown = [replace(r, model=replace(r.model, evaluation=_with_counts(r.model.evaluation, None))) for r in runs]
+    assert imbalance_part(unknown, [dataset]) == []
+
+
+def _with_counts(ev: Any, counts: list[int] | None) -> Any:
+    dataset = {k: v for k, v in ev.source["dataset"].items() if k != "train_class_counts"}
+    if counts is not None:
+        dataset["train_class_counts"] = counts
+    return replace(ev, source={**ev.source, "dataset": dataset})

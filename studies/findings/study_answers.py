@@ -342,6 +342,73 @@ def widening_part(runs: Sequence[StudyRun], datasets: list[str], ans: Answers) -
     )
 
 
+def train_counts(run: StudyRun) -> np.ndarray | None:
+    """How many images of each class the run trained on, as its evaluation stored them (runs written
+    before the counts were stored: None)."""
+    counts = (run.model.evaluation.source.get("dataset") or {}).get("train_class_counts")
+    return None if counts is None else np.asarray(counts, dtype=np.int64)
+
+
+def _balance(run: StudyRun) -> str:
+    balance = run.model.config.get("balance") or {}
+    return str(balance.get("name") or "none") if isinstance(balance, dict) else "none"
+
+
+def imbalance_part(runs: Sequence[StudyRun], datasets: list[str]) -> list[str]:
+    """Where a dataset's classes trained on different numbers of images (GTSRB): each class's
+    training count beside its accuracy, and Spearman's ρ across classes between the two, run by
+    run, per method, technique and ε."""
+    lines: list[str] = []
+    for d in datasets:
+        stored = [(r, c) for r in _by(runs, dataset=d) if (c := train_counts(r)) is not None]
+        if not stored:
+            continue
+        group_runs, counts = [r for r, _ in stored], stored[0][1]
+        if np.ptp(counts) == 0 or any(not np.array_equal(c, counts) for _, c in stored):
+            continue  # balanced, or runs that trained on different splits: no one column of counts
+        names = group_runs[0].model.class_names
+        settings = sorted({(r.method, _balance(r), _threat(r)) for r in group_runs})
+        rho_rows, columns, per_class = [], ["class", "training images"], []
+        for method, balance, eps in settings:
+            group = [r for r in group_runs if (r.method, _balance(r), _threat(r)) == (method, balance, eps)]
+            robust = group[0].adversarial
+            cs = [analysis.spearman(counts, r.judged) for r in group]
+            defined = [c for c in cs if np.isfinite(c.rho)]
+            median = f"{np.median([c.rho for c in defined]):+.2f}" if defined else "undefined"
+            below, above = sum(c.high < 0 for c in defined), sum(c.low > 0 for c in defined)
+            label = f"{method} + {balance}" if balance != "none" else method
+            rho_rows.append(
+                f"| {d} | {label} | {eps} | {'robust' if robust else 'clean'} | {len(group)} | {median} | "
+                f"{below} | {above} |"
+            )
+            columns.append(f"{label} {eps}, {'robust' if robust else 'clean'}")
+            per_class.append(pooled_accuracy([r.model for r in group], robust))
+        rows = [
+            f"| {names[k]} | {int(counts[k])} | " + " | ".join(_interval(acc[:, k]) for acc in per_class) + " |"
+            for k in np.argsort(counts, kind="stable")
+        ]
+        lines += [
+            "",
+            f"#### {d}: the training set is imbalanced",
+            "",
+            f"Its classes trained on {int(counts.min())} to {int(counts.max())} images each. Spearman's ρ across "
+            "classes between a class's training images and its accuracy (robust if adversarially trained, else "
+            "clean), per run: the median over runs, and in how many runs the Fisher interval excludes 0 in each "
+            "direction. A ρ above 0 says the classes with fewer images are the weaker ones.",
+            "",
+            *markdown_table(
+                ("dataset", "training", "ε", "accuracy", "runs", "median ρ", "interval below 0", "interval above 0"),
+                rho_rows,
+                "no run",
+            ),
+            "",
+            "Per class, fewest training images first (the mean over runs with its interval; one run: Wilson):",
+            "",
+            *markdown_table(columns, rows, "no run"),
+        ]
+    return lines
+
+
 def explanations_part(runs: Sequence[StudyRun], datasets: list[str], ans: Answers) -> list[str]:
     from classwise.report import correlations
 
@@ -537,6 +604,7 @@ def study_section(folder: Path) -> tuple[str, dict[str, bytes]]:
         *weakest,
         *stability_part(runs, datasets),
         *widening_part(runs, datasets, ans),
+        *imbalance_part(runs, datasets),
         *explanations_part(runs, datasets, ans),
         *answers_part(ans, is_complete(finished, total)),
     ]
