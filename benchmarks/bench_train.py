@@ -4,7 +4,7 @@ For each network and method, times training steps on random data of the dataset'
 counts the step's floating-point operations with torch's FlopCounterMode, and prints
 images/s, achieved FLOP/s and achieved ÷ peak, where the peaks are the best measured
 square-matmul rates in fp32 and in bf16 on the same device, measured in the same run (bf16 only
-where the device computes it natively; on a CPU without AVX512-BF16 or AMX the column is blank). The steps
+where the device computes it natively; on a CPU without AVX512-BF16 or AMX that column reads -). The steps
 are the training loop's own (``step_body`` run by ``TrainStep``), run twice: as the loop runs
 them by default (bf16 autocast where the hardware has it, channels_last where it is safe; on
 CUDA also replayed as a CUDA graph) and as the fp32 loop (fp32, contiguous layout, eager), so
