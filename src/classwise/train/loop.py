@@ -277,7 +277,7 @@ def train(
             tracker.log(epoch_scalars(state.history[-1], ds.class_names), epoch + 1)
             if stop:
                 break
-        result = _finish(run_dir, cfg, ds, state, dev, final_evaluation, progress)
+        result = _finish(run_dir, cfg, ds, trainer.meta, state, dev, final_evaluation, progress)
         if result.evaluation is not None:
             tracker.log(test_scalars(result.evaluation), len(state.history))
         return result
@@ -328,13 +328,15 @@ def _finish(
     run_dir: Path,
     cfg: TrainConfig,
     ds: Dataset,
+    meta: dict[str, Any],
     state: RunState,
     dev: torch.device,
     final_evaluation: bool,
     progress: bool,
 ) -> TrainResult:
     """Class-wise evaluation on the test split, written to ``eval/``: of the technique's weight
-    average when it keeps one (CFA's FAWA), else of the best checkpoint."""
+    average when it keeps one (CFA's FAWA), else of the best checkpoint. Its source says what the
+    run's checkpoints say (``meta``): the dataset and whether the run was adversarial."""
     source = next(run_dir / n for n in (rundir.AVERAGE, rundir.BEST, rundir.LAST) if (run_dir / n).exists())
     if not final_evaluation:
         return TrainResult(run_dir, cfg, state.history, state.best.epoch, source, None)
@@ -347,8 +349,8 @@ def _finish(
         source={
             "checkpoint": source.name,
             "best_epoch": state.best.epoch,
-            "dataset": ds.describe(),
-            "adversarial": METHODS.get(cfg.method.name).adversarial,
+            "dataset": meta["dataset"],
+            "adversarial": meta["adversarial"],
         },
         progress=progress,
     )
