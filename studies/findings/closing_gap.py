@@ -33,6 +33,7 @@ from studies.findings.study_answers import (
     pooled_accuracy,
     progress,
     snapshot_runs,
+    technique,
     with_intervals,
 )
 
@@ -43,18 +44,6 @@ def is_technique_study(folder: Path) -> bool:
     """Whether the study's runs differ in their balancing technique (question (c))."""
     entries = runs_table(folder)
     return any("balance.name" in {**e["overrides"], **(e["overrides"].get("with") or {})} for e in entries)
-
-
-def technique(run: StudyRun) -> str:
-    """``focal (gamma=2)``: the run's balancing technique with the arguments it was given
-    (``class-eps+focal (focal.gamma=2)`` for a combination)."""
-    balance = run.model.config.get("balance") or {}
-    name = balance.get("name", "none")
-    parts = components(name, balance.get("args") or {})
-    given = ", ".join(
-        f"{part + '.' if len(parts) > 1 else ''}{k}={v}" for part, args in parts for k, v in sorted(args.items())
-    )
-    return name + (f" ({given})" if given else "")
 
 
 @dataclass(frozen=True)

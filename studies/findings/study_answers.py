@@ -9,6 +9,7 @@ is one function returning its lines."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from classwise import analysis
 from classwise.attacks import format_eps
 from classwise.report import ModelResult, figures, model_from_folder, pct, unreadable
 from classwise.study import finished_entries, is_planned, runs_table
+from classwise.train import components
 from studies.findings.paper_scale import display_name
 
 
@@ -349,9 +351,16 @@ def train_counts(run: StudyRun) -> np.ndarray | None:
     return None if counts is None else np.asarray(counts, dtype=np.int64)
 
 
-def _balance(run: StudyRun) -> str:
+def technique(run: StudyRun) -> str:
+    """``focal (gamma=2)``: the run's balancing technique with the arguments it was given
+    (``class-eps+focal (focal.gamma=2)`` for a combination)."""
     balance = run.model.config.get("balance") or {}
-    return str(balance.get("name") or "none") if isinstance(balance, dict) else "none"
+    name = balance.get("name", "none")
+    parts = components(name, balance.get("args") or {})
+    given = ", ".join(
+        f"{part + '.' if len(parts) > 1 else ''}{k}={v}" for part, args in parts for k, v in sorted(args.items())
+    )
+    return name + (f" ({given})" if given else "")
 
 
 def imbalance_part(runs: Sequence[StudyRun], datasets: list[str]) -> list[str]:
@@ -363,25 +372,24 @@ def imbalance_part(runs: Sequence[StudyRun], datasets: list[str]) -> list[str]:
         stored = [(r, c) for r in _by(runs, dataset=d) if (c := train_counts(r)) is not None]
         if not stored:
             continue
-        group_runs, counts = [r for r, _ in stored], stored[0][1]
+        counts = stored[0][1]
         if np.ptp(counts) == 0 or any(not np.array_equal(c, counts) for _, c in stored):
             continue  # balanced, or runs that trained on different splits: no one column of counts
-        names = group_runs[0].model.class_names
-        settings = sorted({(r.method, _balance(r), _threat(r)) for r in group_runs})
+        names = stored[0][0].model.class_names
+        settings: dict[tuple[str, str, str], list[StudyRun]] = defaultdict(list)
+        for r, _ in stored:
+            settings[(r.method, technique(r), _threat(r))].append(r)
         rho_rows, columns, per_class = [], ["class", "training images"], []
-        for method, balance, eps in settings:
-            group = [r for r in group_runs if (r.method, _balance(r), _threat(r)) == (method, balance, eps)]
+        for (method, balance, eps), group in sorted(settings.items()):
             robust = group[0].adversarial
+            kind = "robust" if robust else "clean"
             cs = [analysis.spearman(counts, r.judged) for r in group]
             defined = [c for c in cs if np.isfinite(c.rho)]
             median = f"{np.median([c.rho for c in defined]):+.2f}" if defined else "undefined"
             below, above = sum(c.high < 0 for c in defined), sum(c.low > 0 for c in defined)
             label = f"{method} + {balance}" if balance != "none" else method
-            rho_rows.append(
-                f"| {d} | {label} | {eps} | {'robust' if robust else 'clean'} | {len(group)} | {median} | "
-                f"{below} | {above} |"
-            )
-            columns.append(f"{label} {eps}, {'robust' if robust else 'clean'}")
+            rho_rows.append(f"| {d} | {label} | {eps} | {kind} | {len(group)} | {median} | {below} | {above} |")
+            columns.append(f"{label} {eps}, {kind}")
             per_class.append(pooled_accuracy([r.model for r in group], robust))
         rows = [
             f"| {names[k]} | {int(counts[k])} | " + " | ".join(_interval(acc[:, k]) for acc in per_class) + " |"
