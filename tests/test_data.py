@@ -21,6 +21,7 @@ from classwise.data import (
     long_tailed,
     official,
     validation_split,
+    without_classes,
 )
 from classwise.data.files import RemoteFile, download
 from classwise.errors import ConfigError, DatasetNotFoundError
@@ -170,6 +171,22 @@ def test_class_subset_relabels_in_given_order() -> None:
     assert ds.train.images[ds.train.labels == 0][:, 0, 0, 0].min().item() == 40
     with pytest.raises(ConfigError, match="no class"):
         class_subset(_toy(), ["zebra"])
+
+
+def test_without_classes_keeps_the_other_images_and_relabels_them_in_order() -> None:
+    full = _toy()
+    ds = without_classes(full, ["b"])
+    assert ds.class_names == ("a", "c", "d") and ds.name == f"{full.name}-without-b"
+    assert "classes left out: b" in ds.notes
+    for split in ("train", "test"):
+        kept = getattr(full, split).labels != 1
+        assert torch.equal(getattr(ds, split).images, getattr(full, split).images[kept])
+        relabelled = [{0: 0, 2: 1, 3: 2}[k] for k in getattr(full, split).labels[kept].tolist()]
+        assert getattr(ds, split).labels.tolist() == relabelled
+    with pytest.raises(ConfigError, match=r"no class 'zebra'.*classes: a, b, c, d"):
+        without_classes(full, ["zebra"])
+    with pytest.raises(ConfigError, match="fewer than two classes"):
+        without_classes(full, ["a", "b", "c"])
 
 
 def test_batches_cover_the_split_and_repeat_per_epoch_seed() -> None:

@@ -322,3 +322,65 @@ def _with_counts(ev: Any, counts: list[int] | None) -> Any:
     if counts is not None:
         dataset["train_class_counts"] = counts
     return replace(ev, source={**ev.source, "dataset": dataset})
+
+
+@pytest.mark.usefixtures("tiny_models_count")
+def test_the_removal_intervention_is_read_against_its_baselines_from_the_stored_samples(tmp_path: Path) -> None:
+    """Question (b) by intervention: runs that leave a class out are paired with the committed run of
+    the same config and seed on all classes; the weakest class, its neighbour (the class its images
+    are most taken for) and the control (least) are measured on the baselines, and every number in
+    the tables is the weakest class's accuracy on its own test images, read back from the samples."""
+    import yaml
+
+    from classwise.study import load_study, run_study
+    from tests.test_study import _study
+
+    results = tmp_path / "results"
+    grid = {"method.name": ["pgd-at"], "seed": [0, 1]}
+    baseline = load_study(_study(tmp_path, grid))
+    run_study(baseline, tmp_path / "s", progress=False)
+    removal = load_study(_study(tmp_path, {**grid, "data.drop_classes": [["cat"], ["dog"], ["ship"]]}))
+    run_study(removal, tmp_path / "r", progress=False)
+    for name in ("s", "r"):
+        assert main(["snapshot", str(tmp_path / name), "--out", str(results / "study" / name)]) == 0
+    write_findings(results, tmp_path / "f.md")
+    text = (tmp_path / "f.md").read_text()
+    assert "## Question (b) by intervention: study `r`" in text
+
+    def ev(study: str, run_id: str) -> Any:
+        return read_evaluation(results / "study" / study / "runs" / run_id / "eval")
+
+    base = {r.config.seed: ev("s", r.run_id) for r in baseline.runs}
+    judged = np.array([e.robust(e.headline).accuracy for e in base.values()])
+    names = base[0].class_names
+    weakest = (judged == judged.min(1, keepdims=True)).sum(0)  # a tie counts for every class tied
+    target = max(range(3), key=lambda k: (weakest[k], -judged[:, k].mean()))
+    taken = sum(np.bincount(e.clean_pred[e.labels == target], minlength=3) for e in base.values())
+    others = sorted((k for k in range(3) if k != target), key=lambda k: -taken[k])
+    neighbour, control = names[others[0]], names[others[-1]]
+    assert f"The weakest class is **{names[target]}** (weakest in {weakest[target]} of 2" in text
+    assert f"most often taken for **{neighbour}**" in text and f"least often for **{control}**" in text
+    assert f"leave {names[target]} itself out" in text
+
+    def acc(e: Any, robust: bool) -> float:
+        k = e.class_names.index(names[target])
+        flags = e.headline.robust if robust else e.clean_correct
+        return float(flags[e.labels == k].mean())
+
+    lines = text.splitlines()
+    for robust in (False, True):
+        what = "robust (headline attack)" if robust else "clean"
+        start = lines.index(
+            f"resnet20, pgd-at: {names[target]}'s {what} accuracy (%; change from the baseline in brackets):"
+        )
+        for seed in (0, 1):
+            row = next(line for line in lines[start:] if line.startswith(f"| {seed} | "))
+            cells = row.strip("| ").split(" | ")[1:]  # after the seed
+            arms = {tuple(r.config.data.drop_classes): ev("r", r.run_id) for r in removal.runs if r.config.seed == seed}
+            before = acc(base[seed], robust)
+            after = [acc(arms[(c,)], robust) for c in (neighbour, control)]
+            expected = [f"{100 * before:.1f}"] + [f"{100 * a:.1f} ({100 * (a - before):+.1f})" for a in after]
+            assert cells[:3] == expected
+    assert "**Answer" in text
+    config = yaml.safe_load((results / "study" / "r" / "runs" / removal.runs[0].run_id / "config.yaml").read_text())
+    assert config["data"]["drop_classes"]  # the runs are the removal runs, not copies of the baselines

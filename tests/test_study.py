@@ -293,8 +293,10 @@ def test_a_setting_added_later_keeps_the_ids_of_existing_runs() -> None:
     before = cfg.to_dict()
     del before["model"]["init_from"]  # the config as studies knew it before model.init_from existed
     del before["threat"]["norm"]  # ... and before threat.norm (L2 training)
+    del before["data"]["drop_classes"]  # ... and before data.drop_classes (the class-removal intervention)
     assert run_hash(cfg) == hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:12]
     assert run_hash(cfg.with_overrides({"model.init_from": "runs/pre"})) != run_hash(cfg)
+    assert run_hash(cfg.with_overrides({"data.drop_classes": ["dog"]})) != run_hash(cfg)
     assert run_hash(cfg.with_overrides({"threat.norm": "L2", "threat.eps": 0.5})) != run_hash(
         cfg.with_overrides({"threat.eps": 0.5})
     )

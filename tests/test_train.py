@@ -223,6 +223,32 @@ def test_an_l2_adversarial_run_trains_evaluates_and_is_reloaded_under_l2(tmp_pat
     assert (ev.headline.norm, ev.headline.eps) == ("L2", 0.25)
 
 
+def test_a_run_without_a_class_trains_on_the_others_and_is_evaluated_on_them_again(tmp_path: Path) -> None:
+    from classwise.evaluate import EvalSpec, evaluate_model, read_evaluation
+    from classwise.train import prepare_data
+
+    data = _data(tmp_path)
+    cfg = _cfg(data, {"data.drop_classes": ["dog"], "optim.epochs": 1})
+    full, dropped = prepare_data(_cfg(data)), prepare_data(cfg)
+    assert dropped.class_names == ("cat", "ship")
+    for split in ("train", "val", "test"):  # the kept classes hold exactly the images of the run on all classes
+        whole, kept = getattr(full, split), getattr(dropped, split)
+        assert torch.equal(kept.images, whole.images[whole.labels != 1])
+    result = train(cfg, tmp_path / "run", progress=False)
+    model, meta = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert meta["class_names"] == ["cat", "ship"] and model.spec.num_classes == 2
+    assert result.test.class_names == ("cat", "ship") and result.test.clean().n.tolist() == [12, 12]
+    # evaluated again on the whole dataset (AutoAttack after training, say): on the classes it has
+    spec = EvalSpec.from_dict({"attacks": [{"name": "pgd", "args": {"steps": 2}}]})
+    again = evaluate_model(str(tmp_path / "run" / "best.pt"), data, spec, tmp_path / "ev", progress=False)
+    assert again.class_names == ("cat", "ship")
+    assert again.clean().correct.tolist() == read_evaluation(tmp_path / "run" / "eval").clean().correct.tolist()
+    with pytest.raises(ConfigError, match="no class 'zebra'"):
+        train(_cfg(data, {"data.drop_classes": ["zebra"]}), tmp_path / "bad", progress=False)
+    with pytest.raises(ConfigError, match="names a class twice"):
+        _cfg(data, {"data.drop_classes": ["dog", "dog"]})
+
+
 def test_run_folders_are_never_overwritten(tmp_path: Path) -> None:
     data = _data(tmp_path)
     run = tmp_path / "run"

@@ -8,7 +8,8 @@ replaced atomically, and a figure the page no longer shows (listed in
 ``figures/.findings-figures.json`` by the previous page) is removed.
 
 Sections: the study's questions (a) and (b) (``results/study/<name>/``, a study copied by
-``classwise snapshot``; :mod:`studies.findings.study_answers`), question (c) from a study whose
+``classwise snapshot``; :mod:`studies.findings.study_answers`), question (b) by intervention from a
+study whose runs leave classes out of training (:mod:`studies.findings.removal`), question (c) from a study whose
 runs differ in their balancing technique (:mod:`studies.findings.closing_gap`), the CPU recipes
 (:mod:`studies.findings.recipe`) and the paper-scale GPU runs
 (``results/paper-scale/<device>-<date>/``; :mod:`studies.findings.paper_scale`).
@@ -25,6 +26,7 @@ from classwise.evaluate import write_files_atomically
 from studies.findings.closing_gap import closing_gap_section, is_technique_study
 from studies.findings.paper_scale import paper_scale_section
 from studies.findings.recipe import recipe_section
+from studies.findings.removal import is_removal_study, removal_section
 from studies.findings.study_answers import study_section
 
 
@@ -44,7 +46,7 @@ def write_findings(results: str | Path, out: str | Path) -> Path:
         "original by about the size of the attack budget, so numbers are on that variant.",
         "",
     ]
-    sections = [closing_gap_section(f) if is_technique_study(f) else study_section(f) for f in studies]
+    sections = [_section(f) for f in studies]
     if recipes:
         sections.append((recipe_section(recipes), {}))
     sections += [paper_scale_section(folder) for folder in paper]
@@ -63,6 +65,14 @@ def write_findings(results: str | Path, out: str | Path) -> Path:
     listing = json.dumps(sorted(figs), indent=1) + "\n"
     write_files_atomically(figures_dir, {FIGURE_LIST: partial(_write, listing.encode())})
     return out
+
+
+def _section(folder: Path) -> tuple[str, dict[str, bytes]]:
+    """A study's section: the class-removal intervention, question (c) for a study whose runs differ in
+    their balancing technique, else questions (a) and (b)."""
+    if is_removal_study(folder):
+        return removal_section(folder)
+    return closing_gap_section(folder) if is_technique_study(folder) else study_section(folder)
 
 
 FIGURE_LIST = ".findings-figures.json"

@@ -83,23 +83,24 @@ class Answers:
 
 
 def study_runs(folder: Path) -> list[StudyRun]:
-    out = []
-    for entry in finished_entries(folder):
-        path = folder / "runs" / entry["run_id"]
-        m = model_from_folder(entry["run_id"], path)
-        c = m.config
-        together = entry["overrides"].get("with") or {}
-        extra = [
-            f"{k.split('.')[-1].replace('_', ' ')} {v}"
-            for k, v in together.items()
-            if k not in ("data.dataset", "data.root", "threat.eps")
-        ]
-        variant = ", ".join([f"ε={format_eps(c['threat']['eps'])}", *extra])
-        ds = display_name(m.evaluation.dataset)
-        out.append(
-            StudyRun(m, ds, c["model"]["name"], c["method"]["name"], int(c["seed"]), variant, path, is_planned(entry))
-        )
-    return out
+    """A study snapshot's finished runs."""
+    return [study_run(folder, entry) for entry in finished_entries(folder)]
+
+
+def study_run(folder: Path, entry: dict[str, Any]) -> StudyRun:
+    """The finished run of a study snapshot's runs-table ``entry``, its evaluation read."""
+    path = folder / "runs" / entry["run_id"]
+    m = model_from_folder(entry["run_id"], path)
+    c = m.config
+    together = entry["overrides"].get("with") or {}
+    extra = [
+        f"{k.split('.')[-1].replace('_', ' ')} {v}"
+        for k, v in together.items()
+        if k not in ("data.dataset", "data.root", "threat.eps")
+    ]
+    variant = ", ".join([f"ε={format_eps(c['threat']['eps'])}", *extra])
+    ds = display_name(m.evaluation.dataset)
+    return StudyRun(m, ds, c["model"]["name"], c["method"]["name"], int(c["seed"]), variant, path, is_planned(entry))
 
 
 def pooled_accuracy(models: Sequence[ModelResult], robust: bool) -> np.ndarray:

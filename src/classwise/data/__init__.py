@@ -9,6 +9,7 @@ from classwise.data.dataset import (
     long_tailed,
     per_class_subset,
     validation_split,
+    without_classes,
 )
 from classwise.data.files import data_root
 from classwise.data.loader import Augment, BatchIterator, augment_batch
@@ -31,4 +32,5 @@ __all__ = [
     "long_tailed",
     "per_class_subset",
     "validation_split",
+    "without_classes",
 ]

@@ -7,6 +7,7 @@ datasets and never mutate their input.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 
@@ -195,6 +196,24 @@ def class_subset(dataset: Dataset, classes: list[str] | list[int]) -> Dataset:
         train=keep(dataset.train),
         test=keep(dataset.test),
         val=keep(dataset.val) if dataset.val is not None else None,
+    )
+
+
+def without_classes(dataset: Dataset, names: Sequence[str]) -> Dataset:
+    """``dataset`` with the classes ``names`` left out of every split and the others relabelled
+    0..k-1 in their order: the class-removal intervention (does a class's weakness come from a
+    neighbour it is confused with?). The images of the classes kept are exactly those of the
+    full dataset, so a run without a class is paired image by image with one on all of them."""
+    for name in names:
+        _class_index(dataset, name)
+    kept = [c for c in dataset.class_names if c not in set(names)]
+    if len(kept) < 2:
+        raise ConfigError(f"leaving out {list(names)} would keep fewer than two classes of {dataset.name}")
+    subset = class_subset(dataset, kept)
+    return replace(
+        subset,
+        name=f"{dataset.name}-without-{'-'.join(names)}",
+        notes=(*dataset.notes, f"classes left out: {', '.join(names)}"),
     )
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -111,12 +112,14 @@ def load_checkpoint(
     arch: str | None = None,
     num_classes: int | None = None,
     device: torch.device | str = "cpu",
+    class_names: Sequence[str] | None = None,
 ) -> tuple[ImageClassifier, dict[str, Any]]:
     """Rebuild the model saved at ``path`` and load its weights.
 
     Args:
         arch: if given, the checkpoint must hold this architecture.
-        num_classes: if given, the checkpoint must have this many classes (e.g. the dataset's).
+        num_classes: if given, the checkpoint must have this many classes (e.g. the dataset's), or,
+            with the dataset's ``class_names``, be a run trained on some of them (``data.drop_classes``).
 
     Returns:
         (model in eval mode on ``device``, the checkpoint's ``meta`` with ``versions`` added).
@@ -128,7 +131,9 @@ def load_checkpoint(
         raise CheckpointError(f"{path}: model description is damaged ({exc})") from None
     if arch is not None and arch != spec.arch:
         raise CheckpointError(f"{path} holds a {spec.arch!r} model, not {arch!r}")
-    if num_classes is not None and num_classes != spec.num_classes:
+    trained_on = (payload.get("meta") or {}).get("class_names") or ()
+    some_of = len(trained_on) == spec.num_classes and set(trained_on) < set(class_names or ())
+    if num_classes is not None and num_classes != spec.num_classes and not some_of:
         raise CheckpointError(
             f"{path} was trained for {spec.num_classes} classes but the dataset has {num_classes}; "
             "evaluate it on the dataset it was trained on"

@@ -51,6 +51,7 @@ class ModelRequest:
     num_classes: int
     input_shape: tuple[int, int, int]
     threat_model: str = "Linf"
+    class_names: tuple[str, ...] | None = None  # the dataset's: a checkpoint trained without some of them loads
     model_dir: Path = Path("models")  # RobustBench's layout: <dir>/<dataset>/<threat model>/<name>.pt
     weights: Path | None = None  # a local weights file (timm, module:factory)
     mean: tuple[float, ...] | None = None
@@ -132,7 +133,10 @@ def _checkpoint(path: Path, request: ModelRequest) -> LoadedModel:
             f"model {str(path)!r} is neither a file nor a known kind: use robustbench:NAME, timm:NAME, "
             "torchscript:PATH or module.path:factory"
         )
-    model, meta = load_checkpoint(path, num_classes=request.num_classes, device=request.device)
+    model, meta = load_checkpoint(
+        path, num_classes=request.num_classes, device=request.device, class_names=request.class_names
+    )
+    names = tuple(meta.get("class_names") or ())
     config = meta.get("config") or {}
     threat = config.get("threat")
     threat = threat if isinstance(threat, dict) else {}
@@ -141,9 +145,8 @@ def _checkpoint(path: Path, request: ModelRequest) -> LoadedModel:
     source = {"kind": "classwise", "checkpoint": str(path.resolve()), "config": config}
     if isinstance(meta.get("adversarial"), bool):  # written by runs since the flag exists
         source["adversarial"] = meta["adversarial"]
-    names = meta.get("class_names")
     trained_eps = float(eps) if isinstance(eps, int | float) and eps > 0 else None
-    return LoadedModel(model, source, trained_eps, str(norm), tuple(names) if names else None)
+    return LoadedModel(model, source, trained_eps, str(norm), names or None)
 
 
 def _torchscript(path_text: str, request: ModelRequest) -> LoadedModel:

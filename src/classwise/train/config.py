@@ -63,10 +63,17 @@ class DataConfig:
         "make the training split long-tailed (CIFAR-10-LT profile), head/tail count ratio", default=None
     )
     augment: bool | None = field_help("random crop and flip (null: when the images are 32 px or more)", default=None)
+    drop_classes: tuple[str, ...] = field_help(
+        "leave these classes (by name) out of training, validation and test, e.g. [dog]: the class-removal "
+        "intervention; the model has one output per class kept",
+        default=(),
+    )
 
     def __post_init__(self) -> None:
         _positive("train_per_class", self.train_per_class, optional=True)
         _positive("val_per_class", self.val_per_class)
+        if len(set(self.drop_classes)) != len(self.drop_classes):
+            raise ConfigError(f"data.drop_classes names a class twice: {list(self.drop_classes)}")
         if self.imbalance_ratio is not None and self.imbalance_ratio < 1:
             raise ConfigError(f"imbalance_ratio must be >= 1 (head/tail count), got {self.imbalance_ratio}")
 

@@ -25,6 +25,7 @@ from classwise.data import (
     long_tailed,
     per_class_subset,
     validation_split,
+    without_classes,
 )
 from classwise.errors import CheckpointError, ConfigError
 from classwise.evaluate import Evaluation, evaluate, run_evaluation
@@ -77,8 +78,10 @@ class RunState:
 
 
 def prepare_data(cfg: TrainConfig) -> Dataset:
-    """The dataset with the configured training subset, stratified validation split and, with an
-    imbalance ratio, a long-tailed training split (validation and test stay balanced)."""
+    """The dataset with the configured training subset, stratified validation split, the classes left
+    out (``data.drop_classes``, after the split so that the kept classes hold the images a run on all
+    classes holds) and, with an imbalance ratio, a long-tailed training split (validation and test
+    stay balanced)."""
     d = cfg.data
     ds = load_dataset(d.dataset, root=d.root)
     if len(ds.train) == 0:
@@ -86,6 +89,7 @@ def prepare_data(cfg: TrainConfig) -> Dataset:
     if d.train_per_class is not None:
         ds = replace(ds, train=per_class_subset(ds.train, d.train_per_class + d.val_per_class, ds.num_classes))
     ds = validation_split(ds, d.val_per_class, seed=cfg.seed)
+    ds = without_classes(ds, d.drop_classes) if d.drop_classes else ds
     ds = ds if d.imbalance_ratio is None else long_tailed(ds, d.imbalance_ratio, seed=cfg.seed)
     if len(ds.train) < cfg.optim.batch_size:  # every epoch keeps only full batches: it would train on nothing
         raise ConfigError(
