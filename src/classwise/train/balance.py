@@ -25,16 +25,16 @@ or named parts of the loss) and its state is saved with the run, so resuming con
 
 from __future__ import annotations
 
-import inspect
+import dataclasses
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import torch
 
-from classwise.config import typed_arguments
+from classwise.config import from_plain
 from classwise.errors import ConfigError
 from classwise.registry import Registry
-from classwise.train.methods import METHODS, Criterion, Method, cross_entropy
+from classwise.train.methods import METHODS, Criterion, Method, NoOptions, cross_entropy
 
 
 def normalise(w: torch.Tensor) -> torch.Tensor:
@@ -48,20 +48,24 @@ def effective_number_weights(counts: torch.Tensor, beta: float) -> torch.Tensor:
 
 
 class Technique:
-    """The plain training method: no role taken. Subclasses add roles and options (keyword arguments
-    of ``__init__`` after ``counts``, ``epochs`` and ``method``)."""
+    """The plain training method: no role taken. Subclasses add roles and declare their options as a
+    frozen dataclass ``Options`` (``balance.args``), as training methods do: its fields' types,
+    defaults and help are the one declaration that the config converts to, checks against and
+    ``classwise config`` lists; checks that need no data belong in its ``__post_init__``."""
 
+    Options: ClassVar[type] = NoOptions
     requires_adversarial: ClassVar[bool] = False  # only with adversarial training methods
     needs_parts: ClassVar[tuple[str, ...]] = ()  # named parts of the method's loss it reweighs
 
-    def __init__(self, counts: torch.Tensor, epochs: int, method: type[Method]) -> None:
+    def __init__(self, counts: torch.Tensor, epochs: int, method: type[Method], options: Any = None) -> None:
         self.counts = counts.float()
         self.k = len(counts)
         self.epochs = epochs
+        self.options = self.Options() if options is None else options
 
     @classmethod
-    def check(cls, args: dict[str, Any], method: type[Method]) -> None:
-        """Checks of the options that need no data (a subclass adds its own)."""
+    def check(cls, options: Any, method: type[Method]) -> None:
+        """Checks of the options against the training method (a subclass adds its own)."""
 
     def state(self) -> dict[str, Any]:
         return {}
@@ -292,15 +296,13 @@ TECHNIQUES.register("none", description="plain training method")(Technique)
 
 def technique_options(cls: type[Technique]) -> dict[str, Any]:
     """A technique's options (the arguments of ``balance.args``) with their defaults."""
-    params = inspect.signature(cls.__init__).parameters.values()
-    return {p.name: p.default for p in params if p.name not in ("self", "counts", "epochs", "method")}
+    return {f.name: f.default for f in dataclasses.fields(cls.Options)}
 
 
-def typed_options(cls: type[Technique], args: Mapping[str, Any], where: str) -> dict[str, Any]:
-    """``args`` checked against the annotations of the technique's ``__init__`` (a number where it
-    takes a float, true or false where a switch, a list of numbers where per-class values), with
-    numbers written as fractions (``8/255``) converted; unknown options are left to the caller."""
-    return typed_arguments(cls.__init__, args, f"{where} option")
+def typed_options(cls: type[Technique], args: Mapping[str, Any], where: str) -> Any:
+    """``args`` as the technique's typed ``Options`` (numbers written as fractions such as ``8/255``
+    converted, a list of numbers where per-class values), each wrong value naming its path."""
+    return from_plain(cls.Options, dict(args), where)
 
 
 # Roles that one technique of a combination may take; observing is shared. Class weights and a
@@ -336,12 +338,16 @@ def components(name: str, args: Mapping[str, Any], where: str = "balance") -> li
     return [(n, dict(args.get(n) or {})) for n in names]
 
 
-def check_balance(name: str, args: Mapping[str, Any], method: type[Method], where: str = "balance") -> None:
+def check_balance(name: str, args: Mapping[str, Any], method: type[Method], where: str = "balance") -> list[Any]:
     """The checks that need no data: known techniques and options, methods they work with, and no
-    two techniques of a combination taking the same role."""
+    two techniques of a combination taking the same role. Returns each technique's typed options."""
     parts = components(name, args, where)
-    for part, part_args in parts:
-        _check_technique(TECHNIQUES.get(part), part_args, method, where)
+    options = [
+        _check_technique(
+            TECHNIQUES.get(part), part_args, method, f"{where}.args" + (f".{part}" if len(parts) > 1 else "")
+        )
+        for part, part_args in parts
+    ]
     for what, roles in EXCLUSIVE_ROLES.items():
         takers = [part for part, _ in parts if issubclass(TECHNIQUES.get(part), roles)]
         if len(takers) > 1:
@@ -349,40 +355,38 @@ def check_balance(name: str, args: Mapping[str, Any], method: type[Method], wher
                 f"{where}.name {name!r}: {' and '.join(takers)} both set the {what}; combine techniques that "
                 "change different things (classwise config lists each technique)"
             )
+    return options
 
 
-def _check_technique(cls: type[Technique], args: dict[str, Any], method: type[Method], where: str) -> None:
-    """One technique's checks that need no data: known options, and a method it works with."""
+def _check_technique(cls: type[Technique], args: dict[str, Any], method: type[Method], where: str) -> Any:
+    """One technique's checks that need no data, and its typed options: known options of the right
+    types and values, and a method it works with."""
     name = next(e.name for e in TECHNIQUES if e.factory is cls)
+    section = where.split(".")[0]
     if cls.requires_adversarial and not method.adversarial:
-        raise ConfigError(f"{where}: {name} works with adversarial training only, not standard training")
+        raise ConfigError(f"{section}: {name} works with adversarial training only, not standard training")
     missing = [p for p in cls.needs_parts if p not in method.parts]
     if missing:
         with_parts = [e.name for e in METHODS if set(cls.needs_parts) <= set(e.factory.parts)]
         raise ConfigError(
-            f"{where}: {name} reweighs the {' and '.join(cls.needs_parts)} parts of the loss; use it with "
+            f"{section}: {name} reweighs the {' and '.join(cls.needs_parts)} parts of the loss; use it with "
             f"{', '.join(with_parts)}"
         )
     allowed = set(technique_options(cls))
     unknown = set(args) - allowed
     if unknown:
-        raise ConfigError(f"{where}.args: {name} takes no option(s) {sorted(unknown)}; it takes {sorted(allowed)}")
-    typed = typed_options(cls, args, f"{where}.args: {name}")
+        raise ConfigError(f"{where}: {name} takes no option(s) {sorted(unknown)}; it takes {sorted(allowed)}")
+    options = typed_options(cls, args, where)
     try:
-        cls.check(typed, method)
+        cls.check(options, method)
     except ConfigError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
+        raise ConfigError(f"{section}: {exc}") from None
+    return options
 
 
 def make_technique(name: str, args: dict[str, Any], counts: torch.Tensor, epochs: int, method: type[Method]) -> Balance:
     """Build technique ``name`` (or the combination ``a+b``) with ``args`` for the loop; impossible
     options fail here, before training."""
-    check_balance(name, args, method)
-    built = []
-    for part, part_args in components(name, args):
-        cls = TECHNIQUES.get(part)
-        try:
-            built.append(cls(counts, epochs, method, **typed_options(cls, part_args, f"balance.args: {part}")))
-        except TypeError as exc:
-            raise ConfigError(f"balance: {part}: {exc}") from None
-    return Balance(*built)
+    options = check_balance(name, args, method)
+    parts = [TECHNIQUES.get(part) for part, _ in components(name, args)]
+    return Balance(*(cls(counts, epochs, method, o) for cls, o in zip(parts, options, strict=True)))

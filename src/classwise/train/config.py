@@ -43,7 +43,7 @@ from classwise.config import (
 from classwise.errors import ConfigError
 from classwise.evaluate.spec import DEFAULT_EPS, AttackSpec, EvalSpec
 from classwise.models.factory import model_args
-from classwise.train.balance import TECHNIQUES, check_balance, technique_options
+from classwise.train.balance import TECHNIQUES, check_balance
 from classwise.train.methods import METHODS
 from classwise.train.schedules import SCHEDULES
 from classwise.train.selection import SELECTION
@@ -361,8 +361,9 @@ def setting_rows() -> list[tuple[str, str, str]]:
         for key, default, meaning in describe(entry.factory.Options, "method.args"):
             rows.append((key, default, f"{entry.name}: {meaning}"))
     for technique in TECHNIQUES:
-        shown = ", ".join(f"{k}={v!r}" for k, v in technique_options(technique.factory).items()) or "-"
-        rows.append((f"balance.name: {technique.name}", shown, technique.description))
+        rows.append((f"balance.name: {technique.name}", "", technique.description))
+        for key, default, meaning in describe(technique.factory.Options, "balance.args"):
+            rows.append((key, default, f"{technique.name}: {meaning}"))
     rows.append(("model.args", "{}", "the architecture's arguments, e.g. {width: 16} (classwise models)"))
     return rows
 

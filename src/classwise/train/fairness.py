@@ -7,10 +7,12 @@ registers itself as a technique and takes only the roles it needs (``classwise.t
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from classwise.config import field_help
 from classwise.errors import ConfigError
 from classwise.train.balance import (
     TECHNIQUES,
@@ -32,24 +34,27 @@ class ClassEps(Technique, BudgetRole, ObserverRole):
 
     requires_adversarial = True
 
-    def __init__(
-        self,
-        counts: torch.Tensor,
-        epochs: int,
-        method: type[Method],
-        values: list[float] | None = None,
-        adaptive: bool | None = None,
-        lam: float = 0.5,
-    ) -> None:
-        super().__init__(counts, epochs, method)
-        if values is not None and adaptive:
-            raise ConfigError("class-eps: give either values (one ε per class) or adaptive=true, not both")
-        if values is None and adaptive is False:
-            raise ConfigError("class-eps: with adaptive=false give values, one ε per class")
-        if values is not None and (len(values) != self.k or min(values) < 0 or max(values) > 1):
-            raise ConfigError(f"class-eps: values need {self.k} budgets in [0, 1], got {values}")
+    @dataclass(frozen=True)
+    class Options:
+        values: tuple[float, ...] | None = field_help("fixed budgets, one per class, in pixel units", default=None)
+        adaptive: bool | None = field_help("budgets from validation robustness (null: when no values)", default=None)
+        lam: float = field_help("adaptive: ε_k = (lam + r_k)·ε", default=0.5)
+
+        def __post_init__(self) -> None:
+            if self.values is not None and self.adaptive:
+                raise ConfigError("class-eps: give either values (one ε per class) or adaptive=true, not both")
+            if self.values is None and self.adaptive is False:
+                raise ConfigError("class-eps: with adaptive=false give values, one ε per class")
+            if self.values is not None and (not self.values or min(self.values) < 0 or max(self.values) > 1):
+                raise ConfigError(f"class-eps: values need budgets in [0, 1], got {list(self.values)}")
+
+    def __init__(self, counts: torch.Tensor, epochs: int, method: type[Method], options: Any = None) -> None:
+        super().__init__(counts, epochs, method, options)
+        values = self.options.values
+        if values is not None and len(values) != self.k:
+            raise ConfigError(f"class-eps: values need {self.k} budgets in [0, 1], got {list(values)}")
         self.values = None if values is None else torch.tensor(values, dtype=torch.float32)
-        self.lam = lam
+        self.lam = self.options.lam
         self.multiplier: torch.Tensor | None = None
 
     def class_eps(self, epoch: int, eps: float) -> torch.Tensor | None:
@@ -76,23 +81,24 @@ class FRL(Technique, BudgetRole, ReductionRole, ObserverRole):
     requires_adversarial = True
     needs_parts = ("natural", "boundary")
 
-    def __init__(
-        self,
-        counts: torch.Tensor,
-        epochs: int,
-        method: type[Method],
-        mode: str = "both",
-        tau_clean: float = 0.1,
-        tau_boundary: float = 0.1,
-        rate1: float = 0.05,
-        rate2: float = 0.1,
-        lim: float = 0.5,
-    ) -> None:
-        super().__init__(counts, epochs, method)
-        if mode not in ("reweight", "remargin", "both"):
-            raise ConfigError(f"frl: mode must be reweight, remargin or both, got {mode!r}")
-        self.mode, self.tau_clean, self.tau_boundary = mode, tau_clean, tau_boundary
-        self.rate1, self.rate2, self.lim = rate1, rate2, lim
+    @dataclass(frozen=True)
+    class Options:
+        mode: str = field_help("reweight (loss weights), remargin (ε) or both", default="both")
+        tau_clean: float = field_help("tolerated excess of a class's clean error over the mean", default=0.1)
+        tau_boundary: float = field_help("tolerated excess of a class's boundary error over the mean", default=0.1)
+        rate1: float = field_help("step of the re-weighting multipliers", default=0.05)
+        rate2: float = field_help("step of the re-margin multipliers", default=0.1)
+        lim: float = field_help("bound on the sum of the re-weighting multipliers", default=0.5)
+
+        def __post_init__(self) -> None:
+            if self.mode not in ("reweight", "remargin", "both"):
+                raise ConfigError(f"frl: mode must be reweight, remargin or both, got {self.mode!r}")
+
+    def __init__(self, counts: torch.Tensor, epochs: int, method: type[Method], options: Any = None) -> None:
+        super().__init__(counts, epochs, method, options)
+        o = self.options
+        self.mode, self.tau_clean, self.tau_boundary = o.mode, o.tau_clean, o.tau_boundary
+        self.rate1, self.rate2, self.lim = o.rate1, o.rate2, o.lim
         self.lam_clean, self.lam_boundary, self.lam_margin = (
             torch.zeros(self.k),
             torch.zeros(self.k),
@@ -142,26 +148,27 @@ class CFA(Technique, BudgetRole, ObserverRole, AveragingRole):
 
     requires_adversarial = True
 
-    def __init__(
-        self,
-        counts: torch.Tensor,
-        epochs: int,
-        method: type[Method],
-        lambda1: float = 0.5,
-        lambda2: float = 0.5,
-        ccr: bool | None = None,
-        begin: float = 0.05,
-        fawa_decay: float = 0.85,
-        fawa_threshold: float = 0.2,
-        fawa: bool = True,
-    ) -> None:
-        super().__init__(counts, epochs, method)
-        if not 0 <= begin <= 1 or not 0 <= fawa_decay < 1:
-            raise ConfigError("cfa: begin must be in [0, 1] and fawa_decay in [0, 1)")
-        self.lambda1, self.lambda2 = lambda1, lambda2
-        self.ccr = method.uses_beta if ccr is None else ccr  # CCR calibrates TRADES' β where there is one
-        self.begin = math.floor(begin * epochs)
-        self.fawa_decay, self.fawa_threshold, self.fawa = fawa_decay, fawa_threshold, fawa
+    @dataclass(frozen=True)
+    class Options:
+        lambda1: float = field_help("CCM: ε_k = (lambda1 + t_k)·ε (0.5 for PGD-AT, 0.3 for TRADES)", default=0.5)
+        lambda2: float = field_help("CCR: β_k = (lambda2 + t_k)·β", default=0.5)
+        ccr: bool | None = field_help("calibrate TRADES' β per class (null: where the method has a β)", default=None)
+        begin: float = field_help("calibrate from this fraction of the epochs, in [0, 1]", default=0.05)
+        fawa_decay: float = field_help("FAWA: the weight average's decay, in [0, 1)", default=0.85)
+        fawa_threshold: float = field_help("FAWA: least worst-class validation robustness to average", default=0.2)
+        fawa: bool = field_help("keep the weight average and evaluate with it", default=True)
+
+        def __post_init__(self) -> None:
+            if not 0 <= self.begin <= 1 or not 0 <= self.fawa_decay < 1:
+                raise ConfigError("cfa: begin must be in [0, 1] and fawa_decay in [0, 1)")
+
+    def __init__(self, counts: torch.Tensor, epochs: int, method: type[Method], options: Any = None) -> None:
+        super().__init__(counts, epochs, method, options)
+        o = self.options
+        self.lambda1, self.lambda2 = o.lambda1, o.lambda2
+        self.ccr = method.uses_beta if o.ccr is None else o.ccr  # CCR calibrates TRADES' β where there is one
+        self.begin = math.floor(o.begin * epochs)
+        self.fawa_decay, self.fawa_threshold, self.fawa = o.fawa_decay, o.fawa_threshold, o.fawa
         self.train_robust: torch.Tensor | None = None
 
     def class_eps(self, epoch: int, eps: float) -> torch.Tensor | None:
@@ -190,8 +197,8 @@ class CFA(Technique, BudgetRole, ObserverRole, AveragingRole):
         return {"train_robust": self.train_robust, "average": self.average}
 
     @classmethod
-    def check(cls, args: dict[str, Any], method: type[Method]) -> None:
-        if args.get("ccr") and not method.uses_beta:
+    def check(cls, options: Any, method: type[Method]) -> None:
+        if options.ccr and not method.uses_beta:
             raise ConfigError("cfa: CCR calibrates TRADES' β; this method has none: leave ccr out or set ccr=false")
 
 
@@ -208,11 +215,17 @@ class WAT(Technique, WeightsRole, ObserverRole):
     requires_adversarial = True
     wants_validation_loss = True
 
-    def __init__(self, counts: torch.Tensor, epochs: int, method: type[Method], eta: float = 0.1) -> None:
-        super().__init__(counts, epochs, method)
-        if not eta > 0:
-            raise ConfigError(f"wat: eta (the Hedge learning rate) must be > 0, got {eta}")
-        self.eta = eta
+    @dataclass(frozen=True)
+    class Options:
+        eta: float = field_help("Hedge's learning rate, > 0", default=0.1)
+
+        def __post_init__(self) -> None:
+            if not self.eta > 0:
+                raise ConfigError(f"wat: eta (the Hedge learning rate) must be > 0, got {self.eta}")
+
+    def __init__(self, counts: torch.Tensor, epochs: int, method: type[Method], options: Any = None) -> None:
+        super().__init__(counts, epochs, method, options)
+        self.eta = self.options.eta
         self.cost = torch.zeros(self.k + 1)
         self.weights = torch.ones(self.k + 1)
 
@@ -252,16 +265,25 @@ class DAFA(Technique, BudgetRole, ReductionRole, ObserverRole):
 
     requires_adversarial = True
 
-    def __init__(
-        self, counts: torch.Tensor, epochs: int, method: type[Method], lam: float = 1.0, warmup: float = 70 / 110
-    ) -> None:
-        super().__init__(counts, epochs, method)
-        if not 0 < warmup < 1:
-            raise ConfigError(f"dafa: warmup is the fraction of the epochs before the weights, in (0, 1): {warmup}")
-        if lam < 0:
-            raise ConfigError(f"dafa: lam must be >= 0, got {lam}")
-        self.lam = lam
-        self.warmup_epoch = max(0, round(warmup * epochs) - 1)  # the epoch whose probabilities set the weights
+    @dataclass(frozen=True)
+    class Options:
+        lam: float = field_help("the weights' scale λ, >= 0", default=1.0)
+        warmup: float = field_help("fraction of the epochs before the weights are set, in (0, 1)", default=70 / 110)
+
+        def __post_init__(self) -> None:
+            if not 0 < self.warmup < 1:
+                raise ConfigError(
+                    f"dafa: warmup is the fraction of the epochs before the weights, in (0, 1): {self.warmup}"
+                )
+            if self.lam < 0:
+                raise ConfigError(f"dafa: lam must be >= 0, got {self.lam}")
+
+    def __init__(self, counts: torch.Tensor, epochs: int, method: type[Method], options: Any = None) -> None:
+        super().__init__(counts, epochs, method, options)
+        self.lam = self.options.lam
+        self.warmup_epoch = max(
+            0, round(self.options.warmup * epochs) - 1
+        )  # the epoch whose probabilities set the weights
         self.weights: torch.Tensor | None = None
 
     def observe_training_probs(self, epoch: int, probs: torch.Tensor) -> None:

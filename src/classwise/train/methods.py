@@ -81,7 +81,7 @@ class EpochEnd:
 
 @dataclass(frozen=True)
 class NoOptions:
-    """This method takes no options."""
+    """This piece (a method or a technique) takes no options."""
 
 
 class Method:
