@@ -382,5 +382,6 @@ def test_the_removal_intervention_is_read_against_its_baselines_from_the_stored_
             expected = [f"{100 * before:.1f}"] + [f"{100 * a:.1f} ({100 * (a - before):+.1f})" for a in after]
             assert cells[:3] == expected
     assert "**Answer" in text
+    assert (tmp_path / "figures" / "study-r-removal.png").read_bytes()[:4] == b"\x89PNG"
     config = yaml.safe_load((results / "study" / "r" / "runs" / removal.runs[0].run_id / "config.yaml").read_text())
     assert config["data"]["drop_classes"]  # the runs are the removal runs, not copies of the baselines

@@ -29,7 +29,7 @@ from scipy import stats
 
 from classwise import analysis
 from classwise.errors import ClasswiseError
-from classwise.report import ModelResult, pct
+from classwise.report import ModelResult, figures, pct
 from classwise.study import finished_entries
 from classwise.train import TrainConfig
 from studies.findings.study_answers import StudyRun, markdown_table, progress, snapshot_runs, study_run
@@ -177,12 +177,32 @@ def _over_seeds(values: Sequence[float]) -> tuple[analysis.Estimate, float]:
     return e, p
 
 
+Panel = tuple[str, list[str], np.ndarray, list[str]]
+
+
+def _panel(setting: str, what: str, triples: Sequence[Triple], target: str, arms: Sequence[tuple[str, ...]]) -> Panel:
+    """The figure's panel of one setting and measure: per seed, the target's accuracy with all classes
+    and without each arm (NaN where that run has not finished)."""
+    values = np.array(
+        [
+            [
+                float(_flags(m, target, what != "clean").mean()) if m is not None else np.nan
+                for m in (t.baseline, *(t.without.get(a) for a in arms))
+            ]
+            for t in triples
+        ]
+    )
+    labels = ["all classes", *(f"without {', '.join(a)}" for a in arms)]
+    return f"{setting}: {target}, {what}", labels, values, [f"seed {t.seed}" for t in triples]
+
+
 def _method_part(
     setting: str, triples: Sequence[Triple], target: str, neighbour: str, control: str
-) -> tuple[list[str], list[Comparison]]:
+) -> tuple[list[str], list[Comparison], list[Panel]]:
     arms = [(neighbour,), (control,)]
     lines: list[str] = []
     found: list[Comparison] = []
+    panels: list[Panel] = []
     for robust in (False, True) if triples[0].adversarial else (False,):
         what = "robust (headline attack)" if robust else "clean"
         rows, per_arm, effect = _seed_rows(triples, target, arms, robust)
@@ -201,8 +221,9 @@ def _method_part(
         e, p = _over_seeds(effect)
         texts.append(f"{neighbour} out minus {control} out: {e.format(signed=True)} points ({e.n} seeds)")
         found.append(Comparison(f"{setting}, {what}", e, p))
+        panels.append(_panel(setting, "robust" if robust else "clean", triples, target, arms))
         lines += ["", "Mean over seeds (Student-t, the retrained model the unit): " + "; ".join(texts) + ".", ""]
-    return lines, found
+    return lines, found, panels
 
 
 def _where_errors_go(triples: Sequence[Triple], target: str, neighbour: str) -> str:
@@ -287,16 +308,27 @@ def removal_section(folder: Path) -> tuple[str, dict[str, bytes]]:
         ]
     lines += _precisions(triples)
     tests: list[Comparison] = []
+    panels: list[Panel] = []
     for setting in sorted({t.setting for t in triples}):
         group = sorted((t for t in triples if t.setting == setting), key=lambda t: t.seed)
-        part, found = _method_part(setting, group, target, neighbour, control)
+        part, found, drawn = _method_part(setting, group, target, neighbour, control)
         lines += part
         tests += found
+        panels += drawn
+    figs: dict[str, bytes] = {}
+    if panels:
+        name = f"study-{folder.name}-removal.png"
+        figs[name] = figures.paired_lines(panels)
+        lines += [
+            f"![{target}'s accuracy with all classes, without {neighbour} and without {control}, one line per "
+            f"seed](figures/{name})",
+            "",
+        ]
     lines += _verdict(tests, target, neighbour, control)
     errors = _where_errors_go(triples, target, neighbour)
     if errors:
         lines += ["", errors.strip()]
-    return "\n".join(lines) + "\n", {}
+    return "\n".join(lines) + "\n", figs
 
 
 def _precision(m: ModelResult) -> str:

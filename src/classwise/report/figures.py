@@ -323,3 +323,24 @@ def setting_scatter(
         else:
             text.remove()
     return _png(fig), shown
+
+
+def paired_lines(panels: Sequence[tuple[str, Sequence[str], np.ndarray, Sequence[str]]]) -> bytes:
+    """Side by side, one panel per (title, condition labels, values (units, conditions) in [0, 1] with
+    NaN where missing, unit labels): each unit (a seed, say) is one line across the conditions, so
+    a change paired within the unit reads as the line's slope."""
+    fig = Figure(figsize=(3.2 * len(panels) + 1.2, 3.6))
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    colors = matplotlib.colormaps["tab10"]
+    for ax, (title, conditions, values, units) in zip(axes, panels, strict=True):
+        x = np.arange(len(conditions))
+        for u, label in enumerate(units):
+            ax.plot(x, 100 * values[u], marker="o", ms=4, lw=1, color=colors(u % 10), label=label)
+        ax.set_xticks(x, list(conditions), rotation=20, ha="right", fontsize=7)
+        ax.set_xlim(-0.3, len(conditions) - 0.7)
+        ax.set_ylim(*percent_limits(100 * values))
+        ax.set_title(title, fontsize=8)
+        ax.set_ylabel("accuracy (%)")
+        ax.grid(axis="y", alpha=0.3)
+    _legend_outside(axes[-1])
+    return _png(fig)
