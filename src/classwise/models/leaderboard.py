@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from classwise.config import number
+
 TABLE = Path(__file__).with_name("robustbench_leaderboard.csv")
 FIELDS = ("dataset", "threat_model", "name", "eps", "clean_acc", "autoattack_acc", "architecture", "venue", "link")
 TEST_IMAGES = {"cifar10": 10_000, "cifar100": 10_000, "imagenet": 5_000}  # the images each leaderboard is measured on
@@ -39,11 +41,6 @@ class Entry:
     @property
     def test_images(self) -> int:
         return TEST_IMAGES[self.dataset]
-
-
-def _fraction(text: str) -> float:
-    num, _, den = text.partition("/")
-    return float(num) / float(den) if den else float(num)
 
 
 @cache
@@ -85,7 +82,7 @@ def write_table(checkout: Path, source: str, out: Path = TABLE) -> int:
                 "dataset": dataset,
                 "threat_model": threat,
                 "name": path.stem,
-                "eps": repr(_fraction(str(info["eps"]))),
+                "eps": repr(number(str(info["eps"]), f"{path}: eps")),
                 "clean_acc": info["clean_acc"],
                 "autoattack_acc": info["autoattack_acc"],
                 "architecture": info.get("architecture", ""),
