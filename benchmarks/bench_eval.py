@@ -18,8 +18,14 @@ without it, its columns say so and classwise alone is timed):
     CLASSWISE_DATA=../shared/data python benchmarks/bench_eval.py --runs runs/gap
 
 ``--runs`` is a folder made by ``classwise gap`` (its ``standard`` and ``pgd-at`` best checkpoints
-are the standard and the adversarially trained model); missing, it is made first. The test suite
-runs it on a tiny ``classwise gap`` folder of synthetic images (``tests/test_benchmarks.py``).
+are the standard and the adversarially trained model); missing, it is made first. ``--model
+NAME=CHECKPOINT`` (repeatable) times any classwise checkpoints instead, e.g. a study's
+adversarially trained ResNet-20 on CIFAR-10 (JPEG q75):
+
+    CLASSWISE_DATA=../shared/data python benchmarks/bench_eval.py \
+        --model r20-pgd=runs/question-a-cifar/runs/0102797465cf/best.pt
+
+The test suite runs it on a tiny ``classwise gap`` folder of synthetic images (``tests/test_benchmarks.py``).
 """
 
 from __future__ import annotations
@@ -73,6 +79,7 @@ def timed(fn: Callable[[], T], repeats: int) -> tuple[float, T]:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", default="runs/gap")
+    p.add_argument("--model", action="append", default=[], metavar="NAME=CHECKPOINT", help="time these instead")
     p.add_argument("--dataset", default=None, help="default: the checkpoints' dataset")
     p.add_argument("--eps", default="8/255")
     p.add_argument("--steps", type=int, default=20)
@@ -81,11 +88,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--peak-repeats", type=int, default=10, help="matmuls for the fp32 peak (the best is taken)")
     args = p.parse_args(argv)
-    runs = Path(args.runs)
-    if not (runs / "pgd-at" / "best.pt").exists():
-        from classwise.gap import GAP_DEFAULTS, measure_gap
+    models = dict(_named(m) for m in args.model)
+    if not models:
+        runs = Path(args.runs)
+        if not (runs / "pgd-at" / "best.pt").exists():
+            from classwise.gap import GAP_DEFAULTS, measure_gap
 
-        measure_gap(TrainConfig.from_dict(GAP_DEFAULTS), runs, progress=False)
+            measure_gap(TrainConfig.from_dict(GAP_DEFAULTS), runs, progress=False)
+        models = {name: runs / name / "best.pt" for name in ("standard", "pgd-at")}
     eps = parse_eps(args.eps)
     args.peak = matmul_peak(torch.device("cpu"), torch.float32, args.peak_repeats)
     print(f"fp32 matmul peak of this machine, measured now: {args.peak / 1e9:.1f} GFLOP/s")
@@ -97,12 +107,19 @@ def main(argv: list[str] | None = None) -> None:
         f"{'model':<10} {'images':>6} {'torchattacks img/s':>19} {'classwise exact':>16} {'ratio':>6} "
         f"{'classwise default':>18} {'ratio':>6}  agreement"
     )
-    for name in ("standard", "pgd-at"):
-        model, meta = load_checkpoint(runs / name / "best.pt")
+    for name, path in models.items():
+        model, meta = load_checkpoint(path)
         data = TrainConfig.from_dict(meta["config"]).data  # the checkpoint's own config, as the loop wrote it
         ds = load_dataset(args.dataset or data.dataset, root=data.root)
         test = per_class_subset(ds.test, args.n_per_class, ds.num_classes)
         print(compare(name, model, test, ds.class_names, eps, args))
+
+
+def _named(text: str) -> tuple[str, Path]:
+    name, sep, path = text.partition("=")
+    if not sep or not name or not Path(path).is_file():
+        raise SystemExit(f"--model takes NAME=CHECKPOINT with an existing checkpoint file, got {text!r}")
+    return name, Path(path)
 
 
 def compare(

@@ -42,9 +42,8 @@ def gap(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _args(name: str, gap: Path, tmp: Path) -> list[str]:
     data = str(gap.parent / "data" / "images")
     quick = {
-        "bench_eval": [
-            "--runs",
-            str(gap),
+        "bench_eval": [  # any checkpoints by name (--runs reads the same two from a gap folder)
+            *["--model", f"standard={gap / 'standard' / 'best.pt'}", "--model", f"pgd-at={gap / 'pgd-at' / 'best.pt'}"],
             "--n-per-class",
             "2",
             "--steps",
