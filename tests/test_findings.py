@@ -385,3 +385,33 @@ def test_the_removal_intervention_is_read_against_its_baselines_from_the_stored_
     assert (tmp_path / "figures" / "study-r-removal.png").read_bytes()[:4] == b"\x89PNG"
     config = yaml.safe_load((results / "study" / "r" / "runs" / removal.runs[0].run_id / "config.yaml").read_text())
     assert config["data"]["drop_classes"]  # the runs are the removal runs, not copies of the baselines
+
+
+def test_runs_evaluated_at_several_budgets_get_a_table_per_budget(tmp_path: Path) -> None:
+    """Each ε of an evaluation's sweep has its own table, never pooled with another ε; each row is
+    the method's per-class robust accuracy at that ε, read from the stored worst-case records."""
+    from classwise.attacks import format_eps
+    from classwise.study import load_study, run_study
+    from studies.findings.study_answers import eps_sweep_part, study_runs
+    from tests.test_study import _study
+
+    sweep = {"attacks": [{"name": "pgd", "args": {"steps": 2}}], "eps": ["2/255", "4/255"]}
+    study = load_study(_study(tmp_path, {"method.name": ["standard", "pgd-at"]}, evaluation=sweep))
+    run_study(study, tmp_path / "s", progress=False)
+    results = tmp_path / "results"
+    assert main(["snapshot", str(tmp_path / "s"), "--out", str(results / "study" / "s")]) == 0
+    runs = study_runs(results / "study" / "s")
+    (dataset,) = {r.dataset for r in runs}
+    lines = eps_sweep_part(runs, [dataset])
+    for eps in (2 / 255, 4 / 255):
+        start = lines.index(f"Linf ε = {format_eps(eps)}:")
+        for r in runs:
+            (record,) = [w for w in r.model.evaluation.worst if w.eps == pytest.approx(eps)]
+            mean = 100 * r.model.evaluation.robust(record).accuracy.mean()
+            row = next(line for line in lines[start:] if line.startswith(f"| {r.method} | 1 | "))
+            assert row.split(" | ")[2] == f"{mean:.1f}"
+    single = load_study(_study(tmp_path / "one", {"method.name": ["standard"]}))  # one ε: no such table
+    run_study(single, tmp_path / "one" / "s", progress=False)
+    assert main(["snapshot", str(tmp_path / "one" / "s"), "--out", str(tmp_path / "one" / "r" / "s")]) == 0
+    one = study_runs(tmp_path / "one" / "r" / "s")
+    assert len(one) == 1 and eps_sweep_part(one, [one[0].dataset]) == []

@@ -19,6 +19,7 @@ import numpy as np
 
 from classwise import analysis
 from classwise.attacks import format_eps
+from classwise.evaluate import ClassAccuracy
 from classwise.report import ModelResult, figures, model_from_folder, pct, unreadable
 from classwise.study import finished_entries, is_planned, runs_table
 from classwise.train import components
@@ -109,7 +110,11 @@ def pooled_accuracy(models: Sequence[ModelResult], robust: bool) -> np.ndarray:
     settings) evaluated on the same test images: the mean of the runs' accuracies with a Student-t
     interval over the runs, since the runs, not the images, are the independent draws (NaN, read
     "not resolved", where the runs all agree)."""
-    accs = [m.evaluation.robust(m.headline) if robust else m.evaluation.clean() for m in models]
+    return pooled([m.evaluation.robust(m.headline) if robust else m.evaluation.clean() for m in models])
+
+
+def pooled(accs: Sequence[ClassAccuracy]) -> np.ndarray:
+    """(3, K): per-class accuracy over runs evaluated on the same images (see :func:`pooled_accuracy`)."""
     if len(accs) == 1:
         return np.stack([accs[0].accuracy, accs[0].low, accs[0].high])
     per_run = np.array([a.accuracy for a in accs])
@@ -255,6 +260,43 @@ def weakest_part(
     lines += markdown_table(columns, rows, "no run has finished yet")
     lines += ["", *(f"![{d}: per-class accuracy over runs](figures/{_figure(study, d)})" for d in datasets)]
     return lines, figs
+
+
+def eps_sweep_part(runs: Sequence[StudyRun], datasets: list[str]) -> list[str]:
+    """Where a dataset's runs were each evaluated at several ε: a table for each ε (and norm), never
+    pooled across ε, with each method's robust mean and weakest classes at that budget (runs evaluated
+    at one ε only are the weakest-class table's rows)."""
+    lines: list[str] = []
+    for d in datasets:
+        group = [r for r in _by(runs, dataset=d) if len({(x.norm, x.eps) for x in r.model.evaluation.worst}) > 1]
+        sweep = sorted({(rec.norm, rec.eps) for r in group for rec in r.model.evaluation.worst})
+        if len(sweep) < 2:
+            continue
+        names = group[0].model.class_names
+        lines += [
+            f"#### {d}: robust accuracy at each ε of the evaluation",
+            "",
+            "The worst case over the evaluation's attacks at each budget, a table per ε (the mean over the "
+            "runs with a Student-t interval over them; one run: its Wilson interval):",
+            "",
+        ]
+        for norm, eps in sweep:
+            rows = []
+            for method in _methods(runs, d):
+                accs = [
+                    r.model.evaluation.robust(rec)
+                    for r in _by(group, method=method)
+                    for rec in r.model.evaluation.worst
+                    if (rec.norm, rec.eps) == (norm, eps)
+                ]
+                if not accs:
+                    continue
+                acc = pooled(accs)
+                weakest = with_intervals(acc, names, np.argsort(acc[0], kind="stable")[:3])
+                rows.append(f"| {method} | {len(accs)} | {pct(acc[0].mean())} | {weakest} |")
+            columns = ("method", "runs", "robust mean", "weakest under attack")
+            lines += [f"{norm} ε = {format_eps(eps)}:", "", *markdown_table(columns, rows, "no run at this ε"), ""]
+    return lines
 
 
 def _pair_rhos(group: Sequence[StudyRun], what: str) -> list[float]:
@@ -611,6 +653,7 @@ def study_section(folder: Path) -> tuple[str, dict[str, bytes]]:
         "### (a) Is the class-wise gap universal?",
         "",
         *weakest,
+        *eps_sweep_part(runs, datasets),
         *stability_part(runs, datasets),
         *widening_part(runs, datasets, ans),
         *imbalance_part(runs, datasets),
