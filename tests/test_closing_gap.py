@@ -225,3 +225,34 @@ def test_a_combination_is_labelled_with_each_technique_s_options() -> None:
     assert technique(run("focal", {"gamma": 2})) == "focal (gamma=2)"
     label = technique(run("class-eps+adaptive-reweight", {"class-eps": {"lam": 0.3}}))
     assert label == "class-eps+adaptive-reweight (class-eps.lam=0.3)"
+
+
+def test_the_page_says_whether_each_technique_acted_from_its_recorded_per_class_values() -> None:
+    from classwise.history import read_history
+    from studies.findings.engagement import engagement_part
+
+    names = ("cat", "dog", "ship")
+
+    def run(*records: dict) -> SimpleNamespace:
+        history = [{"epoch": i, "technique": r} for i, r in enumerate(records)]
+        evaluation = SimpleNamespace(class_names=names)
+        return SimpleNamespace(
+            model=SimpleNamespace(history=read_history(history), class_names=names, evaluation=evaluation)
+        )
+
+    # the last epoch's values, the mean over seeds: ε scales (0.8, 1.2, 1.0) and (0.6, 1.0, 1.2) → 0.7, 1.1, 1.1
+    acted = Setting(
+        "trades",
+        "cfa",
+        {0: run({}, {"eps_scale": [0.8, 1.2, 1.0]}), 1: run({"eps_scale": [1, 1, 1]}, {"eps_scale": [0.6, 1.0, 1.2]})},
+    )
+    (line,) = [x for x in engagement_part([acted]) if x.startswith("- ")]
+    assert "budget ε × 0.70 (cat) to 1.10 (dog)" in line and "(2 seeds)" in line
+    assert "first recorded after epoch 1, 2 of 2" in line  # seed 1 recorded after its first epoch, seed 0 later
+    # loss weights act only through their ratios: (2, 2, 4) is (0.75, 0.75, 1.5) of the mean
+    weighted = Setting("pgd-at", "wat", {0: run({"class_weights": [2.0, 2.0, 4.0]})})
+    assert "loss weight ÷ mean 0.75 (cat) to 1.50 (ship)" in engagement_part([weighted])[-1]
+    # uniform values: the technique did not act, and the page says its difference is no effect of it
+    idle = Setting("pgd-at", "wat", {0: run({"class_weights": [3.0, 3.0, 3.0]})})
+    assert "**did not act**: loss weight ÷ mean stayed uniform" in engagement_part([idle])[-1]
+    assert engagement_part([Setting("pgd-at", "focal", {0: run({})})]) == []  # nothing recorded per class

@@ -25,6 +25,7 @@ from classwise.report import Validation, figures, pct
 from classwise.study import runs_table
 from classwise.train import TECHNIQUES, components, technique_options
 from studies.findings.anchors import GOAL_COST, GOAL_GAIN
+from studies.findings.engagement import engagement_part
 from studies.findings.study_answers import (
     StudyRun,
     is_complete,
@@ -450,6 +451,7 @@ def closing_gap_section(folder: Path) -> tuple[str, dict[str, bytes]]:
         *reached_part(settings),
         *paired_part(pairs),
     ]
+    lines += engagement_part([s for s in settings if s.technique != "none"])
     lines += averaging_part(settings)
     later = sorted({e.name for r in runs for e in r.path.glob("eval-*") if (e / "evaluation.json").exists()})
     for name in later:
