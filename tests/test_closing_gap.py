@@ -256,3 +256,28 @@ def test_the_page_says_whether_each_technique_acted_from_its_recorded_per_class_
     idle = Setting("pgd-at", "wat", {0: run({"class_weights": [3.0, 3.0, 3.0]})})
     assert "**did not act**: loss weight ÷ mean stayed uniform" in engagement_part([idle])[-1]
     assert engagement_part([Setting("pgd-at", "focal", {0: run({})})]) == []  # nothing recorded per class
+
+
+def test_the_techniques_gains_are_ordered_beside_the_published_order() -> None:
+    from studies.findings.anchors import TECHNIQUE_ORDER
+    from studies.findings.closing_gap import _between
+    from studies.findings.technique_order import order_part
+
+    base = _setting("trades", "none", [[0.20, 0.60], [0.22, 0.60]])
+    # worst-class gains over the base, per seed: frl +4/+4, cfa +2/+3, wat +1/+1, dafa +8/+6
+    worst = {"frl": (0.24, 0.26), "cfa": (0.22, 0.25), "wat": (0.21, 0.23), "dafa": (0.28, 0.28)}
+    settings = [base] + [_setting("trades", t, [[w0, 0.6], [w1, 0.6]]) for t, (w0, w1) in worst.items()]
+    pairs = [("trades", s.technique, Paired(s, base, [0, 1])) for s in settings[1:]]
+    lines = order_part(pairs, _between(settings, "eval"), "PGD")
+    published = TECHNIQUE_ORDER.gains()
+    assert published["dafa"] == pytest.approx(30.5 - 21.3)  # DAFA's Table 1, from anchors.yaml
+    row = next(line for line in lines if line.startswith("| frl |"))
+    assert row == f"| frl | {published['frl']:+.1f} | 2 | +4.0 (not resolved) |"  # both seeds gained 4 points
+    assert "Published order (smallest gain first): frl < cfa < wat < dafa; here: wat < cfa < frl < dafa" in "\n".join(
+        lines
+    )
+    swapped = [line for line in lines if line.startswith("- ")]
+    # published frl < cfa < wat, here the reverse: every pair of the three disagrees, each measured paired by seed
+    assert [line.split(":")[0] for line in swapped] == ["- cfa − frl", "- wat − frl", "- wat − cfa"]
+    assert swapped[1].startswith("- wat − frl: -3.0 (not resolved)")  # −3 points in both seeds
+    assert order_part(pairs[:1], _between(settings, "eval"), "PGD") == []  # one technique: no order to compare

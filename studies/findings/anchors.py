@@ -29,3 +29,21 @@ TOLERANCE = float(_DATA["tolerance"])
 TARGETS = {k: (t["clean"], t["robust"], t["minutes"]) for k, t in _DATA["recipe_targets"].items()}
 GOAL_GAIN, GOAL_COST = float(_DATA["goal"]["gain"]), float(_DATA["goal"]["cost"])
 DISPLAY: dict[str, str] = dict(_DATA["dataset_labels"])
+
+
+@dataclass(frozen=True)
+class PublishedOrder:
+    """Published worst-class and mean robust accuracy (%) of a base method alone (``none``) and with
+    each technique, from one table, so the techniques' gains can be ranked as the paper ranks them."""
+
+    source: str
+    base: str
+    robust_worst: dict[str, float]
+    robust_mean: dict[str, float]
+
+    def gains(self) -> dict[str, float]:
+        """Each technique's worst-class gain over the base alone, in points."""
+        return {t: v - self.robust_worst["none"] for t, v in self.robust_worst.items() if t != "none"}
+
+
+TECHNIQUE_ORDER = PublishedOrder(**_DATA["technique_order"])

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +24,7 @@ from classwise.evaluate import Evaluation, read_evaluation
 from classwise.report import Validation, figures, pct
 from classwise.study import runs_table
 from classwise.train import TECHNIQUES, components, technique_options
-from studies.findings.anchors import GOAL_COST, GOAL_GAIN
+from studies.findings.anchors import GOAL_COST, GOAL_GAIN, TECHNIQUE_ORDER
 from studies.findings.engagement import engagement_part
 from studies.findings.study_answers import (
     StudyRun,
@@ -37,6 +37,7 @@ from studies.findings.study_answers import (
     technique,
     with_intervals,
 )
+from studies.findings.technique_order import order_part
 
 STATISTICS = (("worst", True), ("mean", True), ("mean", False), ("worst", False))  # (statistic, robust)
 
@@ -133,6 +134,34 @@ class Later:
     worst: analysis.GapComparison
     mean: analysis.GapComparison
     same_images: analysis.GapComparison
+
+
+@dataclass(frozen=True)
+class _Under:
+    """A pair judged under a later evaluation (``eval-<name>``) of its runs."""
+
+    pair: Paired
+    evaluation: str
+
+    @property
+    def seeds(self) -> list[int]:
+        return self.pair.seeds
+
+    def compare(self, statistic: str, robust: bool) -> analysis.GapComparison:
+        return self.pair.compare(statistic, robust, self.evaluation)
+
+
+def _between(settings: Sequence[Setting], evaluation: str) -> Callable[[str, str], analysis.GapComparison | None]:
+    """Technique b − technique a (by label, on the published table's base method) in worst-class robust
+    accuracy under ``evaluation``, paired over the seeds where both have it."""
+    by_label = {s.technique: s for s in settings if s.method == TECHNIQUE_ORDER.base}
+
+    def between(a: str, b: str) -> analysis.GapComparison | None:
+        pair = Paired(by_label[b], by_label[a], sorted(set(by_label[a].runs) & set(by_label[b].runs)))
+        under = pair if evaluation == "eval" else pair.under(evaluation)
+        return None if under is None or not under.seeds else under.compare("worst", True, evaluation)
+
+    return between
 
 
 def meets_goal(worst: analysis.GapComparison, mean: analysis.GapComparison) -> bool:
@@ -454,8 +483,16 @@ def closing_gap_section(folder: Path) -> tuple[str, dict[str, bytes]]:
     lines += engagement_part([s for s in settings if s.technique != "none"])
     lines += averaging_part(settings)
     later = sorted({e.name for r in runs for e in r.path.glob("eval-*") if (e / "evaluation.json").exists()})
+    own = [p for p in pairs if p.base.technique == "none" and p.base.method == p.setting.method]
+    lines += order_part(
+        [(p.base.method, p.setting.technique, p) for p in own],
+        _between(settings, "eval"),
+        r0.model.evaluation.spec.describe(),
+    )
     for name in later:
         lines += later_evaluation_part(pairs, name)
+        under = [(p.base.method, p.setting.technique, _Under(q, name)) for p in own if (q := p.under(name))]
+        lines += order_part(under, _between(settings, name), f"`{name}`")
     figs = {}
     for method, base in bases.items():
         group = [p for p in pairs if p.base is base]

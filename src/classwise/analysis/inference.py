@@ -42,13 +42,14 @@ class Estimate:
         return bool(np.isfinite(self.low) and np.isfinite(self.high) and self.high > self.low)
 
     def format(self, scale: float = 100.0, digits: int = 1, signed: bool = False) -> str:
-        """``+3.2 [+1.0, +5.4]``, or ``+0.0 (not resolved)`` where the interval has no width."""
+        """``+3.2 [+1.0, +5.4]``, or ``+0.0 (not resolved)`` where the interval has no width, also where
+        it has none at the printed precision (equal runs whose float differences differ in the 17th digit)."""
         sign = "+" if signed else ""
 
         def shown(v: float) -> str:  # rounded first, so a value that rounds to zero is +0.0, never -0.0
             return f"{round(v * scale, digits) + 0.0:{sign}.{digits}f}"
 
-        if not self.resolved:
+        if not self.resolved or shown(self.low) == shown(self.high):
             return f"{shown(self.value)} (not resolved)"
         return f"{shown(self.value)} [{shown(self.low)}, {shown(self.high)}]"
 
