@@ -100,7 +100,7 @@ def test_run_interval_equals_scipy_and_says_when_it_cannot_resolve() -> None:
     assert run_interval(np.array([0.01, 0.03, 0.02])).format(signed=True) == "+2.0 [-0.5, +4.5]"
     # differences equal but for float rounding (0.24 − 0.20 and 0.26 − 0.22): no interval to print either
     same = run_interval(np.array([0.24 - 0.20, 0.26 - 0.22]))
-    assert same.resolved and same.format(signed=True) == "+4.0 (not resolved)"
+    assert not same.resolved and same.format(signed=True) == "+4.0 (not resolved)"
 
 
 def test_fisher_interval_and_spearman_equal_their_formulas_and_scipy() -> None:
