@@ -196,6 +196,14 @@ def _panel(setting: str, what: str, triples: Sequence[Triple], target: str, arms
     return f"{setting}: {target}, {what}", labels, values, [f"seed {t.seed}" for t in triples]
 
 
+def _seed_mean(subject: str, verb: str, values: Sequence[float]) -> str:
+    """``dog out changes it by +3.2 [+1.0, +5.4] points (3 seeds)``, or that no seed has its runs yet."""
+    if not values:
+        return f"{subject}: no seed has its runs yet"
+    e, _ = _over_seeds(values)
+    return f"{subject} {verb} {e.format(signed=True)} points ({e.n} seed{'s' if e.n != 1 else ''})"
+
+
 def _method_part(
     setting: str, triples: Sequence[Triple], target: str, neighbour: str, control: str
 ) -> tuple[list[str], list[Comparison], list[Panel]]:
@@ -214,12 +222,12 @@ def _method_part(
         ]
         lines += [f"{setting}: {target}'s {what} accuracy (%; change from the baseline in brackets):", ""]
         lines += markdown_table(columns, rows, "no seed has a run yet")
-        texts = []
-        for label, values in ((f"{neighbour} out", per_arm[arms[0]]), (f"{control} out", per_arm[arms[1]])):
-            e, _ = _over_seeds(values)
-            texts.append(f"{label} changes it by {e.format(signed=True)} points ({e.n} seeds)")
+        texts = [
+            _seed_mean(f"{neighbour} out", "changes it by", per_arm[arms[0]]),
+            _seed_mean(f"{control} out", "changes it by", per_arm[arms[1]]),
+            _seed_mean(f"{neighbour} out minus {control} out", "is", effect),
+        ]
         e, p = _over_seeds(effect)
-        texts.append(f"{neighbour} out minus {control} out: {e.format(signed=True)} points ({e.n} seeds)")
         found.append(Comparison(f"{setting}, {what}", e, p))
         panels.append(_panel(setting, "robust" if robust else "clean", triples, target, arms))
         lines += ["", "Mean over seeds (Student-t, the retrained model the unit): " + "; ".join(texts) + ".", ""]
