@@ -126,27 +126,24 @@ def weakest_class(models: Sequence[ModelResult]) -> tuple[str, int]:
     return names[best], int(counts[best])
 
 
-def _arm(removed: tuple[str, ...], neighbour: str, control: str) -> str:
-    roles: dict[tuple[str, ...], str] = {(neighbour,): "the neighbour", (control,): "the control"}
-    role = roles.get(removed, "neither measured role")
-    return f"without {', '.join(removed)} ({role})"
-
-
 def _seed_rows(
     triples: Sequence[Triple], target: str, arms: Sequence[tuple[str, ...]], robust: bool
-) -> tuple[list[str], dict[tuple[str, ...], list[float]], list[float]]:
+) -> tuple[list[str], dict[tuple[str, ...], list[float]], list[float], np.ndarray]:
     """Per seed: the target's accuracy in the baseline and in each arm, and the two arms' paired
-    difference over the target's images (Newcombe); with the per-seed changes from the baseline and
-    the per-seed differences of the arms that the summary is over."""
+    difference over the target's images (Newcombe); with the per-seed changes from the baseline, the
+    per-seed differences of the arms that the summary is over, and the (seeds, 1 + arms) accuracies
+    the figure draws (NaN where a run has not finished)."""
     rows, per_arm, effect = [], defaultdict(list), []
-    for t in triples:
+    drawn = np.full((len(triples), 1 + len(arms)), np.nan)
+    for i, t in enumerate(triples):
         base = _flags(t.baseline, target, robust)
+        drawn[i, 0] = base.mean()
         cells = [pct(base.mean())]
-        for arm in arms:
+        for j, arm in enumerate(arms, start=1):
             if arm not in t.without:
                 cells.append("–")
                 continue
-            acc = float(_flags(t.without[arm], target, robust).mean())
+            acc = drawn[i, j] = float(_flags(t.without[arm], target, robust).mean())
             per_arm[arm].append(acc - float(base.mean()))
             cells.append(f"{pct(acc)} ({100 * (acc - base.mean()):+.1f})")
         if all(a in t.without for a in arms):
@@ -157,7 +154,7 @@ def _seed_rows(
         else:
             cells.append("–")
         rows.append(f"| {t.seed} | " + " | ".join(cells) + " |")
-    return rows, per_arm, effect
+    return rows, per_arm, effect, drawn
 
 
 @dataclass(frozen=True)
@@ -180,22 +177,6 @@ def _over_seeds(values: Sequence[float]) -> tuple[analysis.Estimate, float]:
 Panel = tuple[str, list[str], np.ndarray, list[str]]
 
 
-def _panel(setting: str, what: str, triples: Sequence[Triple], target: str, arms: Sequence[tuple[str, ...]]) -> Panel:
-    """The figure's panel of one setting and measure: per seed, the target's accuracy with all classes
-    and without each arm (NaN where that run has not finished)."""
-    values = np.array(
-        [
-            [
-                float(_flags(m, target, what != "clean").mean()) if m is not None else np.nan
-                for m in (t.baseline, *(t.without.get(a) for a in arms))
-            ]
-            for t in triples
-        ]
-    )
-    labels = ["all classes", *(f"without {', '.join(a)}" for a in arms)]
-    return f"{setting}: {target}, {what}", labels, values, [f"seed {t.seed}" for t in triples]
-
-
 def _seed_mean(subject: str, verb: str, values: Sequence[float]) -> str:
     """``dog out changes it by +3.2 [+1.0, +5.4] points (3 seeds)``, or that no seed has its runs yet."""
     if not values:
@@ -213,11 +194,12 @@ def _method_part(
     panels: list[Panel] = []
     for robust in (False, True) if triples[0].adversarial else (False,):
         what = "robust (headline attack)" if robust else "clean"
-        rows, per_arm, effect = _seed_rows(triples, target, arms, robust)
+        rows, per_arm, effect, drawn = _seed_rows(triples, target, arms, robust)
         columns = [
             "seed",
             f"{target}, all classes",
-            *(f"{target}, {_arm(a, neighbour, control)}" for a in arms),
+            f"{target}, without {neighbour} (the neighbour)",
+            f"{target}, without {control} (the control)",
             f"{neighbour} out − {control} out (paired over {target}'s images)",
         ]
         lines += [f"{setting}: {target}'s {what} accuracy (%; change from the baseline in brackets):", ""]
@@ -229,7 +211,9 @@ def _method_part(
         ]
         e, p = _over_seeds(effect)
         found.append(Comparison(f"{setting}, {what}", e, p))
-        panels.append(_panel(setting, "robust" if robust else "clean", triples, target, arms))
+        labels = ["all classes", f"without {neighbour}", f"without {control}"]
+        title = f"{setting}: {target}, {'robust' if robust else 'clean'}"
+        panels.append((title, labels, drawn, [f"seed {t.seed}" for t in triples]))
         lines += ["", "Mean over seeds (Student-t, the retrained model the unit): " + "; ".join(texts) + ".", ""]
     return lines, found, panels
 
