@@ -338,13 +338,18 @@ def components(name: str, args: Mapping[str, Any], where: str = "balance") -> li
     return [(n, dict(args.get(n) or {})) for n in names]
 
 
-def check_balance(name: str, args: Mapping[str, Any], method: type[Method], where: str = "balance") -> list[Any]:
+def check_balance(
+    name: str, args: Mapping[str, Any], method: type[Method], where: str = "balance"
+) -> list[tuple[type[Technique], Any]]:
     """The checks that need no data: known techniques and options, methods they work with, and no
-    two techniques of a combination taking the same role. Returns each technique's typed options."""
+    two techniques of a combination taking the same role. Returns each technique with its typed options."""
     parts = components(name, args, where)
-    options = [
-        _check_technique(
-            TECHNIQUES.get(part), part_args, method, f"{where}.args" + (f".{part}" if len(parts) > 1 else "")
+    checked = [
+        (
+            TECHNIQUES.get(part),
+            _check_technique(
+                TECHNIQUES.get(part), part_args, method, f"{where}.args" + (f".{part}" if len(parts) > 1 else "")
+            ),
         )
         for part, part_args in parts
     ]
@@ -355,7 +360,7 @@ def check_balance(name: str, args: Mapping[str, Any], method: type[Method], wher
                 f"{where}.name {name!r}: {' and '.join(takers)} both set the {what}; combine techniques that "
                 "change different things (classwise config lists each technique)"
             )
-    return options
+    return checked
 
 
 def _check_technique(cls: type[Technique], args: dict[str, Any], method: type[Method], where: str) -> Any:
@@ -387,6 +392,4 @@ def _check_technique(cls: type[Technique], args: dict[str, Any], method: type[Me
 def make_technique(name: str, args: dict[str, Any], counts: torch.Tensor, epochs: int, method: type[Method]) -> Balance:
     """Build technique ``name`` (or the combination ``a+b``) with ``args`` for the loop; impossible
     options fail here, before training."""
-    options = check_balance(name, args, method)
-    parts = [TECHNIQUES.get(part) for part, _ in components(name, args)]
-    return Balance(*(cls(counts, epochs, method, o) for cls, o in zip(parts, options, strict=True)))
+    return Balance(*(cls(counts, epochs, method, options) for cls, options in check_balance(name, args, method)))
