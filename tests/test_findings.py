@@ -102,11 +102,12 @@ def test_a_study_snapshot_reads_back_the_same_and_answers_from_it(tmp_path: Path
     # the paired widening row: 2 pairs (standard vs pgd-at with the same seed), a t-interval over them
     lines = text.splitlines()
     header = (
-        "| dataset | pairs | std across classes | max − min | worst class | mean | CV of per-class error (no unit) |"
+        "| dataset, adversarial method | pairs | std across classes | max − min | worst class | mean "
+        "| CV of per-class error (no unit) |"
     )
     row = lines[lines.index(header) + 2]
     # each of the 5 cells has an interval, or says "not resolved" where both pairs gave the same difference
-    assert row.startswith("| images | 2 | ") and row.count("[") + row.count("(not resolved)") == 5
+    assert row.startswith("| images, pgd-at | 2 | ") and row.count("[") + row.count("(not resolved)") == 5
     assert (tmp_path / "figures").is_dir()
     # a second snapshot keeps what was copied and rewrites the same page
     before = (tmp_path / "f.md").read_text()
@@ -120,7 +121,7 @@ def test_a_study_snapshot_reads_back_the_same_and_answers_from_it(tmp_path: Path
     write_findings(results, tmp_path / "g.md")
     text = (tmp_path / "g.md").read_text()
     assert f"diverged (validation clean accuracy fell back to chance): `{study.runs[0].run_id}`" in text
-    assert "| images | 1 | " in text  # the widening table lost the collapsed run's pair
+    assert "| images, pgd-at | 1 | " in text  # the widening table lost the collapsed run's pair
     collapsed.write_text(original)
     assert snapshot_then_findings(tmp_path / "s", results, tmp_path / "f.md") == 0
     assert (tmp_path / "f.md").read_text() == before
@@ -415,3 +416,50 @@ def test_runs_evaluated_at_several_budgets_get_a_table_per_budget(tmp_path: Path
     assert main(["snapshot", str(tmp_path / "one" / "s"), "--out", str(tmp_path / "one" / "r" / "s")]) == 0
     one = study_runs(tmp_path / "one" / "r" / "s")
     assert len(one) == 1 and eps_sweep_part(one, [one[0].dataset]) == []
+
+
+def test_a_method_calibrated_with_its_own_settings_still_pairs_with_the_other_method() -> None:
+    """question-a-cifar trains standard runs 14 epochs and PGD-AT runs 15: the epochs follow the
+    method, so they belong to its recipe and the two still pair by architecture, learning rate and
+    seed; a learning rate set for both methods is a hyper-parameter axis and stays in the variant."""
+    from studies.findings.study_answers import recipe_keys
+
+    def entry(**together: object) -> dict[str, Any]:
+        return {"overrides": {"seed": 0, "with": together}}
+
+    entries = [
+        entry(**{"model.name": "resnet20", "method.name": "standard", "optim.epochs": 14}),
+        entry(**{"model.name": "resnet20", "method.name": "pgd-at", "method.args": {"steps": 2}}),
+        entry(**{"model.name": "resnet20", "method.name": "standard", "optim.epochs": 14, "optim.lr": 0.1}),
+        entry(**{"model.name": "resnet20", "method.name": "pgd-at", "method.args": {"steps": 2}, "optim.lr": 0.1}),
+    ]
+    assert recipe_keys(entries) == {"model.name", "method.name", "method.args", "optim.epochs"}
+    # the method from the grid, a setting varied beside it: nothing follows the method
+    grid = [
+        {"overrides": {"method.name": m, "with": {"data.dataset": "fashion-mnist", **wd}}}
+        for m in ("standard", "pgd-at")
+        for wd in ({}, {"optim.weight_decay": 0.005})
+    ]
+    assert recipe_keys(grid) == frozenset()
+
+    # the committed page pairs question-a-cifar's runs that way: recomputed from the runs' own configs
+    study = ROOT / "results" / "study" / "question-a-cifar"
+    runs: dict[tuple[Any, ...], dict[str, np.ndarray]] = {}
+    for e in json.loads((study / "runs.json").read_text()):
+        run = study / "runs" / e["run_id"]
+        if e["status"] != "done" or not (run / "eval" / "evaluation.json").exists():
+            continue
+        import yaml
+
+        c = yaml.safe_load((run / "config.yaml").read_text())
+        key = (c["model"]["name"], json.dumps(c["model"].get("args"), sort_keys=True), c["optim"]["lr"], c["seed"])
+        runs.setdefault(key, {})[c["method"]["name"]] = read_evaluation(run / "eval").clean().accuracy
+    pairs = [(r["standard"], r["pgd-at"]) for r in runs.values() if {"standard", "pgd-at"} <= set(r)]
+    change = 100 * np.mean([a.std() - s.std() for s, a in pairs])
+    page = (ROOT / "docs" / "findings.md").read_text()
+    row = next(
+        line
+        for line in page.splitlines()
+        if line.startswith("| CIFAR-10 (JPEG q75), pgd-at | ") and "[" in line and f"| {len(pairs)} |" in line
+    )
+    assert len(pairs) >= 2 and f"| {change:+.1f} [" in row, (change, row)

@@ -35,7 +35,7 @@ class StudyRun:
     architecture: str
     method: str
     seed: int
-    variant: str  # ε and the hyper-parameters set together with the dataset
+    variant: str  # ε and the hyper-parameters set with the dataset, not the architecture's or method's recipe
     path: Path  # the run's folder in the snapshot
     planned: bool = True  # False: kept from an earlier snapshot of a grid that has been edited since
 
@@ -85,11 +85,40 @@ class Answers:
 
 def study_runs(folder: Path) -> list[StudyRun]:
     """A study snapshot's finished runs."""
-    return [study_run(folder, entry) for entry in finished_entries(folder)]
+    recipe = recipe_keys(runs_table(folder))
+    return [study_run(folder, entry, recipe) for entry in finished_entries(folder)]
 
 
-def study_run(folder: Path, entry: dict[str, Any]) -> StudyRun:
-    """The finished run of a study snapshot's runs-table ``entry``, its evaluation read."""
+def _method(entry: dict[str, Any]) -> Any:
+    overrides = entry["overrides"]
+    return (overrides.get("with") or {}).get("method.name", overrides.get("method.name"))
+
+
+def recipe_keys(entries: Sequence[dict[str, Any]]) -> frozenset[str]:
+    """The ``with`` keys of a study's grid that belong to a method's recipe rather than to a
+    hyper-parameter axis: the architecture's and method's own (``model.*``, ``method.*``) and any
+    key whose value follows the method (every standard entry trains 14 epochs, every PGD-AT entry
+    the base's 15). Left in a run's variant, they would keep a standard run from ever pairing with
+    the adversarial run of the same architecture, hyper-parameters and seed."""
+    values: dict[str, dict[Any, set[str]]] = defaultdict(lambda: defaultdict(set))
+    keys = {k for e in entries for k in e["overrides"].get("with") or {}}
+    for e in entries:
+        together = e["overrides"].get("with") or {}
+        for k in keys:
+            values[k][str(_method(e))].add(repr(together.get(k)))
+    follows = {
+        k
+        for k, by_method in values.items()
+        if len(by_method) > 1
+        and all(len(v) == 1 for v in by_method.values())
+        and len({next(iter(v)) for v in by_method.values()}) > 1
+    }
+    return frozenset(k for k in keys if k.startswith(("model.", "method.")) or k in follows)
+
+
+def study_run(folder: Path, entry: dict[str, Any], recipe: frozenset[str] = frozenset()) -> StudyRun:
+    """The finished run of a study snapshot's runs-table ``entry``, its evaluation read; ``recipe``:
+    the ``with`` keys left out of its variant (:func:`recipe_keys`)."""
     path = folder / "runs" / entry["run_id"]
     m = model_from_folder(entry["run_id"], path)
     c = m.config
@@ -97,7 +126,7 @@ def study_run(folder: Path, entry: dict[str, Any]) -> StudyRun:
     extra = [
         f"{k.split('.')[-1].replace('_', ' ')} {v}"
         for k, v in together.items()
-        if k not in ("data.dataset", "data.root", "threat.eps")
+        if k not in ("data.dataset", "data.root", "threat.eps") and k not in recipe
     ]
     variant = ", ".join([f"ε={format_eps(c['threat']['eps'])}", *extra])
     ds = display_name(m.evaluation.dataset)
@@ -347,34 +376,20 @@ def widening_part(runs: Sequence[StudyRun], datasets: list[str], ans: Answers) -
     ]
     rows = []
     for d in datasets:
-        pairs = [
-            (s.model.clean[0], a.model.clean[0])
-            for s in _by(runs, dataset=d)
-            if not s.adversarial
-            for a in _by(runs, dataset=d, architecture=s.architecture, variant=s.variant, seed=s.seed)
-            if a.adversarial
-        ]
-        if not pairs:
-            continue
-        before, after = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
-        cells = []
-        for stat in ("std", "gap", "worst", "mean"):
-            cmp = analysis.compare_gaps(before, after, stat)
-            cells.append(cmp.difference.format(signed=True))
-            if stat == "std":
-                ans.widening.append((d, cmp))
-            if stat == "mean":
-                ans.clean_means[d] = (float(cmp.a.mean()), float(cmp.b.mean()))
-        cv = analysis.run_interval(
-            np.array(
-                [analysis.spread_measures(a)["cv_error"] - analysis.spread_measures(b)["cv_error"] for b, a in pairs]
-            )
-        )
-        ans.cv_widening[d] = cv
-        cells.append(cv.format(scale=1, digits=2, signed=True))
-        rows.append(f"| {d} | {len(pairs)} | " + " | ".join(cells) + " |")
+        methods = sorted({r.method for r in _by(runs, dataset=d) if r.adversarial})
+        for method in methods:
+            pairs = [
+                (s.model.clean[0], a.model.clean[0])
+                for s in _by(runs, dataset=d)
+                if not s.adversarial
+                for a in _by(
+                    runs, dataset=d, method=method, architecture=s.architecture, variant=s.variant, seed=s.seed
+                )
+            ]
+            if pairs:
+                rows.append(_widening_row(f"{d}, {method}", pairs, ans))
     columns = (
-        "dataset",
+        "dataset, adversarial method",
         "pairs",
         "std across classes",
         "max − min",
@@ -385,6 +400,25 @@ def widening_part(runs: Sequence[StudyRun], datasets: list[str], ans: Answers) -
     return lines + markdown_table(
         columns, rows, "no standard and adversarial run with the same settings have both finished yet"
     )
+
+
+def _widening_row(d: str, pairs: Sequence[tuple[np.ndarray, np.ndarray]], ans: Answers) -> str:
+    """One row of the widening table: the paired changes of the clean spread, noted in ``ans``."""
+    before, after = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
+    cells = []
+    for stat in ("std", "gap", "worst", "mean"):
+        cmp = analysis.compare_gaps(before, after, stat)
+        cells.append(cmp.difference.format(signed=True))
+        if stat == "std":
+            ans.widening.append((d, cmp))
+        if stat == "mean":
+            ans.clean_means[d] = (float(cmp.a.mean()), float(cmp.b.mean()))
+    cv = analysis.run_interval(
+        np.array([analysis.spread_measures(a)["cv_error"] - analysis.spread_measures(b)["cv_error"] for b, a in pairs])
+    )
+    ans.cv_widening[d] = cv
+    cells.append(cv.format(scale=1, digits=2, signed=True))
+    return f"| {d} | {len(pairs)} | " + " | ".join(cells) + " |"
 
 
 def train_counts(run: StudyRun) -> np.ndarray | None:
