@@ -65,6 +65,9 @@ def _args(name: str, gap: Path, tmp: Path) -> list[str]:
         "bench_attack_precision": ["--runs", str(gap), "--n-per-class", "2", "--steps", "2", "--batch-size", "4"],
         "bench_precision": ["fashion", "--dataset", data, "--out", str(tmp / "precision")]
         + [x for s in TINY_SETTINGS for x in ("--set", s)],
+        "bench_validation_precision": ["fashion", "--dataset", data, "--seeds", "0", "1"]
+        + [x for s in TINY_SETTINGS for x in ("--set", s)]
+        + ["--set", "optim.epochs=2"],
         "bench_train": [
             *["--models", "resnet20", "--methods", "standard"],
             *["--batch-size", "4", "--iters", "1", "--peak-repeats", "1"],
@@ -82,6 +85,7 @@ EXPECT = {  # a line each benchmark prints when it ran to the end
     "bench_attack_precision": ("bf16 against fp32:", "McNemar", "the speed of fp32"),
     "bench_precision": ("per-class values lie inside each other's interval",),
     "bench_train": ("fp32 matmul peak", "resnet20"),
+    "bench_validation_precision": ("picks epoch", "over 2 runs: bf16 validation picks", "verdict: bf16 changes"),
 }
 
 

@@ -28,7 +28,7 @@ from classwise.data import (
     without_classes,
 )
 from classwise.errors import CheckpointError, ConfigError
-from classwise.evaluate import Evaluation, evaluate, run_evaluation
+from classwise.evaluate import EvalSpec, Evaluation, evaluate, run_evaluation
 from classwise.models import (
     ImageClassifier,
     atomic_torch_save,
@@ -199,7 +199,9 @@ class Trainer:
     def validate(self, run_dir: Path, epoch: int, record: dict[str, Any], state: RunState) -> None:
         """Per-class validation; the technique observes it, best.pt and the weight average follow it."""
         predictor = self.predictor()
-        val = record["val"] = validation_record(predictor, self.ds, self.cfg)
+        val = record["val"] = validation_record(
+            predictor, self.ds, self.cfg.validation_spec(), self.cfg.validates_robustness
+        )
         robust = None if val.get("robust") is None else torch.tensor(val["robust"], device=self.device)
         self.balance.observe_validation(epoch, torch.tensor(val["clean"], device=self.device), robust)
         if self.balance.wants_validation_loss and self.ds.val is not None:
@@ -305,9 +307,10 @@ def init_weights(model: ImageClassifier, source: Path, num_classes: int) -> None
     model.load_state_dict(loaded.state_dict())
 
 
-def validation_record(model: ImageClassifier, ds: Dataset, cfg: TrainConfig) -> dict[str, Any]:
-    """Per-class clean and (for runs that validate robustness) PGD accuracy on the validation split."""
-    ev = evaluate(model, ds, cfg.validation_spec(), progress=False)
+def validation_record(model: ImageClassifier, ds: Dataset, spec: EvalSpec, robust: bool) -> dict[str, Any]:
+    """Per-class clean and (where ``robust``: for runs that validate robustness) attacked accuracy
+    under ``spec`` (the config's :meth:`~TrainConfig.validation_spec`) on the validation split."""
+    ev = evaluate(model, ds, spec, progress=False)
     clean = ev.spread(ev.clean())
     out: dict[str, Any] = {
         "clean": ev.clean().accuracy.tolist(),
@@ -315,7 +318,7 @@ def validation_record(model: ImageClassifier, ds: Dataset, cfg: TrainConfig) -> 
         "clean_worst": clean.worst,
         "clean_worst_class": clean.worst_class,
     }
-    if cfg.validates_robustness:
+    if robust:
         rob = ev.spread(ev.robust(ev.worst[0]))
         out.update(
             {
