@@ -463,3 +463,42 @@ def test_a_method_calibrated_with_its_own_settings_still_pairs_with_the_other_me
         if line.startswith("| CIFAR-10 (JPEG q75), pgd-at | ") and "[" in line and f"| {len(pairs)} |" in line
     )
     assert len(pairs) >= 2 and f"| {change:+.1f} [" in row, (change, row)
+
+
+def test_every_run_of_a_study_with_targets_is_checked_against_them_from_its_stored_accuracy() -> None:
+    """Recomputed from each committed run's evaluation: its clean and robust class means, and whether
+    they meet targets.yaml's targets for its kind of training (or by how much they fall short)."""
+    import yaml
+
+    targets = yaml.safe_load((ROOT / "studies" / "findings" / "targets.yaml").read_text())["targets"]
+    page = (ROOT / "docs" / "findings.md").read_text().splitlines()
+    checked = 0
+    for study, target in targets.items():
+        folder = ROOT / "results" / "study" / study
+        for e in json.loads((folder / "runs.json").read_text()):
+            run = folder / "runs" / e["run_id"]
+            if e["status"] != "done" or not (run / "eval" / "evaluation.json").exists():
+                continue
+            ev = read_evaluation(run / "eval")
+            method = yaml.safe_load((run / "config.yaml").read_text())["method"]["name"]
+            need = target["standard" if method == "standard" else "adversarial"]
+            clean, robust = 100 * ev.clean().accuracy.mean(), 100 * ev.robust(ev.headline).accuracy.mean()
+            row = next(line for line in page if line.startswith(f"| `{e['run_id']}` |"))
+            assert f"| {clean:.1f} (≥ {need['clean']:g}) |" in row, row
+            short = [
+                f"{what} short by {need[what] - value:.1f}"
+                for what, value in (("clean", clean), ("robust", robust))
+                if need[what] is not None and value < need[what]
+            ]
+            assert row.endswith(f"| **{'; '.join(short)}** |" if short else "| met |"), row
+            checked += 1
+    assert checked >= 8
+
+
+def test_an_earlier_study_leaves_out_the_datasets_a_later_study_replaces() -> None:
+    page = (ROOT / "docs" / "findings.md").read_text()
+    section = page.split("## Questions (a) and (b) on real data: study `question-a`")[1].split("\n## ")[0]
+    assert "Replaced, and left out of every table and answer of this section: CIFAR-10 (JPEG q75)" in section
+    assert "by study `question-a-cifar`" in section and "by study `question-a-gtsrb`" in section
+    assert "| CIFAR-10 (JPEG q75) | pgd-at |" not in section and "| GTSRB (32 px) |" not in section
+    assert "| MNIST | pgd-at | Linf 0.3 |" in section  # the datasets nothing replaces stay

@@ -26,11 +26,11 @@ from classwise.study import runs_table
 from classwise.train import TECHNIQUES, components, technique_options
 from studies.findings.anchors import GOAL_COST, GOAL_GAIN, TECHNIQUE_ORDER
 from studies.findings.engagement import engagement_part
+from studies.findings.markdown import markdown_table
 from studies.findings.study_answers import (
     StudyRun,
     is_complete,
     left_out_line,
-    markdown_table,
     pooled_accuracy,
     progress,
     snapshot_runs,

@@ -32,7 +32,8 @@ from classwise.errors import ClasswiseError
 from classwise.report import ModelResult, figures, pct
 from classwise.study import finished_entries
 from classwise.train import TrainConfig
-from studies.findings.study_answers import StudyRun, markdown_table, progress, snapshot_runs, study_run
+from studies.findings.markdown import markdown_table
+from studies.findings.study_answers import StudyRun, progress, snapshot_runs, study_run
 
 
 def dropped(config: dict[str, Any]) -> tuple[str, ...]:

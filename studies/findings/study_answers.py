@@ -23,7 +23,9 @@ from classwise.evaluate import ClassAccuracy
 from classwise.report import ModelResult, figures, model_from_folder, pct, unreadable
 from classwise.study import finished_entries, is_planned, runs_table
 from classwise.train import components
+from studies.findings.markdown import markdown_table
 from studies.findings.paper_scale import display_name
+from studies.findings.targets import replaced_part, split_replaced, targets_part
 
 
 @dataclass(frozen=True)
@@ -196,16 +198,6 @@ def _fisher(rho: float, n: int) -> str:
         return "undefined"
     low, high = analysis.fisher_interval(rho, n)
     return f"{rho:+.2f} [{low:+.2f}, {high:+.2f}]"
-
-
-def markdown_table(columns: Sequence[str], rows: list[str], empty: str) -> list[str]:
-    """A Markdown table; a table without rows says why in its first cell."""
-    blank = " |" * (len(columns) - 1)
-    return [
-        "| " + " | ".join(columns) + " |",
-        "|" + "---|" * len(columns),
-        *(rows or [f"| ({empty}) |{blank}"]),
-    ]
 
 
 def _slug(dataset: str) -> str:
@@ -655,7 +647,8 @@ def _images(runs: Sequence[StudyRun]) -> str:
 
 def study_section(folder: Path) -> tuple[str, dict[str, bytes]]:
     """Markdown and figures for questions (a) and (b) from one study snapshot."""
-    finished, runs, total = snapshot_runs(folder)
+    finished, trained, total = snapshot_runs(folder)
+    runs, replaced = split_replaced(folder.name, trained)
     title = f"## Questions (a) and (b) on real data: study `{folder.name}`"
     if not runs:
         note = f", and the {len(finished)} finished did not train" if finished else ""
@@ -683,6 +676,8 @@ def study_section(folder: Path) -> tuple[str, dict[str, bytes]]:
         "their images would count the same image again), one run its 95% Wilson interval; differences paired by "
         "architecture, setting and seed, with Student-t intervals over the pairs; Spearman's "
         "ρ with Fisher intervals over the classes.",
+        *replaced_part(folder.name, replaced),
+        *targets_part(folder.name, runs),
         "",
         "### (a) Is the class-wise gap universal?",
         "",
