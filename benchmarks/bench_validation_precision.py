@@ -2,20 +2,22 @@
 ``best.pt``) runs in fp32; this measures what running it in bf16 autocast would change, against
 the noise that is there anyway.
 
-For each training seed, one recipe (``bench_precision``'s ``fashion`` or ``cifar``) is trained with
-validation after every epoch, and after each epoch the same weights are validated three ways on
-the validation split: in fp32 as the loop does (attack seed ``s``), in fp32 with another attack
-seed (``s + 1``: the PGD random start drawn again, the noise any validation carries), and under
-bf16 autocast (seed ``s``). Printed per run: the selection metric of every epoch each way, the
-epoch each way picks, and what bf16's pick costs in the fp32 metric; then, over the runs, how
-often bf16 picks another epoch than fp32 against how often the other attack seed does, the mean
-absolute change of the metric each way, and the validation time of each precision.
+For each training seed, one training config (``--config``, any file ``classwise train`` reads; by
+default ``classwise gap``'s PGD-AT recipe) is trained with validation after every epoch, and after
+each epoch the same weights are validated three ways on the validation split: in fp32 as the loop
+does (attack seed ``s``), in fp32 with another attack seed (``s + 1``: the PGD random start drawn
+again, the noise any validation carries), and under bf16 autocast (seed ``s``). Printed per run:
+the selection metric of every epoch each way, the epoch each way picks, and what bf16's pick costs
+in the fp32 metric; then, over the runs, how often bf16 picks another epoch than fp32 against how
+often the other attack seed does, the mean absolute change of the metric each way, and the
+validation time of each precision.
 
-    CLASSWISE_DATA=../shared/data python benchmarks/bench_validation_precision.py fashion --seeds 0 1 2
-    CLASSWISE_DATA=../shared/data python benchmarks/bench_validation_precision.py cifar --dataset cifar10-jpeg.tar.gz
+    CLASSWISE_DATA=../shared/data python benchmarks/bench_validation_precision.py --seeds 0 1 2
+    CLASSWISE_DATA=../shared/data python benchmarks/bench_validation_precision.py \
+        --config studies/cpu/recipe/adversarial-pgd2.yaml --set data.train_per_class=1000 --set optim.epochs=6
 
-``--set KEY=VALUE`` overrides any recipe setting; the test suite runs it on synthetic images with a
-seconds-long recipe (``tests/test_benchmarks.py``).
+``--set KEY=VALUE`` overrides any setting (``monitor.every`` is always 1); the test suite runs it on
+synthetic images with a seconds-long recipe (``tests/test_benchmarks.py``).
 """
 
 from __future__ import annotations
@@ -28,10 +30,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 
-from benchmarks.bench_precision import RECIPES
 from classwise.config import apply_overrides, parse_assignment
 from classwise.evaluate import EvalSpec
+from classwise.gap import GAP_DEFAULTS
 from classwise.train import SELECTION, TrainConfig, prepare_data, rundir
 from classwise.train.loop import RunState, Trainer, validation_record
 
@@ -111,20 +114,24 @@ def report(runs: list[Curves]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("recipe", choices=sorted(RECIPES))
-    p.add_argument("--dataset", default=None, help="override the recipe's dataset (e.g. cifar10-jpeg.tar.gz)")
+    p.add_argument("--config", type=Path, default=None, help="training config (default: classwise gap's recipe)")
+    p.add_argument("--dataset", default=None, help="override the config's dataset (e.g. cifar10-jpeg.tar.gz)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds, one run each")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe setting")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
     args = p.parse_args(argv)
+    base = yaml.safe_load(args.config.read_text()) if args.config else {**GAP_DEFAULTS, "method": {"name": "pgd-at"}}
     settings = {"data.dataset": args.dataset} if args.dataset else {}
     settings.update(parse_assignment(a) for a in args.set)
-    recipe = apply_overrides(RECIPES[args.recipe], {**settings, "method.name": "pgd-at", "monitor.every": 1})
+    recipe = apply_overrides(base, {**settings, "monitor.every": 1})
     runs = []
     for seed in args.seeds:
         cfg = TrainConfig.from_dict(apply_overrides(recipe, {"seed": seed}))
         runs.append(validate_each_epoch(cfg, torch.device(args.device)))
-    print(f"{args.recipe} recipe, PGD-AT, {cfg.optim.epochs} epochs, training precision {cfg.optim.precision}")
+    print(
+        f"{args.config or 'classwise gap recipe'}: {cfg.method.name}, {cfg.optim.epochs} epochs, training precision "
+        f"{cfg.optim.precision}, validation {cfg.validation_spec().describe()}"
+    )
     report(runs)
 
 
