@@ -128,13 +128,7 @@ def evaluate(
     state = EvalState(state_path, fingerprint(spec, model, sel), spec.describe())
     with frozen_eval(model), fast_layout(model, dev):
         run = _Run(model, spec, sel, dev, state, progress)
-        warnings = run.checks()
-        records, worst = [], []
-        for g, (eps, attacks) in enumerate(spec.build()):
-            recs, notes = run.group(g, attacks)
-            records += recs
-            warnings += [n for n in notes if n not in warnings]
-            worst.append(worst_case(recs, eps, spec.norm))
+        records, worst, warnings = run.groups()
         targeted = run.targeted(max(spec.eps or ())) if spec.targeted is not None else None
         analyses = run.analyses(worst[-1]) if spec.analyses or spec.boundary_per_class else None
     ev = Evaluation(
@@ -202,6 +196,18 @@ class _Run:
         for attack in attacks:  # each attack's own start-up checks (AutoAttack's reference checks)
             warnings += [w for w in attack.preflight(self.model, x, y) if w not in warnings]
         return warnings
+
+    def groups(self) -> tuple[list[AttackRecord], list[AttackRecord], list[str]]:
+        """Every ε's attacks in turn: their records, the worst case at each ε, and the warnings of the
+        checks and the attacks (each once)."""
+        warnings = self.checks()
+        records, worst = [], []
+        for g, (eps, attacks) in enumerate(self.spec.build()):
+            recs, notes = self.group(g, attacks)
+            records += recs
+            warnings += [n for n in notes if n not in warnings]
+            worst.append(worst_case(recs, eps, self.spec.norm))
+        return records, worst, warnings
 
     def group(self, g: int, attacks: list[Attack]) -> tuple[list[AttackRecord], list[str]]:
         """Every attack at one ε; with cascade each attack sees only what the earlier ones left robust."""
