@@ -289,14 +289,16 @@ def test_a_setting_added_later_keeps_the_ids_of_existing_runs() -> None:
     from classwise.study import run_hash
     from classwise.train import TrainConfig
 
-    cfg = TrainConfig()
+    cfg = TrainConfig().with_overrides({"monitor.precision": "fp32"})  # validation as every run before it
     before = cfg.to_dict()
-    del before["model"]["init_from"]  # the config as studies knew it before model.init_from existed
+    del before["monitor"]["precision"]  # the config as studies knew it before monitor.precision existed
+    del before["model"]["init_from"]  # ... and before model.init_from
     del before["threat"]["norm"]  # ... and before threat.norm (L2 training)
     del before["data"]["drop_classes"]  # ... and before data.drop_classes (the class-removal intervention)
     assert run_hash(cfg) == hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:12]
     assert run_hash(cfg.with_overrides({"model.init_from": "runs/pre"})) != run_hash(cfg)
     assert run_hash(cfg.with_overrides({"data.drop_classes": ["dog"]})) != run_hash(cfg)
+    assert run_hash(cfg.with_overrides({"monitor.precision": "train"})) != run_hash(cfg)
     assert run_hash(cfg.with_overrides({"threat.norm": "L2", "threat.eps": 0.5})) != run_hash(
         cfg.with_overrides({"threat.eps": 0.5})
     )

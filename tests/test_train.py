@@ -56,6 +56,7 @@ def _cfg(data: str, settings: dict | None = None) -> TrainConfig:
         ({"method.args.beta": 6}, "method.args.beta: unknown setting"),
         ({"monitor.select": "best"}, "unknown selection metric 'best'"),
         ({"optim.precision": "fp16"}, "unknown precision"),
+        ({"monitor.precision": "bf16"}, "monitor.precision must be one of train, fp32"),
         ({"seed": -1}, "seed must be a whole number >= 0"),
         ({"threat.norm": "L1"}, "unknown norm 'L1'"),
         ({"threat.norm": "L2", "threat.eps": 100}, "absurd for L2"),
@@ -191,6 +192,39 @@ def test_trades_restores_the_model_mode_when_its_attack_fails() -> None:
             model, torch.rand(4, 3, 8, 8), torch.tensor([0, 1, 2, 0]), torch.Generator(), Knobs(8 / 255)
         )
     assert model.training
+
+
+@pytest.mark.parametrize(("monitor", "expected"), [("train", "bf16"), ("fp32", "fp32")])
+def test_validation_runs_in_the_training_precision_unless_pinned_to_fp32(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, monitor: str, expected: str
+) -> None:
+    """bench_validation_precision measured that bf16 validation keeps the same epochs, so by default
+    a run validates in the precision it trains in; the studies begun before pin fp32."""
+    from classwise.train import loop
+
+    seen: list[str] = []
+    validate = loop.validation_record
+    monkeypatch.setattr(
+        loop, "validation_record", lambda m, ds, spec, r: seen.append(spec.precision) or validate(m, ds, spec, r)
+    )
+    cfg = _cfg(_data(tmp_path), {"optim.precision": "bf16", "monitor.precision": monitor})
+    train(cfg, tmp_path / "run", progress=False, final_evaluation=False)
+    assert seen == [expected, expected]  # both epochs
+    assert TrainConfig().with_overrides({"optim.precision": "fp32"}).validation_spec("fp32").precision == "fp32"
+
+
+def test_a_run_stored_before_monitor_precision_existed_reads_back_as_validated_in_fp32(tmp_path: Path) -> None:
+    import yaml
+
+    from classwise.train import rundir
+
+    run = tmp_path / "run"
+    run.mkdir()
+    stored = TrainConfig().to_dict()
+    del stored["monitor"]["precision"]
+    (run / "config.yaml").write_text(yaml.safe_dump(stored))
+    assert rundir.resolve(run, None, resume=True).monitor.precision == "fp32"
+    assert TrainConfig.from_dict(stored).monitor.precision == "train"  # a new config: the new default
 
 
 def test_training_run_leaves_its_artifacts(tmp_path: Path) -> None:

@@ -156,7 +156,12 @@ def _resolve(tree: dict[str, Any], overrides: dict[str, Any], where: str) -> Tra
 
 # Settings added after studies had been run, with their defaults: a run that leaves one at its
 # default is identified without it, so a new setting never renames (and re-runs) existing runs.
-LATER_SETTINGS: dict[str, Any] = {"model.init_from": None, "threat.norm": "Linf", "data.drop_classes": []}
+LATER_SETTINGS: dict[str, Any] = {
+    "model.init_from": None,
+    "threat.norm": "Linf",
+    "data.drop_classes": [],
+    "monitor.precision": "fp32",  # runs before it validated in fp32; a study that pins fp32 keeps its ids
+}
 
 
 def run_hash(config: TrainConfig) -> str:

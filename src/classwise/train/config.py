@@ -148,6 +148,9 @@ class OptimConfig:
             raise ConfigError(f"unknown precision {self.precision!r}; use one of {', '.join(PRECISIONS)}")
 
 
+VALIDATION_PRECISIONS = ("train", "fp32")
+
+
 @dataclass(frozen=True)
 class MonitorConfig:
     """Validation during training and which checkpoint is kept as ``best.pt``."""
@@ -157,12 +160,21 @@ class MonitorConfig:
     select: str | None = field_help(
         "metric that picks best.pt (null: clean_mean for standard training, robust_mean otherwise)", default=None
     )
+    precision: str = field_help(
+        "precision of validation: train (the run's training precision, bf16 where it trains in bf16; "
+        "benchmarks/bench_validation_precision.py measured that it keeps the same epochs) or fp32",
+        default="train",
+    )
 
     def __post_init__(self) -> None:
         _positive("every", self.every)
         _positive("steps", self.steps)
         if self.select is not None:
             SELECTION.get(self.select)
+        if self.precision not in VALIDATION_PRECISIONS:
+            raise ConfigError(
+                f"monitor.precision must be one of {', '.join(VALIDATION_PRECISIONS)}, got {self.precision!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -275,11 +287,13 @@ class TrainConfig:
         spec = self.evaluation if self.evaluation.eps is not None else replace(self.evaluation, norm=self.threat.norm)
         return spec.resolved(self.threat_eps)
 
-    def validation_spec(self) -> EvalSpec:
+    def validation_spec(self, training_precision: str = "fp32") -> EvalSpec:
         """Per-class clean and PGD-``monitor.steps`` accuracy on the validation split at the training
         ε (clean only where :attr:`validates_robustness` is false), with the final evaluation's seed
-        and PGD defaults (no analyses)."""
+        and PGD defaults (no analyses), in ``training_precision`` (the run's resolved one) where
+        ``monitor.precision`` is ``train``, else in fp32."""
         return EvalSpec(
+            precision=training_precision if self.monitor.precision == "train" else "fp32",
             attacks=(AttackSpec("pgd", {"steps": self.monitor.steps}),),
             eps=(self.threat.eps if self.validates_robustness else 0.0,),
             norm=self.threat.norm,

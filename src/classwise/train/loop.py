@@ -200,7 +200,7 @@ class Trainer:
         """Per-class validation; the technique observes it, best.pt and the weight average follow it."""
         predictor = self.predictor()
         val = record["val"] = validation_record(
-            predictor, self.ds, self.cfg.validation_spec(), self.cfg.validates_robustness
+            predictor, self.ds, self.cfg.validation_spec(self.compute.precision), self.cfg.validates_robustness
         )
         robust = None if val.get("robust") is None else torch.tensor(val["robust"], device=self.device)
         self.balance.observe_validation(epoch, torch.tensor(val["clean"], device=self.device), robust)

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from classwise.config import flatten, write_text_atomically
+from classwise.config import flatten, load_yaml, write_text_atomically
 from classwise.errors import ConfigError
 from classwise.provenance import provenance
 from classwise.train.config import TrainConfig
@@ -71,8 +71,12 @@ def saved_config(run_dir: Path) -> TrainConfig | None:
 
 
 def _load(run_dir: Path) -> TrainConfig:
+    """The run's stored config; one written before ``monitor.precision`` existed validated in fp32."""
     try:
-        return TrainConfig.load(run_dir / CONFIG)
+        data = load_yaml(run_dir / CONFIG, "training settings")
+        if isinstance(data, dict) and isinstance(data.get("monitor"), dict):
+            data["monitor"].setdefault("precision", "fp32")
+        return TrainConfig.from_dict(data)
     except ConfigError as exc:
         raise ConfigError(
             f"{run_dir} holds a run this classwise cannot read ({exc}): it was written by an older version or "
