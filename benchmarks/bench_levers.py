@@ -85,7 +85,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--n-per-class", type=int, default=50)
     p.add_argument("--batch-size", type=int, default=250)
     p.add_argument("--batch-sizes", default="64,128,500", help="the batch sizes to try beside --batch-size")
-    p.add_argument("--skip", nargs="*", default=[], help="levers to leave out, by name (e.g. torch.compile)")
+    p.add_argument(
+        "--skip",
+        nargs="*",
+        default=[],
+        help="levers to leave out, by name (e.g. torch.compile; profile: the breakdown)",
+    )
     args = p.parse_args(argv)
     model, meta = load_checkpoint(Path(args.model) / "best.pt")
     cfg = TrainConfig.from_dict(meta["config"])
@@ -125,6 +130,37 @@ def main(argv: list[str] | None = None) -> None:
         if name == "early stop on" and (counts <= base).all():
             same = f"{counts.sum()} robust, never more than the baseline in any class"
         print(f"{name:<20} {n / t:8.1f} {seconds / t:10.2f}x  {same}")
+    if "profile" not in args.skip:
+        where_the_time_goes(model, ds, spec)
+
+
+KINDS = {  # operator kinds of an attack loop, by a piece of the profiler's operator name
+    "convolutions": ("convolution", "conv2d"),
+    "batch norm": ("batch_norm",),
+    "ReLU": ("relu", "clamp_min", "threshold"),
+    "copies and layout": ("copy_", "contiguous", "to_dense", "reorder"),
+}
+
+
+def where_the_time_goes(model: torch.nn.Module, data: Any, spec: EvalSpec, top: int = 6) -> None:
+    """The baseline once more under torch's profiler: the operators that take its time (self time,
+    their share), then the shares by kind. Whatever is not a convolution is memory-bound work that
+    no FLOP rate counts: it is why an attack loop can sit well below the matmul peak."""
+    from torch.profiler import ProfilerActivity, profile
+
+    evaluate(model, data, replace(spec, n_per_class=1), progress=False)  # warm-up, as timed above
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        evaluate(model, data, spec, progress=False)
+    events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
+    total = sum(e.self_cpu_time_total for e in events)
+    print("where the baseline's time goes (torch profiler, self time of each operator)")
+    for e in sorted(events, key=lambda e: -e.self_cpu_time_total)[:top]:
+        print(f"    {e.key[:40]:<40} {100 * e.self_cpu_time_total / total:5.1f}%")
+    share = dict.fromkeys([*KINDS, "other"], 0.0)
+    for e in events:
+        kind = next((k for k, parts in KINDS.items() if any(p in e.key.lower() for p in parts)), "other")
+        share[kind] += 100 * e.self_cpu_time_total / total
+    print("    by kind: " + ", ".join(f"{k} {v:.0f}%" for k, v in share.items()))
 
 
 if __name__ == "__main__":

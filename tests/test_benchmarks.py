@@ -81,7 +81,10 @@ EXPECT = {  # a line each benchmark prints when it ran to the end
     "bench_eval": ("default <= ", "pgd-at", "of the fp32 matmul peak"),
     "bench_autoattack": ("per-sample robust flags, classwise vs reference: identical",),
     "bench_workers": ("evaluate", "train", "the throughput of 1 ×"),
-    "bench_levers": ("baseline", "channels_last off", "batch 2", "1 thread", "early stop on", "bf16 autocast"),
+    "bench_levers": (
+        *("baseline", "channels_last off", "batch 2", "1 thread", "early stop on", "bf16 autocast"),
+        "where the baseline's time goes",
+    ),
     "bench_attack_precision": ("bf16 against fp32:", "McNemar", "the speed of fp32"),
     "bench_precision": ("per-class values lie inside each other's interval",),
     "bench_train": ("fp32 matmul peak", "resnet20"),
