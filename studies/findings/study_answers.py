@@ -79,10 +79,10 @@ class Answers:
     robust_gap: list[tuple[str, bool, str]] = field(default_factory=list)
     weakest_cifar: str = ""
     widening: list[tuple[str, analysis.GapComparison]] = field(default_factory=list)
-    cv_widening: dict[str, analysis.Estimate] = field(default_factory=dict)  # dataset -> paired change of the CV
+    cv_widening: dict[str, analysis.Estimate] = field(default_factory=dict)  # "dataset, method" -> change of the CV
     # explanation -> per dataset: (median ρ, runs, runs with the interval below 0, runs with it above 0)
     explanations: dict[str, list[tuple[float, int, int, int]]] = field(default_factory=dict)
-    clean_means: dict[str, tuple[float, float]] = field(default_factory=dict)  # dataset -> (standard, adversarial)
+    clean_means: dict[str, tuple[float, float]] = field(default_factory=dict)  # "dataset, method" -> (standard, adv.)
 
 
 def study_runs(folder: Path) -> list[StudyRun]:
@@ -394,23 +394,24 @@ def widening_part(runs: Sequence[StudyRun], datasets: list[str], ans: Answers) -
     )
 
 
-def _widening_row(d: str, pairs: Sequence[tuple[np.ndarray, np.ndarray]], ans: Answers) -> str:
-    """One row of the widening table: the paired changes of the clean spread, noted in ``ans``."""
+def _widening_row(label: str, pairs: Sequence[tuple[np.ndarray, np.ndarray]], ans: Answers) -> str:
+    """One row of the widening table (``label``: dataset and adversarial method): the paired changes of
+    the clean spread, noted in ``ans``."""
     before, after = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
     cells = []
     for stat in ("std", "gap", "worst", "mean"):
         cmp = analysis.compare_gaps(before, after, stat)
         cells.append(cmp.difference.format(signed=True))
         if stat == "std":
-            ans.widening.append((d, cmp))
+            ans.widening.append((label, cmp))
         if stat == "mean":
-            ans.clean_means[d] = (float(cmp.a.mean()), float(cmp.b.mean()))
+            ans.clean_means[label] = (float(cmp.a.mean()), float(cmp.b.mean()))
     cv = analysis.run_interval(
         np.array([analysis.spread_measures(a)["cv_error"] - analysis.spread_measures(b)["cv_error"] for b, a in pairs])
     )
-    ans.cv_widening[d] = cv
+    ans.cv_widening[label] = cv
     cells.append(cv.format(scale=1, digits=2, signed=True))
-    return f"| {d} | {len(pairs)} | " + " | ".join(cells) + " |"
+    return f"| {label} | {len(pairs)} | " + " | ".join(cells) + " |"
 
 
 def train_counts(run: StudyRun) -> np.ndarray | None:
