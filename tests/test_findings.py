@@ -237,7 +237,7 @@ def test_the_committed_page_prints_no_zero_width_interval() -> None:
     import re
 
     page = (ROOT / "docs" / "findings.md").read_text()
-    assert not re.findall(r"\[([+-]?\d+\.\d), \1\]", page)
+    assert not re.findall(r"\[([+-]?\d+\.\d+), \1\]", page)  # one decimal (points) or two (ρ)
     assert "(not resolved)" in page
 
 

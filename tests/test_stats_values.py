@@ -116,6 +116,9 @@ def test_fisher_interval_and_spearman_equal_their_formulas_and_scipy() -> None:
     expected = (math.tanh(math.atanh(0.5) - half), math.tanh(math.atanh(0.5) + half))
     assert fisher_interval(0.5, 28) == pytest.approx(expected, abs=1e-6)
     assert math.isnan(spearman(np.array([1.0, 2, 3]), np.array([3.0, 1, 2])).rho)  # n < 4
+    # ρ = 1: Fisher's interval collapses onto ρ, which is printed as not resolved, never [+1.00, +1.00]
+    assert spearman(np.arange(10.0), np.arange(10.0) ** 2).format() == "+1.00 (not resolved)"
+    assert spearman(np.arange(10.0), np.array([0, 2, 1, 3, 4, 5, 7, 6, 8, 9.0])).format().startswith("+0.98 [+0.")
 
 
 def test_mcnemar_exact_worked_example() -> None:

@@ -196,8 +196,7 @@ def _interval(column: np.ndarray) -> str:
 def _fisher(rho: float, n: int) -> str:
     if not np.isfinite(rho) or n < 4:
         return "undefined"
-    low, high = analysis.fisher_interval(rho, n)
-    return f"{rho:+.2f} [{low:+.2f}, {high:+.2f}]"
+    return analysis.Correlation(rho, *analysis.fisher_interval(rho, n), n).format()
 
 
 def _slug(dataset: str) -> str:

@@ -125,10 +125,16 @@ class Correlation:
     high: float
     n: int
 
+    def format(self) -> str:
+        """``+0.62 [+0.39, +0.78]``, or ``+1.00 (not resolved)`` where the interval has no width at the
+        printed precision: at ρ = ±1 Fisher's z is infinite and the interval collapses onto ρ."""
+        low, high = f"{self.low:+.2f}", f"{self.high:+.2f}"
+        return f"{self.rho:+.2f} (not resolved)" if low == high else f"{self.rho:+.2f} [{low}, {high}]"
+
     def __str__(self) -> str:
         if self.rho != self.rho:
             return f"Spearman ρ undefined (n = {self.n})"
-        return f"Spearman ρ = {self.rho:+.2f} [{self.low:+.2f}, {self.high:+.2f}], n = {self.n}"
+        return f"Spearman ρ = {self.format()}, n = {self.n}"
 
 
 def spearman(x: np.ndarray, y: np.ndarray) -> Correlation:
