@@ -1,11 +1,12 @@
 """Does validating in bf16 change which epoch a run keeps? Training validation (which picks
-``best.pt``) runs in fp32; this measures what running it in bf16 autocast would change, against
-the noise that is there anyway.
+``best.pt``) ran in fp32 until this benchmark's result made the training precision the default
+(``monitor.precision: train``); it measures what bf16 autocast changes against fp32, beside the
+noise that is there anyway.
 
 For each training seed, one training config (``--config``, any file ``classwise train`` reads; by
 default ``classwise gap``'s PGD-AT recipe) is trained with validation after every epoch, and after
-each epoch the same weights are validated three ways on the validation split: in fp32 as the loop
-does (attack seed ``s``), in fp32 with another attack seed (``s + 1``: the PGD random start drawn
+each epoch the same weights are validated three ways on the validation split: in fp32 (attack seed
+``s``), in fp32 with another attack seed (``s + 1``: the PGD random start drawn
 again, the noise any validation carries), and under bf16 autocast (seed ``s``). Printed per run:
 the selection metric of every epoch each way, the epoch each way picks, and what bf16's pick costs
 in the fp32 metric; then, over the runs, how often bf16 picks another epoch than fp32 against how
