@@ -29,6 +29,10 @@ TOLERANCE = float(_DATA["tolerance"])
 TARGETS = {k: (t["clean"], t["robust"], t["minutes"]) for k, t in _DATA["recipe_targets"].items()}
 GOAL_GAIN, GOAL_COST = float(_DATA["goal"]["gain"]), float(_DATA["goal"]["cost"])
 DISPLAY: dict[str, str] = dict(_DATA["dataset_labels"])
+# study -> kind of training (standard, adversarial) -> {clean, robust}: % at least (None: no target)
+STUDY_TARGETS: dict[str, dict[str, dict[str, float | None]]] = _DATA["study_targets"]
+# study -> dataset -> the later study that replaces its runs of that dataset
+REPLACED: dict[str, dict[str, str]] = _DATA["replaced"]
 
 
 @dataclass(frozen=True)

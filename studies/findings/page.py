@@ -2,8 +2,8 @@
 
 Every number on the page is read from result folders under ``results/`` (evaluation folders,
 run folders with ``history.json``, and the ``timings.json`` a device session wrote beside them);
-the published anchors and the recipe targets come from ``anchors.yaml``, each with its source,
-the studies' run targets and the datasets a later study replaces from ``targets.yaml``. Run
+the published anchors, the recipe and study targets and the datasets a later study replaces come
+from ``anchors.yaml``, each with its source. Run
 ``python -m studies.findings`` after new results are committed; the page and its figures are
 replaced atomically, and a figure the page no longer shows (listed in
 ``figures/.findings-figures.json`` by the previous page) is removed.

@@ -1,25 +1,20 @@
-"""The study targets and replacements of ``targets.yaml``: each finished run of a study with targets
+"""The study targets and replacements of ``anchors.yaml``: each finished run of a study with targets
 checked against them (by how much it falls short), and an earlier study's datasets that a later
 study replaces set apart, with the clean accuracy that made them uninterpretable."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import yaml
 
 from classwise.report import pct
+from studies.findings.anchors import REPLACED, STUDY_TARGETS
 from studies.findings.markdown import markdown_table
 
 if TYPE_CHECKING:
     from studies.findings.study_answers import StudyRun
-
-_DATA = yaml.safe_load(Path(__file__).with_name("targets.yaml").read_text(encoding="utf-8"))
-TARGETS: dict[str, dict[str, dict[str, float | None]]] = _DATA["targets"]
-REPLACED: dict[str, dict[str, str]] = _DATA["replaced"]
 
 
 def split_replaced(study: str, runs: Sequence[StudyRun]) -> tuple[list[StudyRun], list[StudyRun]]:
@@ -52,7 +47,7 @@ def replaced_part(study: str, runs: Sequence[StudyRun]) -> list[str]:
 
 def targets_part(study: str, runs: Sequence[StudyRun]) -> list[str]:
     """Every finished run against the study's targets (none: empty)."""
-    targets = TARGETS.get(study)
+    targets = STUDY_TARGETS.get(study)
     if not targets:
         return []
     rows = []
