@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from classwise.cli import main
 from classwise.data import BatchIterator, LabeledImages
 from classwise.errors import ClasswiseError
 from classwise.models import create_model, load_checkpoint
+from classwise.study.snapshot import copy_run
 from classwise.train import METHODS, TECHNIQUES, TrainConfig, train
 from classwise.train.balance import Balance, make_technique, normalise
 from tests.synthetic import tiny, tiny_train_args, write_class_folders
@@ -390,6 +392,14 @@ def test_init_from_starts_from_the_given_weights_and_refuses_another_architectur
     for (name, p), q in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
         if p.is_floating_point() and "running" not in name and "num_batches" not in name:
             torch.testing.assert_close(p, q, atol=1e-6, rtol=0)  # a learning rate of 1e-9 barely moves them
+    # the run keeps which weights it started from, by content, and a snapshot carries that along
+    digest = hashlib.sha256((tmp_path / "pre" / "best.pt").read_bytes()).hexdigest()
+    [session] = json.loads((tuned.run_dir / "provenance.json").read_text())
+    assert session["init_from"] == {"path": str(tmp_path / "pre" / "best.pt"), "sha256": digest}
+    assert "init_from" not in json.loads((tmp_path / "pre" / "provenance.json").read_text())[0]
+    train(TrainConfig.from_dict(tiny({**settings, "optim.epochs": 1})), tmp_path / "ev", progress=False)
+    copied = json.loads((copy_run(tmp_path / "ev", tmp_path / "copy") / "provenance.json").read_text())
+    assert copied[0]["init_from"]["sha256"] == digest
     with pytest.raises(ClasswiseError, match="holds a 'resnet20' model, not 'small_cnn'"):
         train(TrainConfig.from_dict(tiny({**settings, "model.name": "small_cnn"})), tmp_path / "x", progress=False)
     with pytest.raises(ClasswiseError, match=r"holds no best\.pt"):

@@ -68,6 +68,14 @@ def git_commit() -> str | None:
     return (out.stdout.strip() or None) if out.returncode == 0 else None
 
 
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file's bytes: which checkpoint exactly a run started from."""
+    import hashlib
+
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
 def provenance(device: torch.device | str | None = None) -> dict[str, Any]:
     """Everything that says where a result came from (versions, device, commit, command line)."""
     return {

@@ -19,6 +19,7 @@ from classwise.study.store import STORE_FILE, Store
 
 RUNS_TABLE = "runs.json"
 RUN_FILES = ("config.yaml", "history.json")
+RUN_PROVENANCE = "provenance.json"  # copied where the run has one: each session's machine, precision, start weights
 EVAL_FILES = ("evaluation.json", "per_class.csv", "analyses.json")
 
 
@@ -105,13 +106,14 @@ def snapshot_study(study_dir: str | Path, out: str | Path) -> Path:
 
 
 def copy_run(src: Path, out: Path) -> Path:
-    """Copy a finished run folder in small form: config, history and evaluation files (``eval/``
+    """Copy a finished run folder in small form: config, history, provenance and evaluation files (``eval/``
     and any later ``eval-<name>/`` of ``classwise study evaluate``), the per-sample records
     gzipped, no checkpoint. What was copied before is kept; evaluations added since are copied."""
     if not (src / "eval" / "evaluation.json").exists():
         raise ClasswiseError(f"{src} holds no finished run (no eval/evaluation.json); give a trained run folder")
     if not (out / "eval" / "evaluation.json").exists():
-        write_files_atomically(out, {name: partial(_copy, src / name) for name in RUN_FILES})
+        names = RUN_FILES + ((RUN_PROVENANCE,) if (src / RUN_PROVENANCE).exists() else ())
+        write_files_atomically(out, {name: partial(_copy, src / name) for name in names})
     for folder in sorted([src / "eval", *src.glob("eval-*")]):
         dest = out / folder.name
         if not (folder / "evaluation.json").exists() or (dest / "evaluation.json").exists():

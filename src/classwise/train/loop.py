@@ -38,6 +38,7 @@ from classwise.models import (
     save_checkpoint,
     torch_file,
 )
+from classwise.provenance import file_sha256
 from classwise.train import rundir
 from classwise.train.balance import Balance, make_technique
 from classwise.train.config import TrainConfig
@@ -107,8 +108,10 @@ class Trainer:
         self.cfg, self.ds, self.device = cfg, ds, device
         torch.manual_seed(cfg.seed)
         model = create_model(cfg.model.name, ds.num_classes, ds.input_shape, ds.mean, ds.std, **cfg.model.args)
+        # the weights a fine-tune starts from, by content: the path alone does not say which model it held
+        self.init: dict[str, str] = {}
         if cfg.model.init_from is not None:
-            init_weights(model, Path(cfg.model.init_from), ds.num_classes)
+            self.init = init_weights(model, Path(cfg.model.init_from), ds.num_classes)
         self.model = model.to(device)
         self.compute = Compute(resolve_precision(cfg.optim.precision, device), channels_last_safe(model, device))
         if self.compute.channels_last:
@@ -273,7 +276,8 @@ def train(
         rundir.create(run_dir, cfg)
     state = trainer.restore(run_dir) if resume else RunState()
     if len(state.history) < cfg.optim.epochs:
-        rundir.record_provenance(run_dir, dev, len(state.history), trainer.compute.to_dict())
+        start = {**trainer.compute.to_dict(), **({"init_from": trainer.init} if trainer.init else {})}
+        rundir.record_provenance(run_dir, dev, len(state.history), start)
     graphs = cuda_graphs and dev.type == "cuda"
     stopped = any(h.get("catastrophic_overfitting") for h in state.history)
     tracker = Tracker(track, cfg.to_dict())
@@ -291,9 +295,10 @@ def train(
         tracker.close()
 
 
-def init_weights(model: ImageClassifier, source: Path, num_classes: int) -> None:
+def init_weights(model: ImageClassifier, source: Path, num_classes: int) -> dict[str, str]:
     """Load the weights of ``source`` (a run folder's ``best.pt``, or a checkpoint) into ``model``;
-    they must be of the same architecture, arguments and classes."""
+    they must be of the same architecture, arguments and classes. Returns the file loaded and its
+    sha256, which the run's provenance keeps."""
     path = source / rundir.BEST if source.is_dir() else source
     if source.is_dir() and not path.exists():
         raise ConfigError(f"model.init_from: {source} holds no {rundir.BEST}; give a finished run or a checkpoint")
@@ -305,6 +310,7 @@ def init_weights(model: ImageClassifier, source: Path, num_classes: int) -> None
             f"for {model.spec.input_shape}"
         )
     model.load_state_dict(loaded.state_dict())
+    return {"path": str(path), "sha256": file_sha256(path)}
 
 
 def validation_record(model: ImageClassifier, ds: Dataset, spec: EvalSpec, robust: bool) -> dict[str, Any]:

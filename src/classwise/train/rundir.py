@@ -88,10 +88,11 @@ def write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:
     write_text_atomically(run_dir / HISTORY, json.dumps(history, indent=1))
 
 
-def record_provenance(run_dir: Path, device: torch.device, first_epoch: int, compute: dict[str, Any]) -> None:
-    """Add this session's provenance (versions, device, precision and layout, commit, command line)
-    to ``provenance.json``: one entry per start or resume, with the epoch it started from."""
+def record_provenance(run_dir: Path, device: torch.device, first_epoch: int, start: dict[str, Any]) -> None:
+    """Add this session's provenance (versions, device, commit, command line, and ``start``: precision
+    and layout, and the weights a fine-tune started from) to ``provenance.json``: one entry per start
+    or resume, with the epoch it started from."""
     path = run_dir / PROVENANCE
     sessions = json.loads(path.read_text()) if path.exists() else []
-    sessions.append({"first_epoch": first_epoch, **compute, **provenance(device)})
+    sessions.append({"first_epoch": first_epoch, **start, **provenance(device)})
     write_text_atomically(path, json.dumps(sessions, indent=1))
