@@ -325,3 +325,18 @@ def test_a_setting_with_one_seed_shows_its_runs_wilson_interval_not_nothing() ->
     k = int(rob.accuracy.argmin())
     assert rows["trades"][4] == f"{100 * rob.accuracy[k]:.1f} [{100 * rob.low[k]:.1f}, {100 * rob.high[k]:.1f}]"
     assert all("not resolved" not in str(cell) for row in rows.values() for cell in row)
+
+
+def test_a_run_evaluated_at_several_eps_leads_with_the_eps_it_was_trained_for() -> None:
+    """question-a-mnist's Fashion-MNIST runs train at ε 0.1 and are attacked at 0.05, 0.1 and 0.2:
+    their tables lead with 0.1, the dataset's ε; without a config (an outside model) the largest ε."""
+    from dataclasses import replace
+
+    models = collect(ROOT / "results" / "study" / "question-a-mnist").models
+    fashion = next(m for m in models if m.config["data"]["dataset"] == "fashion-mnist")
+    assert sorted({round(r.eps, 4) for r in fashion.evaluation.worst}) == [0.05, 0.1, 0.2]
+    assert fashion.headline.eps == pytest.approx(0.1)
+    assert fashion.headline is next(r for r in fashion.evaluation.worst if r.eps == pytest.approx(0.1))
+    assert replace(fashion, config={}).headline.eps == pytest.approx(0.2)
+    other_norm = {**fashion.config, "threat": {**fashion.config["threat"], "norm": "L2"}}
+    assert replace(fashion, config=other_norm).headline.eps == pytest.approx(0.2)  # never measured: the largest

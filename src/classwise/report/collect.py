@@ -6,6 +6,7 @@ folder given: a copied or moved folder reports the same."""
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from classwise.config import flatten
+from classwise.config import flatten, number
 from classwise.errors import ClasswiseError
 from classwise.evaluate import AttackRecord, ClassAccuracy, Evaluation, read_evaluation
 from classwise.history import Epoch, load_history
@@ -59,7 +60,15 @@ class ModelResult:
 
     @property
     def headline(self) -> AttackRecord:
-        """The worst case at the largest ε."""
+        """The worst case at the threat model the model was trained for (its config's norm and ε)
+        where the evaluation measured it, else at the largest ε: a sweep over ε leads with the
+        training budget, as a study's tables say ("at the dataset's ε")."""
+        threat = self.config.get("threat") or {}
+        if "eps" in threat:
+            eps, norm = number(threat["eps"], "threat.eps"), threat.get("norm", "Linf")
+            trained = [r for r in self.evaluation.worst if r.norm == norm and math.isclose(r.eps, eps, abs_tol=1e-12)]
+            if trained:
+                return trained[0]
         return self.evaluation.headline
 
     @property
