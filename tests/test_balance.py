@@ -303,6 +303,8 @@ def test_dafa_weights_and_margins_from_a_probability_matrix() -> None:
 @pytest.mark.parametrize("method", ["pgd-at", "trades"])
 def test_dafa_scales_each_class_attack_step_with_its_weight(method: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """As in DAFA's reference code: class i is attacked within w_i·ε with steps of w_i times the method's."""
+    import importlib
+
     import classwise.train.methods as methods
     from classwise.train.methods import Knobs
 
@@ -319,7 +321,8 @@ def test_dafa_scales_each_class_attack_step_with_its_weight(method: str, monkeyp
         seen.append(torch.as_tensor(step_size))
         return x, torch.zeros(len(x), dtype=torch.bool)
 
-    monkeypatch.setattr(methods, "pgd", spy)
+    # the training attack's own PGD core (the package's name `pgd` is the function, not its module)
+    monkeypatch.setattr(importlib.import_module("classwise.attacks.pgd"), "pgd", spy)
     trained = METHODS.get(method)(TrainConfig.from_dict({"method": {"name": method}}).method.options(), 8 / 255)
     y = torch.tensor([0, 1, 2, 2])
     x = torch.rand(4, 3, 8, 8)

@@ -216,3 +216,30 @@ def test_the_loops_per_class_totals_and_what_dafa_reads_from_them() -> None:
     dafa.observe_training(0, totals.class_accuracy(), totals.class_probs())
     torch.testing.assert_close(dafa.techniques[0].weights, dafa_weights(probs, 1.0))
     assert not torch.allclose(dafa_weights(probs, 1.0), dafa_weights(probs.T, 1.0))
+
+
+@pytest.mark.parametrize(
+    ("name", "args", "step"), [("pgd-at", {"steps": 4}, 2.5 * EPS / 4), ("fgsm-rs", {}, 1.25 * EPS)]
+)
+def test_a_methods_attack_is_the_registered_pgd_with_its_step_rule_and_the_techniques_budget(
+    name: str, args: dict[str, int], step: float
+) -> None:
+    """Training goes through the attack interface: the method's attack is the registry's PGD with
+    the method's steps and step rule, and a technique's per-example ε and step multiple reach it."""
+    from classwise.attacks import PGD
+
+    method = _method(name, **args)
+    assert isinstance(method.attack, PGD) and method.attack.alpha == pytest.approx(step)
+    model, (x, y) = _model(), _batch()
+    eps, scale = EPS * (1 + torch.arange(len(y)) % 3) / 3, 0.5 + (torch.arange(len(y)) % 2)
+    out = method.loss(model, x, y, torch.Generator().manual_seed(4), Knobs(eps, step_scale=scale))
+    start = random_init(x, eps, "Linf", torch.Generator().manual_seed(4))
+    steps = args.get("steps", 1)
+    for i in range(len(y)):  # sample by sample: its own ε and step
+        rows = slice(i, i + 1)
+        x_adv, _ = reference_pgd(
+            model, x[rows], y[rows], start[rows], float(eps[i]), step * float(scale[i]), steps, "Linf", "ce", False
+        )
+        torch.testing.assert_close(
+            out.loss[i], F.cross_entropy(model(x_adv), y[rows], reduction="none")[0], rtol=1e-5, atol=1e-5
+        )

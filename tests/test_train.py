@@ -127,16 +127,17 @@ def test_step_size_defaults_follow_the_papers() -> None:
         return x, torch.zeros(2, dtype=torch.bool)
 
     model = create_model("resnet20", 3, (3, 8, 8), (0.5,) * 3, (0.25,) * 3, width=4)
-    import classwise.train.methods as methods
+    import importlib
 
-    original = methods.pgd
-    methods.pgd = spy  # type: ignore[assignment]
+    core = importlib.import_module("classwise.attacks.pgd")  # the training attack's PGD core
+    original = core.pgd
+    core.pgd = spy
     try:
         pgd_at.loss(model, x, y, torch.Generator(), Knobs(8 / 255))
         fgsm = METHODS.get("fgsm-rs")(TrainConfig.from_dict({"method": {"name": "fgsm-rs"}}).method.options(), 8 / 255)
         fgsm.loss(model, x, y, torch.Generator(), Knobs(8 / 255))
     finally:
-        methods.pgd = original
+        core.pgd = original
     assert calls == pytest.approx([2 / 255, 10 / 255])
 
 

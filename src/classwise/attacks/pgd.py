@@ -217,6 +217,40 @@ class PGD:
     def plan(self, num_classes: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
         return (self.name,), ()
 
+    def perturb(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        *,
+        eps: Budget | None = None,
+        step_scale: Budget = 1.0,
+        generator: torch.Generator | None = None,
+        objective: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+        x_init: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Training examples: every sample takes all ``steps`` (no early stop, one restart) inside
+        ``eps`` (this attack's budget, or one per sample where a technique sets them) with this
+        attack's step times ``step_scale``, and the last iterate is returned unjudged, so that a
+        model in train mode sees no extra forward pass. ``objective`` and ``x_init`` as in :func:`pgd`
+        (TRADES ascends the KL from a start near the clean image)."""
+        x_adv, _ = pgd(
+            model,
+            x,
+            y,
+            eps=self.eps if eps is None else eps,
+            step_size=self.alpha * step_scale,
+            steps=self.steps,
+            norm=self.norm,
+            loss=self.loss,
+            random_start=self.random_start,
+            generator=generator,
+            objective=objective,
+            x_init=x_init,
+            judge=False,
+        )
+        return x_adv
+
     def preflight(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> list[str]:
         return []
 

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from classwise.attacks.pgd import default_step, pgd
+from classwise.attacks import PGD, build_attack
 from classwise.attacks.threat import Budget
 from classwise.config import field_help
 from classwise.errors import ConfigError
@@ -147,13 +147,19 @@ def _check_attack(steps: int, step_size: float | None) -> None:
         raise ConfigError(f"step_size must be > 0, got {step_size}")
 
 
+def _training_attack(eps: float, norm: str, steps: int, step_size: float | None) -> PGD:
+    """The method's attack, made through the attack registry like every other: its step rule
+    (2.5·ε/steps unless ``step_size``) is the attack's own."""
+    attack = build_attack("pgd", {"steps": steps, "step_size": step_size}, eps, norm)
+    assert isinstance(attack, PGD)
+    return attack
+
+
 def _adversarial(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, g: torch.Generator, k: Knobs, steps: int, step: float, norm: str
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, g: torch.Generator, k: Knobs, attack: PGD
 ) -> MethodOutput:
-    alpha = step * k.step_scale
-    x_adv, _ = pgd(
-        model, x, y, eps=k.eps, step_size=alpha, steps=steps, norm=norm, random_start=True, generator=g, judge=False
-    )
+    """The criterion on ``attack``'s examples at the technique's budget and step (``k``)."""
+    x_adv = attack.perturb(model, x, y, eps=k.eps, step_scale=k.step_scale, generator=g)
     logits = model(x_adv)
     return MethodOutput(k.criterion(logits, y), logits)
 
@@ -164,10 +170,12 @@ class PGDAT(Method):
 
     Options = PGDOptions
 
+    def __init__(self, options: Any, eps: float, norm: str = "Linf") -> None:
+        super().__init__(options, eps, norm)
+        self.attack = _training_attack(eps, norm, options.steps, options.step_size)
+
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, g: torch.Generator, k: Knobs) -> MethodOutput:
-        o = self.options
-        step = o.step_size if o.step_size is not None else float(default_step(self.eps, o.steps))
-        return _adversarial(model, x, y, g, k, o.steps, step, self.norm)
+        return _adversarial(model, x, y, g, k, self.attack)
 
 
 @dataclass(frozen=True)
@@ -193,11 +201,12 @@ class FGSMRS(Method):
 
     def __init__(self, options: Any, eps: float, norm: str = "Linf") -> None:
         super().__init__(options, eps, norm)
+        step = options.step_size if options.step_size is not None else 1.25 * eps
+        self.attack = _training_attack(eps, norm, 1, step)
         self.co_last: float | None = None  # the previous epoch's PGD accuracy on the fixed batch
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, g: torch.Generator, k: Knobs) -> MethodOutput:
-        step = self.options.step_size if self.options.step_size is not None else 1.25 * self.eps
-        return _adversarial(model, x, y, g, k, 1, step, self.norm)
+        return _adversarial(model, x, y, g, k, self.attack)
 
     def end_of_epoch(self, end: EpochEnd) -> bool:
         if not self.options.co_check:
@@ -252,30 +261,30 @@ class TRADES(Method):
     parts = ("natural", "boundary")
     uses_beta = True
 
+    def __init__(self, options: Any, eps: float, norm: str = "Linf") -> None:
+        super().__init__(options, eps, norm)
+        self.attack = _training_attack(eps, norm, options.steps, options.step_size)
+
     def beta(self) -> float | None:
         return float(self.options.beta)
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, g: torch.Generator, k: Knobs) -> MethodOutput:
         o = self.options
-        step = o.step_size if o.step_size is not None else float(default_step(self.eps, o.steps))
         was_training = model.training
         model.eval()
         try:
             with torch.no_grad():
                 clean_logits = model(x).float()
             start = x + 0.001 * torch.randn(x.shape, device=x.device, generator=g)
-            x_adv, _ = pgd(
+            x_adv = self.attack.perturb(
                 model,
                 x,
                 y,
                 eps=k.eps,
-                step_size=step * k.step_scale,
-                steps=o.steps,
-                norm=self.norm,
+                step_scale=k.step_scale,
                 generator=g,
                 objective=lambda logits, rows: kl_per_example(clean_logits[rows], logits),
                 x_init=start,
-                judge=False,
             )
         finally:  # the mode is the caller's, whatever happens during the attack
             model.train(was_training)
