@@ -502,3 +502,26 @@ def test_an_earlier_study_leaves_out_the_datasets_a_later_study_replaces() -> No
     assert "by study `question-a-cifar`" in section and "by study `question-a-gtsrb`" in section
     assert "| CIFAR-10 (JPEG q75) | pgd-at |" not in section and "| GTSRB (32 px) |" not in section
     assert "| MNIST | pgd-at | Linf 0.3 |" in section  # the datasets nothing replaces stay
+
+
+def test_a_fine_tune_study_says_which_weights_each_seed_started_from(tmp_path: Path) -> None:
+    """From each run's provenance.json (the sha256 model.init_from loaded), by seed; a seed whose
+    runs started from different weights is named, since its technique−control pairs are then broken."""
+    import shutil
+
+    from studies.findings.closing_gap import start_part
+    from studies.findings.study_answers import snapshot_runs
+
+    folder = tmp_path / "question-c-finetune"
+    shutil.copytree(ROOT / "results" / "study" / "question-c-finetune", folder)
+    runs = snapshot_runs(folder)[1]
+    assert len(runs) >= 2 and {r.seed for r in runs} == {0}
+    [line] = [x for x in start_part(runs) if x]
+    assert f"seed 0: not recorded (ran on AMD EPYC; {len(runs)} runs)" in line and "Within seed" not in line
+    for r in runs:
+        (r.path / "provenance.json").write_text(json.dumps([{"init_from": {"sha256": "ab" * 32}}]))
+    [line] = [x for x in start_part(runs) if x]
+    assert f"seed 0: sha256 {'ab' * 6} (" in line and "Within seed" not in line and "seed 0: not recorded" not in line
+    (runs[0].path / "provenance.json").write_text(json.dumps([{"init_from": {"sha256": "cd" * 32}}]))
+    [line] = [x for x in start_part(runs) if x]
+    assert f"sha256 {'ab' * 6}, sha256 {'cd' * 6}" in line and "Within seed 0 the runs do not share" in line

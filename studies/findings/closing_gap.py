@@ -11,6 +11,7 @@ its interval above 0, mean robust accuracy down by at most 2)."""
 from __future__ import annotations
 
 import functools
+import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -452,6 +453,56 @@ def _verdict(p: Paired) -> str:
     )
 
 
+def start_weights(run: StudyRun) -> str | None:
+    """The sha256 of the weights a fine-tune started from, as its provenance recorded it (None:
+    a run stored before the digest was kept)."""
+    path = run.path / "provenance.json"
+    if not path.exists():
+        return None
+    sessions = json.loads(path.read_text())
+    digest = (sessions[0].get("init_from") or {}).get("sha256") if sessions else None
+    return str(digest) if digest else None
+
+
+def start_part(runs: Sequence[StudyRun]) -> list[str]:
+    """Which weights each seed's fine-tunes started from: a technique and its control pair within
+    a seed, so a seed must share one start; across seeds the start may differ (a base retrained on
+    another machine), and then the spread over seeds holds the base's spread too."""
+    tuned = [r for r in runs if r.model.config.get("model", {}).get("init_from")]
+    if not tuned:
+        return []
+    per_seed: dict[int, list[StudyRun]] = {}
+    for r in tuned:
+        per_seed.setdefault(r.seed, []).append(r)
+    items, mixed, starts_of = [], [], {}
+    for seed, group in sorted(per_seed.items()):
+        starts = sorted({start_weights(r) or "not recorded" for r in group})
+        machines = sorted({str(r.model.evaluation.provenance.get("device", {}).get("cpu", "?")) for r in group})
+        starts_of[seed] = starts
+        if len(starts) > 1:
+            mixed.append(seed)
+        names = ", ".join(s if s == "not recorded" else f"sha256 {s[:12]}" for s in starts)
+        items.append(f"seed {seed}: {names} (ran on {', '.join(machines)}; {_count(len(group), 'run')})")
+    source = sorted({str(r.model.config["model"]["init_from"]) for r in tuned})
+    line = (
+        f"Start weights (`model.init_from`: {', '.join(f'`{s}`' for s in source)}), by seed, as each run's "
+        "provenance recorded them (runs stored before the digest was kept: not recorded): " + "; ".join(items) + "."
+    )
+    if mixed:
+        line += (
+            f" Within seed {', '.join(map(str, mixed))} the runs do not share one recorded start, so that seed's "
+            "technique−control differences may compare fine-tunes of different weights."
+        )
+    if len(starts_of) > 1 and (
+        len({tuple(v) for v in starts_of.values()}) > 1 or any("not recorded" in v for v in starts_of.values())
+    ):
+        line += (
+            " The seeds are not shown to share one start: each technique is compared with its control within a "
+            "seed, and the spread over seeds may also hold the difference between the starts."
+        )
+    return ["", line]
+
+
 def closing_gap_section(folder: Path) -> tuple[str, dict[str, bytes]]:
     """Markdown and figures for question (c) from one study snapshot."""
     finished, runs, total = snapshot_runs(folder)
@@ -480,6 +531,7 @@ def closing_gap_section(folder: Path) -> tuple[str, dict[str, bytes]]:
         *reached_part(settings),
         *paired_part(pairs),
     ]
+    lines += start_part(runs)
     lines += engagement_part([s for s in settings if s.technique != "none"])
     lines += averaging_part(settings)
     later = sorted({e.name for r in runs for e in r.path.glob("eval-*") if (e / "evaluation.json").exists()})
