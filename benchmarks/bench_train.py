@@ -91,7 +91,7 @@ def step_rate(
     model.train()
     flops = count_flops(model, x, y, False) + (steps * count_flops(model, x, y, True) if method != "standard" else 0)
     balance = make_technique("none", {}, torch.full((10,), batch), 1, method_cls)
-    trainer_method = method_cls(cfg.method.options(), cfg.threat.eps)
+    trainer_method = method_cls(cfg.method.options, cfg.threat.eps)
     body = step_body(model, opt, trainer_method, balance, 0, g, EpochTotals.zeros(10, device), precision)
     warmup = 3
     with TrainStep(body, opt, g, graph=graph, warmup=warmup) as step:

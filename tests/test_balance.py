@@ -323,7 +323,7 @@ def test_dafa_scales_each_class_attack_step_with_its_weight(method: str, monkeyp
 
     # the training attack's own PGD core (the package's name `pgd` is the function, not its module)
     monkeypatch.setattr(importlib.import_module("classwise.attacks.pgd"), "pgd", spy)
-    trained = METHODS.get(method)(TrainConfig.from_dict({"method": {"name": method}}).method.options(), 8 / 255)
+    trained = METHODS.get(method)(TrainConfig.from_dict({"method": {"name": method}}).method.options, 8 / 255)
     y = torch.tensor([0, 1, 2, 2])
     x = torch.rand(4, 3, 8, 8)
     model = create_model("resnet20", 3, (3, 8, 8), (0.5,) * 3, (0.25,) * 3, width=4)

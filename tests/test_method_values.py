@@ -25,7 +25,7 @@ EPS = 0.1
 
 
 def _method(name: str, norm: str = "Linf", eps: float = EPS, **args: object):
-    options = TrainConfig.from_dict({"method": {"name": name, "args": dict(args)}}).method.options()
+    options = TrainConfig.from_dict({"method": {"name": name, "args": dict(args)}}).method.options
     return METHODS.get(name)(options, eps, norm)
 
 

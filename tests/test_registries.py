@@ -77,7 +77,7 @@ def _tiny_step(method_name: str, technique: str) -> float:
     model = create_model("resnet20", 3, (3, 8, 8), (0.5,) * 3, (0.25,) * 3, width=4)
     cfg = TrainConfig.from_dict({"method": {"name": method_name}, "balance": {"name": technique}})
     method_cls = METHODS.get(method_name)
-    method = method_cls(cfg.method.options(), cfg.threat.eps)
+    method = method_cls(cfg.method.options, cfg.threat.eps)
     balance = make_technique(technique, {}, torch.tensor([8, 4, 2]), 2, method_cls)
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     totals = EpochTotals.zeros(3, torch.device("cpu"))

@@ -70,7 +70,7 @@ def test_expansion_counts_hashes_and_dotted_keys(tmp_path: Path) -> None:
     study = load_study(path)
     assert len(study.runs) == 8 and len({r.run_id for r in study.runs}) == 8
     assert {r.config.model.args["width"] for r in study.runs} == {4, 8}
-    assert {r.config.method.options().steps for r in study.runs if r.config.method.name == "pgd-at"} == {2}
+    assert {r.config.method.options.steps for r in study.runs if r.config.method.name == "pgd-at"} == {2}
     again = load_study(path)
     assert [r.run_id for r in again.runs] == [r.run_id for r in study.runs]
 
@@ -85,7 +85,7 @@ def test_a_grid_that_drops_an_option_by_switching_the_method_warns_once(
     with caplog.at_level("WARNING"):
         study = load_study(path)
     assert caplog.text.count("method.name=trades starts method.args afresh and drops steps=2") == 1
-    assert {r.config.method.options().steps for r in study.runs} == {10}  # the warning changes nothing
+    assert {r.config.method.options.steps for r in study.runs} == {10}  # the warning changes nothing
 
 
 def test_local_run_records_every_class_and_skips_finished_runs(tmp_path: Path) -> None:

@@ -91,7 +91,7 @@ def test_overrides_use_one_syntax_and_fractions_work_everywhere(tmp_path: Path) 
     assert cfg.with_overrides({"balance.args.gamma": 3}).balance.args == {"gamma": 3}
     (tmp_path / "c.yaml").write_text("threat: {eps: 8/255}\nmethod: {name: trades, args: {beta: 1}}\n")
     loaded = TrainConfig.load(tmp_path / "c.yaml")
-    assert loaded.threat.eps == pytest.approx(8 / 255) and loaded.method.options().beta == 1.0
+    assert loaded.threat.eps == pytest.approx(8 / 255) and loaded.method.options.beta == 1.0
     # a piece's args belong to it: switching the method starts its args afresh
     assert loaded.with_overrides({"method.name": "pgd-at"}).method.args == {}
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
@@ -117,7 +117,7 @@ def test_switching_a_piece_warns_when_it_drops_options_the_new_piece_takes(caplo
 
 
 def test_step_size_defaults_follow_the_papers() -> None:
-    pgd_at = METHODS.get("pgd-at")(TrainConfig().method.options(), 8 / 255)
+    pgd_at = METHODS.get("pgd-at")(TrainConfig().method.options, 8 / 255)
     x, y = torch.zeros(2, 3, 8, 8), torch.tensor([0, 1])
     assert pgd_at.options.steps == 10 and pgd_at.options.step_size is None  # 2.5·ε/10 = 2/255 in the loss
     calls: list[float] = []
@@ -134,7 +134,7 @@ def test_step_size_defaults_follow_the_papers() -> None:
     core.pgd = spy
     try:
         pgd_at.loss(model, x, y, torch.Generator(), Knobs(8 / 255))
-        fgsm = METHODS.get("fgsm-rs")(TrainConfig.from_dict({"method": {"name": "fgsm-rs"}}).method.options(), 8 / 255)
+        fgsm = METHODS.get("fgsm-rs")(TrainConfig.from_dict({"method": {"name": "fgsm-rs"}}).method.options, 8 / 255)
         fgsm.loss(model, x, y, torch.Generator(), Knobs(8 / 255))
     finally:
         core.pgd = original
@@ -152,7 +152,7 @@ def test_schedules() -> None:
 
 def _method(name: str, eps: float = 8 / 255, **args: object) -> Method:
     cfg = TrainConfig.from_dict({"method": {"name": name, "args": args}, "threat": {"eps": eps}})
-    return METHODS.get(name)(cfg.method.options(), eps)
+    return METHODS.get(name)(cfg.method.options, eps)
 
 
 def test_trades_with_beta_zero_is_clean_cross_entropy() -> None:

@@ -114,9 +114,19 @@ class MethodConfig:
     name: str = field_help("standard, pgd-at, trades or fgsm-rs", default="pgd-at")
     args: dict[str, Any] = field_help("the method's options, e.g. {steps: 10} or {beta: 6}", default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # converted once, here: ``args`` stays as written (it is what config.yaml stores and run ids hash)
+        try:
+            method = METHODS.get(self.name)
+        except ConfigError as exc:
+            raise ConfigError(f"method.name: {exc}") from None
+        object.__setattr__(self, "_options", from_plain(method.Options, self.args, "method.args"))
+
+    @property
     def options(self) -> Any:
-        """The method's options, typed and checked (``method.args.steps`` etc.)."""
-        return from_plain(METHODS.get(self.name).Options, self.args, "method.args")
+        """The method's options as its typed ``Options`` (``cfg.method.options.steps``), made and
+        checked once, when the config was."""
+        return self._options  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -237,7 +247,6 @@ class TrainConfig:
             raise ConfigError(f"seed must be a whole number >= 0, got {self.seed!r}")
         model_args(self.model.name, self.model.args)
         method = METHODS.get(self.method.name)
-        self.method.options()
         if method.adversarial and self.threat.eps == 0:
             raise ConfigError(f"{self.method.name} needs threat.eps > 0; use method standard for eps 0")
         if self.threat.norm not in method.norms:

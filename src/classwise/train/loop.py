@@ -125,7 +125,7 @@ class Trainer:
             fused=device.type == "cuda",  # one kernel per update, and it reads a tensor lr (CUDA graphs)
         )
         method_cls = METHODS.get(cfg.method.name)
-        self.method: Method = method_cls(cfg.method.options(), cfg.threat.eps, cfg.threat.norm)
+        self.method: Method = method_cls(cfg.method.options, cfg.threat.eps, cfg.threat.norm)
         counts = ds.train.counts(ds.num_classes)
         self.balance: Balance = make_technique(cfg.balance.name, cfg.balance.args, counts, o.epochs, method_cls)
         augment = cfg.data.augment if cfg.data.augment is not None else Augment.for_input(ds.input_shape) is not None
