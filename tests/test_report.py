@@ -340,3 +340,30 @@ def test_a_run_evaluated_at_several_eps_leads_with_the_eps_it_was_trained_for() 
     assert replace(fashion, config={}).headline.eps == pytest.approx(0.2)
     other_norm = {**fashion.config, "threat": {**fashion.config["threat"], "norm": "L2"}}
     assert replace(fashion, config=other_norm).headline.eps == pytest.approx(0.2)  # never measured: the largest
+
+
+def test_a_validation_is_written_as_it_reads_back() -> None:
+    """The loop stores each validation through Validation.to_dict: every committed record of a run
+    that validated robustness, one that averaged weights (CFA) and one that weighed by the loss
+    (WAT) comes back key for key, in order, and what was not measured is left out."""
+    import json
+
+    from classwise.history import Validation
+
+    finetune = ROOT / "results" / "study" / "question-c-finetune" / "runs"
+    paths = [finetune / run / "history.json" for run in ("1f6e68e6a5af", "82415a50e3eb", "a697e23a2c73")]
+    paths.append(ROOT / "results" / "study" / "question-a-mnist" / "runs" / "4787647a49fb" / "history.json")
+    seen: set[str] = set()
+    for path in paths:
+        for record in json.loads(path.read_text()):
+            if "val" in record:
+                written = Validation.from_dict(record["val"]).to_dict()
+                assert written == record["val"] and list(written) == list(record["val"])
+                seen |= set(written)
+    assert {"weights_averaged", "method_loss", "robust"} <= seen
+    assert set(Validation((0.5, 1.0), 0.75, 0.5, "a").to_dict()) == {
+        "clean",
+        "clean_mean",
+        "clean_worst",
+        "clean_worst_class",
+    }

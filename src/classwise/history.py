@@ -1,7 +1,8 @@
 """A training run's history read back as typed records: one :class:`Epoch` per line of
 ``history.json``, with its :class:`Validation` where the epoch was validated.
 
-The training loop writes the records (``classwise.train``); the report, the trackers, the
+The training loop writes the records (``classwise.train``; each validation as a typed
+:class:`Validation`, stored by :meth:`Validation.to_dict`); the report, the trackers, the
 checkpoint selection and the study pages read them through this module, so none of them indexes
 a dict by a string or imports training code to do so. Unknown keys (what a method adds to an
 epoch, e.g. FGSM-RS's catastrophic-overfitting check) are kept in ``extra``, so a history written
@@ -47,6 +48,14 @@ class Validation:
             if key in values:
                 values[key] = _floats(values[key])
         return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as ``history.json`` stores it: fields in order, those not measured left out."""
+        return {
+            f.name: list(v) if isinstance(v, tuple) else v
+            for f in fields(self)
+            if (v := getattr(self, f.name)) is not None
+        }
 
     @property
     def robust_or_clean_mean(self) -> float:

@@ -29,6 +29,7 @@ from classwise.data import (
 )
 from classwise.errors import CheckpointError, ConfigError
 from classwise.evaluate import EvalSpec, Evaluation, evaluate, run_evaluation
+from classwise.history import Validation
 from classwise.models import (
     ImageClassifier,
     atomic_torch_save,
@@ -202,23 +203,24 @@ class Trainer:
     def validate(self, run_dir: Path, epoch: int, record: dict[str, Any], state: RunState) -> None:
         """Per-class validation; the technique observes it, best.pt and the weight average follow it."""
         predictor = self.predictor()
-        val = record["val"] = validation_record(
+        val = validation_record(
             predictor, self.ds, self.cfg.validation_spec(self.compute.precision), self.cfg.validates_robustness
         )
-        robust = None if val.get("robust") is None else torch.tensor(val["robust"], device=self.device)
-        self.balance.observe_validation(epoch, torch.tensor(val["clean"], device=self.device), robust)
+        robust = None if val.robust is None else torch.tensor(val.robust, device=self.device)
+        self.balance.observe_validation(epoch, torch.tensor(val.clean, device=self.device), robust)
         if self.balance.wants_validation_loss and self.ds.val is not None:
             seed, size, precision = self.cfg.seed * 1_000_003 + epoch, self.cfg.optim.batch_size, self.compute.precision
             loss = class_losses(self.model, self.method, self.ds.val, self.ds.num_classes, size, seed, precision)
-            record["val"]["method_loss"] = loss.cpu().tolist()
+            val = replace(val, method_loss=tuple(loss.cpu().tolist()))
             self.balance.observe_validation_loss(epoch, loss)
         value = SELECTION.get(self.cfg.selection_metric)(val)
         if state.best.improves(value):
             state.best.keep(value, epoch)
             save_checkpoint(run_dir / rundir.BEST, predictor, epoch=epoch, **self.meta)
         average = self.balance.fold(predictor.state_dict(), robust)
-        if self.balance.averages:
-            val["weights_averaged"] = average is not None  # whether this epoch entered the average (CFA's FAWA)
+        if self.balance.averages:  # whether this epoch entered the average (CFA's FAWA)
+            val = replace(val, weights_averaged=average is not None)
+        record["val"] = val.to_dict()
         if average is not None:
             averaged = model_from_spec(predictor.spec)
             averaged.load_state_dict(average)
@@ -313,28 +315,23 @@ def init_weights(model: ImageClassifier, source: Path, num_classes: int) -> dict
     return {"path": str(path), "sha256": file_sha256(path)}
 
 
-def validation_record(model: ImageClassifier, ds: Dataset, spec: EvalSpec, robust: bool) -> dict[str, Any]:
+def validation_record(model: ImageClassifier, ds: Dataset, spec: EvalSpec, robust: bool) -> Validation:
     """Per-class clean and (where ``robust``: for runs that validate robustness) attacked accuracy
     under ``spec`` (the config's :meth:`~TrainConfig.validation_spec`) on the validation split."""
     ev = evaluate(model, ds, spec, progress=False)
     clean = ev.spread(ev.clean())
-    out: dict[str, Any] = {
-        "clean": ev.clean().accuracy.tolist(),
-        "clean_mean": clean.mean,
-        "clean_worst": clean.worst,
-        "clean_worst_class": clean.worst_class,
-    }
-    if robust:
-        rob = ev.spread(ev.robust(ev.worst[0]))
-        out.update(
-            {
-                "robust": ev.robust(ev.worst[0]).accuracy.tolist(),
-                "robust_mean": rob.mean,
-                "robust_worst": rob.worst,
-                "robust_worst_class": rob.worst_class,
-            }
-        )
-    return out
+    val = Validation(tuple(ev.clean().accuracy.tolist()), clean.mean, clean.worst, clean.worst_class)
+    if not robust:
+        return val
+    attacked = ev.robust(ev.worst[0])
+    rob = ev.spread(attacked)
+    return replace(
+        val,
+        robust=tuple(attacked.accuracy.tolist()),
+        robust_mean=rob.mean,
+        robust_worst=rob.worst,
+        robust_worst_class=rob.worst_class,
+    )
 
 
 def _finish(
