@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -234,22 +235,18 @@ class PGD:
         attack's step times ``step_scale``, and the last iterate is returned unjudged, so that a
         model in train mode sees no extra forward pass. ``objective`` and ``x_init`` as in :func:`pgd`
         (TRADES ascends the KL from a start near the clean image)."""
-        x_adv, _ = pgd(
-            model,
-            x,
-            y,
-            eps=self.eps if eps is None else eps,
-            step_size=self.alpha * step_scale,
-            steps=self.steps,
-            norm=self.norm,
-            loss=self.loss,
-            random_start=self.random_start,
-            generator=generator,
-            objective=objective,
-            x_init=x_init,
-            judge=False,
-        )
-        return x_adv
+        budget = self.eps if eps is None else eps
+        how = {"generator": generator, "objective": objective, "x_init": x_init, "judge": False}
+        return self.core(model, x, y, budget, self.alpha * step_scale, **how)[0]
+
+    def core(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: Budget, step: Budget, **how: Any
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:func:`pgd` with this attack's steps, norm, loss and start at budget ``eps`` and step
+        ``step`` (one, or one per sample); ``how`` passes :func:`pgd`'s other arguments (and may
+        override the start)."""
+        settings = {"steps": self.steps, "norm": self.norm, "loss": self.loss, "random_start": self.random_start}
+        return pgd(model, x, y, eps=eps, step_size=step, **{**settings, **how})
 
     def preflight(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> list[str]:
         return []
@@ -285,19 +282,8 @@ class PGD:
         early_stop: bool,
         generator: torch.Generator | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        return pgd(
-            model,
-            x,
-            y,
-            eps=self.eps,
-            step_size=self.alpha,
-            steps=self.steps,
-            norm=self.norm,
-            loss=self.loss,
-            random_start=self.random_start,
-            targeted=targeted,
-            early_stop=early_stop,
-            generator=generator,
+        return self.core(
+            model, x, y, self.eps, self.alpha, targeted=targeted, early_stop=early_stop, generator=generator
         )
 
 

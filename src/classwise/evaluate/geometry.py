@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from classwise.attacks import PGD, pgd
+from classwise.attacks import PGD
 from classwise.data.dataset import unit_images
 
 
@@ -120,17 +120,5 @@ def _fooled(
     """Whether ``attack`` at per-sample budgets ``eps`` fools each sample."""
     e = eps.to(x.device, torch.float32)
     g = torch.Generator(device=x.device).manual_seed(seed)
-    _, fooled = pgd(
-        model,
-        x,
-        y,
-        eps=e,
-        step_size=attack.step_at(e),
-        steps=attack.steps,
-        norm=attack.norm,
-        loss=attack.loss,
-        random_start=False,
-        early_stop=True,
-        generator=g,
-    )
+    _, fooled = attack.core(model, x, y, e, attack.step_at(e), random_start=False, early_stop=True, generator=g)
     return fooled.cpu()
