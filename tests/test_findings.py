@@ -525,3 +525,27 @@ def test_a_fine_tune_study_says_which_weights_each_seed_started_from(tmp_path: P
     (runs[0].path / "provenance.json").write_text(json.dumps([{"init_from": {"sha256": "cd" * 32}}]))
     [line] = [x for x in start_part(runs) if x]
     assert f"sha256 {'ab' * 6}, sha256 {'cd' * 6}" in line and "Within seed 0 the runs do not share" in line
+
+
+def test_classes_a_long_tailed_baseline_never_learns_are_named_from_the_stored_runs() -> None:
+    """question-c-longtail's PGD-AT baseline: the classes whose clean accuracy, the mean over its
+    seeds recomputed from per_class.csv, is at most 2% are named, and no other."""
+    import csv
+
+    from studies.findings.closing_gap import floor_part, settings_of
+    from studies.findings.study_answers import snapshot_runs
+
+    folder = ROOT / "results" / "study" / "question-c-longtail"
+    runs = snapshot_runs(folder)[1]
+    base = [r for r in runs if (r.model.config.get("balance") or {}).get("name", "none") == "none"]
+    clean: dict[str, list[float]] = {}
+    for r in base:
+        with open(r.path / "eval" / "per_class.csv") as f:
+            for row in csv.DictReader(f):
+                if row["metric"] == "clean":
+                    clean.setdefault(row["class"], []).append(float(row["accuracy"]))
+    expected = sorted(c for c, v in clean.items() if sum(v) / len(v) <= 0.02)
+    assert expected and len(base) == 3
+    [line] = [x for x in floor_part(settings_of(runs)) if x]
+    named = sorted(c for c in clean if f"{c} (" in line)
+    assert named == expected and line.startswith("Classes pgd-at does not learn")

@@ -36,6 +36,7 @@ from studies.findings.study_answers import (
     progress,
     snapshot_runs,
     technique,
+    train_counts,
     with_intervals,
 )
 from studies.findings.technique_order import order_part
@@ -223,6 +224,43 @@ def reached_part(settings: Sequence[Setting]) -> list[str]:
         rows.append(f"| {s.label} | {', '.join(map(str, seeds))} | " + " | ".join(cells) + f" | {weakest} |")
     columns = ("setting", "seeds", "clean mean", "clean worst", "robust mean", "robust worst", "weakest under attack")
     return lines + markdown_table(columns, rows, "no run has finished yet")
+
+
+FLOOR = 0.02  # clean accuracy at or below this: the class is not learnt (chance is 10% on CIFAR-10)
+
+
+def floor_part(settings: Sequence[Setting]) -> list[str]:
+    """Classes that a base method (no technique) does not learn at all: clean accuracy at the floor
+    on the test set, with what they trained on and the highest training accuracy any epoch reached.
+    A technique's gain there says whether the class is learnt, not how robust it is."""
+    lines = []
+    for base in (s for s in settings if s.technique == "none"):
+        seeds = sorted(base.runs)
+        runs = [base.runs[k] for k in seeds]
+        clean, robust = base.accuracy(seeds, False).mean(0), base.accuracy(seeds, True).mean(0)
+        low = [int(k) for k in np.flatnonzero(clean <= FLOOR)]
+        if not low:
+            continue
+        names, counts = runs[0].model.class_names, train_counts(runs[0])
+        cells = [
+            f"{names[k]} ({'' if counts is None else f'{int(counts[k]):,} training images; '}clean "
+            f"{pct(float(clean[k]))}%, robust {pct(float(robust[k]))}%, the highest training accuracy of any epoch "
+            f"{pct(max(_trained(r, k) for r in runs))}%)"
+            for k in low
+        ]
+        lines += [
+            "",
+            f"Classes {base.label} does not learn (clean accuracy at most {pct(FLOOR)}% on the test set, the mean "
+            f"over seeds {', '.join(map(str, seeds))}): " + "; ".join(cells) + ". A technique's gain on these classes "
+            "says whether it makes them learnt at all, not whether it closes a robustness gap; the goal's worst-class "
+            "comparison is read on them all the same.",
+        ]
+    return lines
+
+
+def _trained(run: StudyRun, k: int) -> float:
+    """The highest training accuracy of class ``k`` that any epoch of ``run`` recorded."""
+    return max((e.train_class_acc[k] for e in run.model.history if e.train_class_acc), default=float("nan"))
 
 
 def paired_part(pairs: Sequence[Paired]) -> list[str]:
@@ -529,6 +567,7 @@ def closing_gap_section(folder: Path) -> tuple[str, dict[str, bytes]]:
         + f"Every run is evaluated with {r0.model.evaluation.spec.describe()}.",
         "",
         *reached_part(settings),
+        *floor_part(settings),
         *paired_part(pairs),
     ]
     lines += start_part(runs)
