@@ -371,6 +371,7 @@ def test_the_removal_intervention_is_read_against_its_baselines_from_the_stored_
     lines = text.splitlines()
     for robust in (False, True):
         what = "robust (headline attack)" if robust else "clean"
+        past: list[float] = []  # per seed: the neighbour arm's change past the share the baseline took for it
         start = lines.index(
             f"resnet20, pgd-at: {names[target]}'s {what} accuracy (%; change from the baseline in brackets):"
         )
@@ -381,7 +382,17 @@ def test_the_removal_intervention_is_read_against_its_baselines_from_the_stored_
             before = acc(base[seed], robust)
             after = [acc(arms[(c,)], robust) for c in (neighbour, control)]
             expected = [f"{100 * before:.1f}"] + [f"{100 * a:.1f} ({100 * (a - before):+.1f})" for a in after]
-            assert cells[:3] == expected
+            assert [cells[0], *cells[2:4]] == expected  # the baseline, then each arm (after the shares)
+            e = base[seed]  # the share of the target's images the baseline took for each removed class
+            pred = (e.headline.adv_pred if robust else e.clean_pred)[e.labels == target]
+            shares = [100 * float((pred == names.index(c)).mean()) for c in (neighbour, control)]
+            assert cells[1] == " / ".join(f"{v:.1f}" for v in shares)
+            past.append(100 * (after[0] - before) - shares[0])
+        summary = next(line for line in lines[start:] if line.startswith("Mean over seeds"))
+        assert (
+            f"{neighbour} out's change past the share the baseline took for {neighbour} is {np.mean(past):+.1f}"
+            in summary
+        )
     assert "**Answer" in text
     assert (tmp_path / "figures" / "study-r-removal.png").read_bytes()[:4] == b"\x89PNG"
     config = yaml.safe_load((results / "study" / "r" / "runs" / removal.runs[0].run_id / "config.yaml").read_text())

@@ -12,6 +12,11 @@ weakest class is measured on its own test images, which are the same images in e
 classes kept hold the full dataset's images in its order), so each difference is paired image by
 image within a seed (Newcombe's interval) and seed by seed across the retrainings (Student-t over
 the seeds, the retrained model being the unit); the family of comparisons is Holm-corrected.
+
+Leaving a class out also shrinks the output: the weakest class's images that the baseline took for
+the left-out class must land elsewhere, and up to that share can turn correct without the retraining
+learning anything. The page gives that share beside each seed and reads the neighbour arm's change
+past it, so that a gain the smaller output alone explains is not taken for a learnt one.
 """
 
 from __future__ import annotations
@@ -129,23 +134,28 @@ def weakest_class(models: Sequence[ModelResult]) -> tuple[str, int]:
 
 def _seed_rows(
     triples: Sequence[Triple], target: str, arms: Sequence[tuple[str, ...]], robust: bool
-) -> tuple[list[str], dict[tuple[str, ...], list[float]], list[float], np.ndarray]:
-    """Per seed: the target's accuracy in the baseline and in each arm, and the two arms' paired
-    difference over the target's images (Newcombe); with the per-seed changes from the baseline, the
-    per-seed differences of the arms that the summary is over, and the (seeds, 1 + arms) accuracies
-    the figure draws (NaN where a run has not finished)."""
-    rows, per_arm, effect = [], defaultdict(list), []
+) -> tuple[list[str], dict[tuple[str, ...], list[float]], list[float], list[float], np.ndarray]:
+    """Per seed: the target's accuracy in the baseline, the share of its images the baseline took for
+    each removed class, its accuracy in each arm, and the two arms' paired difference over the
+    target's images (Newcombe); with the per-seed changes from the baseline, the per-seed differences
+    of the arms that the summary is over, the neighbour arm's change minus the share the baseline
+    took for the neighbour, and the (seeds, 1 + arms) accuracies the figure draws (NaN where a run
+    has not finished)."""
+    rows, per_arm, effect, beyond = [], defaultdict(list), [], []
     drawn = np.full((len(triples), 1 + len(arms)), np.nan)
     for i, t in enumerate(triples):
         base = _flags(t.baseline, target, robust)
         drawn[i, 0] = base.mean()
-        cells = [pct(base.mean())]
+        taken = _confusion([t.baseline], target, robust)
+        cells = [pct(base.mean()), " / ".join(pct(taken.get(arm[0], 0.0)) for arm in arms)]
         for j, arm in enumerate(arms, start=1):
             if arm not in t.without:
                 cells.append("–")
                 continue
             acc = drawn[i, j] = float(_flags(t.without[arm], target, robust).mean())
             per_arm[arm].append(acc - float(base.mean()))
+            if j == 1:  # the neighbour: its change past what the missing output alone can turn correct
+                beyond.append(acc - float(base.mean()) - taken.get(arm[0], 0.0))
             cells.append(f"{pct(acc)} ({100 * (acc - base.mean()):+.1f})")
         if all(a in t.without for a in arms):
             neighbour, control = (_flags(t.without[a], target, robust) for a in arms)
@@ -155,7 +165,7 @@ def _seed_rows(
         else:
             cells.append("–")
         rows.append(f"| {t.seed} | " + " | ".join(cells) + " |")
-    return rows, per_arm, effect, drawn
+    return rows, per_arm, effect, beyond, drawn
 
 
 @dataclass(frozen=True)
@@ -165,6 +175,7 @@ class Comparison:
     name: str
     estimate: analysis.Estimate
     p_value: float
+    beyond: analysis.Estimate | None = None  # the neighbour arm's change past the missing output's share
 
 
 def _over_seeds(values: Sequence[float]) -> tuple[analysis.Estimate, float]:
@@ -195,10 +206,11 @@ def _method_part(
     panels: list[Panel] = []
     for robust in (False, True) if triples[0].adversarial else (False,):
         what = "robust (headline attack)" if robust else "clean"
-        rows, per_arm, effect, drawn = _seed_rows(triples, target, arms, robust)
+        rows, per_arm, effect, beyond, drawn = _seed_rows(triples, target, arms, robust)
         columns = [
             "seed",
             f"{target}, all classes",
+            f"{target} taken for {neighbour} / {control} there",
             f"{target}, without {neighbour} (the neighbour)",
             f"{target}, without {control} (the control)",
             f"{neighbour} out − {control} out (paired over {target}'s images)",
@@ -209,13 +221,21 @@ def _method_part(
             _seed_mean(f"{neighbour} out", "changes it by", per_arm[arms[0]]),
             _seed_mean(f"{control} out", "changes it by", per_arm[arms[1]]),
             _seed_mean(f"{neighbour} out minus {control} out", "is", effect),
+            _seed_mean(f"{neighbour} out's change past the share the baseline took for {neighbour}", "is", beyond),
         ]
         e, p = _over_seeds(effect)
-        found.append(Comparison(f"{setting}, {what}", e, p))
+        found.append(Comparison(f"{setting}, {what}", e, p, _over_seeds(beyond)[0] if beyond else None))
         labels = ["all classes", f"without {neighbour}", f"without {control}"]
         title = f"{setting}: {target}, {'robust' if robust else 'clean'}"
         panels.append((title, labels, drawn, [f"seed {t.seed}" for t in triples]))
-        lines += ["", "Mean over seeds (Student-t, the retrained model the unit): " + "; ".join(texts) + ".", ""]
+        lines += [
+            "",
+            "Mean over seeds (Student-t, the retrained model the unit): " + "; ".join(texts) + ". A class left "
+            f"out cannot be predicted, so the {target} images the baseline took for it must land elsewhere: up to "
+            f"that share (the third column) can turn correct from the smaller output alone, without the retraining "
+            f"learning {target} better; a change beyond it is the retraining's.",
+            "",
+        ]
     return lines, found, panels
 
 
@@ -380,5 +400,16 @@ def _verdict(tests: list[Comparison], target: str, neighbour: str, control: str)
             verdict = f"leaving {neighbour} out helps {target} more than leaving {control} out"
         else:
             verdict = f"leaving {neighbour} out helps {target} less than leaving {control} out"
+        if t.beyond is not None and q <= 0.05 and t.estimate.value > 0:
+            past = t.beyond.resolved and t.beyond.low > 0
+            verdict += (
+                f"; past the share of {target} that the baseline took for {neighbour} the change is "
+                f"{t.beyond.format(signed=True)} points, so "
+                + (
+                    f"the retraining learnt {target} better than the smaller output alone explains"
+                    if past
+                    else f"it is not told apart from the smaller output alone ({neighbour} can no longer be predicted)"
+                )
+            )
         parts.append(f"{t.name}: {t.estimate.format(signed=True)} points, Holm-adjusted p {q:.3f}: {verdict}")
     return [f"**Answer:** {neighbour} out minus {control} out, per measure: " + "; ".join(parts) + "."]
