@@ -340,6 +340,7 @@ def test_a_run_evaluated_at_several_eps_leads_with_the_eps_it_was_trained_for() 
     assert replace(fashion, config={}).headline.eps == pytest.approx(0.2)
     other_norm = {**fashion.config, "threat": {**fashion.config["threat"], "norm": "L2"}}
     assert replace(fashion, config=other_norm).headline.eps == pytest.approx(0.2)  # never measured: the largest
+    assert replace(fashion, config={"threat": {"eps": "a lot"}}).headline.eps == pytest.approx(0.2)  # unreadable
 
 
 def test_a_validation_is_written_as_it_reads_back() -> None:

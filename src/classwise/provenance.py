@@ -4,6 +4,7 @@ line, recorded with every evaluation, run folder and report."""
 from __future__ import annotations
 
 import functools
+import hashlib
 import platform
 import subprocess
 import sys
@@ -70,8 +71,6 @@ def git_commit() -> str | None:
 
 def file_sha256(path: str | Path) -> str:
     """sha256 of a file's bytes: which checkpoint exactly a run started from."""
-    import hashlib
-
     with open(path, "rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
 

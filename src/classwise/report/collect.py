@@ -16,7 +16,7 @@ import numpy as np
 import yaml
 
 from classwise.config import flatten, number
-from classwise.errors import ClasswiseError
+from classwise.errors import ClasswiseError, ConfigError
 from classwise.evaluate import AttackRecord, ClassAccuracy, Evaluation, read_evaluation
 from classwise.history import Epoch, load_history
 from classwise.report.headline import trained_adversarially
@@ -64,12 +64,13 @@ class ModelResult:
         where the evaluation measured it, else at the largest ε: a sweep over ε leads with the
         training budget, as a study's tables say ("at the dataset's ε")."""
         threat = self.config.get("threat") or {}
-        if "eps" in threat:
-            eps, norm = number(threat["eps"], "threat.eps"), threat.get("norm", "Linf")
-            trained = [r for r in self.evaluation.worst if r.norm == norm and math.isclose(r.eps, eps, abs_tol=1e-12)]
-            if trained:
-                return trained[0]
-        return self.evaluation.headline
+        try:
+            eps = number(threat["eps"], "threat.eps") if isinstance(threat, dict) and "eps" in threat else None
+        except ConfigError:
+            eps = None  # a config this version cannot read: lead with the largest ε, as for a model without one
+        norm = threat.get("norm", "Linf") if isinstance(threat, dict) else None
+        trained = [r for r in self.evaluation.worst if r.norm == norm and eps is not None and math.isclose(r.eps, eps)]
+        return trained[0] if trained else self.evaluation.headline
 
     @property
     def robust(self) -> np.ndarray:
