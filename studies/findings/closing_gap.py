@@ -494,11 +494,11 @@ def _verdict(p: Paired) -> str:
 def start_weights(run: StudyRun) -> str | None:
     """The sha256 of the weights a fine-tune started from, as its provenance recorded it (None:
     a run stored before the digest was kept)."""
-    path = run.path / "provenance.json"
-    if not path.exists():
+    try:
+        sessions = json.loads((run.path / "provenance.json").read_text())
+        digest = sessions[0]["init_from"]["sha256"]
+    except (OSError, ValueError, LookupError, TypeError):  # none kept, or not the form classwise writes
         return None
-    sessions = json.loads(path.read_text())
-    digest = (sessions[0].get("init_from") or {}).get("sha256") if sessions else None
     return str(digest) if digest else None
 
 
