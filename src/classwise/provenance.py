@@ -4,7 +4,6 @@ line, recorded with every evaluation, run folder and report."""
 from __future__ import annotations
 
 import functools
-import hashlib
 import platform
 import subprocess
 import sys
@@ -67,12 +66,6 @@ def git_commit() -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return (out.stdout.strip() or None) if out.returncode == 0 else None
-
-
-def file_sha256(path: str | Path) -> str:
-    """sha256 of a file's bytes: which checkpoint exactly a run started from."""
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def provenance(device: torch.device | str | None = None) -> dict[str, Any]:

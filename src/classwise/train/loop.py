@@ -27,6 +27,7 @@ from classwise.data import (
     validation_split,
     without_classes,
 )
+from classwise.data.files import file_digest
 from classwise.errors import CheckpointError, ConfigError
 from classwise.evaluate import EvalSpec, Evaluation, evaluate, run_evaluation
 from classwise.history import Validation
@@ -39,7 +40,6 @@ from classwise.models import (
     save_checkpoint,
     torch_file,
 )
-from classwise.provenance import file_sha256
 from classwise.train import rundir
 from classwise.train.balance import Balance, make_technique
 from classwise.train.config import TrainConfig
@@ -312,7 +312,7 @@ def init_weights(model: ImageClassifier, source: Path, num_classes: int) -> dict
             f"for {model.spec.input_shape}"
         )
     model.load_state_dict(loaded.state_dict())
-    return {"path": str(path), "sha256": file_sha256(path)}
+    return {"path": str(path), "sha256": file_digest(path, "sha256")}
 
 
 def validation_record(model: ImageClassifier, ds: Dataset, spec: EvalSpec, robust: bool) -> Validation:
