@@ -153,10 +153,11 @@ def _seed_rows(
                 cells.append("–")
                 continue
             acc = drawn[i, j] = float(_flags(t.without[arm], target, robust).mean())
-            per_arm[arm].append(acc - float(base.mean()))
+            change = acc - float(base.mean())
+            per_arm[arm].append(change)
             if j == 1:  # the neighbour: its change past what the missing output alone can turn correct
-                beyond.append(acc - float(base.mean()) - taken.get(arm[0], 0.0))
-            cells.append(f"{pct(acc)} ({100 * (acc - base.mean()):+.1f})")
+                beyond.append(change - taken.get(arm[0], 0.0))
+            cells.append(f"{pct(acc)} ({100 * change:+.1f})")
         if all(a in t.without for a in arms):
             neighbour, control = (_flags(t.without[a], target, robust) for a in arms)
             d = analysis.paired_difference_interval(control, neighbour)
